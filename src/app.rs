@@ -1,0 +1,150 @@
+//! Assembles a running node from its configuration: storage, services, the
+//! HTTP server and the in-process workers.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{BlobUrl, Config, DatabaseUrl};
+use crate::service::Services;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{BlobStore, LocalBlobStore, Store};
+use crate::worker::{Worker, WorkerConfig};
+
+async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    match &config.database {
+        DatabaseUrl::Sqlite(path) => {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
+            let path = path.clone();
+            let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path, 8)).await??;
+            Ok(Arc::new(store))
+        }
+        DatabaseUrl::Postgres(_) => bail!("PostgreSQL is not supported by this build yet"),
+    }
+}
+
+fn open_blobs(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
+    match &config.blobs {
+        BlobUrl::Local(dir) => Ok(Arc::new(LocalBlobStore::open(dir)?)),
+        BlobUrl::S3(_) => bail!("S3 blob storage is not supported by this build yet"),
+    }
+}
+
+pub async fn services(config: &Config) -> anyhow::Result<Services> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let store = open_store(config).await?;
+    let blobs = open_blobs(config)?;
+    Services::new(
+        store,
+        blobs,
+        config.image_limits,
+        config.data_dir.join("staging"),
+    )
+    .await
+}
+
+fn worker(services: &Services, config: &Config) -> Worker {
+    Worker::new(
+        services.clone(),
+        WorkerConfig {
+            concurrency: config.workers,
+            lease: config.job_lease,
+            poll_interval: std::time::Duration::from_secs(2),
+            max_attempts: 5,
+            image_limits: config.image_limits,
+            debug_delay: config.debug_job_delay,
+        },
+    )
+}
+
+/// A node running in the background.
+pub struct Running {
+    /// Where the API listens (None for worker-only nodes).
+    pub addr: Option<SocketAddr>,
+    pub services: Services,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting work, lets requests in flight finish, and waits.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    pub async fn wait(self) {
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Starts the API server (and workers unless `config.workers` is 0).
+pub async fn serve(config: Config) -> anyhow::Result<Running> {
+    let services = services(&config).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let shutdown = CancellationToken::new();
+    let mut tasks = Vec::new();
+    let app = crate::http::router(services.clone());
+    let stop = shutdown.clone();
+    tasks.push(tokio::spawn(async move {
+        let served = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    }));
+    if config.workers > 0 {
+        let w = worker(&services, &config);
+        let stop = shutdown.clone();
+        tasks.push(tokio::spawn(async move { w.run(stop).await }));
+    }
+    Ok(Running {
+        addr: Some(addr),
+        services,
+        shutdown,
+        tasks,
+    })
+}
+
+/// Starts image workers only.
+pub async fn work(mut config: Config) -> anyhow::Result<Running> {
+    config.workers = config.workers.max(1);
+    let services = services(&config).await?;
+    let shutdown = CancellationToken::new();
+    let w = worker(&services, &config);
+    let stop = shutdown.clone();
+    let task = tokio::spawn(async move { w.run(stop).await });
+    Ok(Running {
+        addr: None,
+        services,
+        shutdown,
+        tasks: vec![task],
+    })
+}
+
+/// A worker over the same storage as `services`, for tests that drain the queue step by step.
+pub fn worker_for(services: &Services, config: &Config) -> Worker {
+    worker(services, config)
+}

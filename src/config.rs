@@ -1,0 +1,299 @@
+//! Configuration: flags, `IMAGEGRAM_*` environment variables and an optional
+//! TOML file, in that order of precedence, over built-in defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "imagegram",
+    version,
+    about = "Imagegram: a self-hostable backend for an image-sharing app."
+)]
+#[command(
+    after_help = "Every option can also be set in the TOML file given with --config, \
+    using the option's long name with underscores (e.g. data_dir = \"/var/lib/imagegram\"). \
+    Precedence: flag, then environment variable, then file, then default."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the API (plus in-process image workers unless --workers 0).
+    Serve(ServerArgs),
+    /// Run image workers only.
+    Worker(ServerArgs),
+    /// Render IN exactly as the service would serve it, to the JPEG file OUT.
+    Render(RenderArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Options of `serve` and `worker`. Defaults are applied after the TOML file is read.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "IMAGEGRAM_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "IMAGEGRAM_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory for the embedded database, blobs and staging files [default: ./imagegram-data].
+    #[arg(long, env = "IMAGEGRAM_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL [default: sqlite://DATA_DIR/imagegram.db].
+    #[arg(long, env = "IMAGEGRAM_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Blob store URL [default: file://DATA_DIR/blobs].
+    #[arg(long, env = "IMAGEGRAM_BLOB_URL")]
+    pub blob_url: Option<String>,
+    /// In-process image workers; `serve --workers 0` runs an API-only node
+    /// [default: number of CPUs minus one, at least 1].
+    #[arg(long, env = "IMAGEGRAM_WORKERS")]
+    pub workers: Option<usize>,
+    /// Rate limiting, on or off [default: on].
+    #[arg(long, env = "IMAGEGRAM_RATE_LIMIT")]
+    pub rate_limit: Option<OnOff>,
+    /// Largest image accepted, in pixels, checked from the header [default: 100000000].
+    #[arg(long, env = "IMAGEGRAM_MAX_PIXELS")]
+    pub max_pixels: Option<u64>,
+    /// Largest image side accepted, in pixels [default: 30000].
+    #[arg(long, env = "IMAGEGRAM_MAX_SIDE")]
+    pub max_side: Option<u32>,
+    /// Seconds a worker holds a job without renewing it before another may take it over [default: 30].
+    #[arg(long, env = "IMAGEGRAM_JOB_LEASE_SECS")]
+    pub job_lease_secs: Option<u64>,
+    /// Log format [default: text].
+    #[arg(long, env = "IMAGEGRAM_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Test hook: milliseconds each job waits after it is claimed.
+    #[arg(long, env = "IMAGEGRAM_DEBUG_JOB_DELAY_MS", hide = true)]
+    pub debug_job_delay_ms: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// Input image (PNG, JPEG or BMP).
+    pub input: PathBuf,
+    /// Output JPEG.
+    pub output: PathBuf,
+    /// none, grayscale or dither.
+    #[arg(long, default_value = "none")]
+    pub filter: String,
+    /// Levels per channel for the dither filter (2..=16).
+    #[arg(long)]
+    pub dither_levels: Option<i64>,
+    /// Largest image accepted, in pixels.
+    #[arg(long, env = "IMAGEGRAM_MAX_PIXELS", default_value_t = 100_000_000)]
+    pub max_pixels: u64,
+    /// Largest image side accepted, in pixels.
+    #[arg(long, env = "IMAGEGRAM_MAX_SIDE", default_value_t = 30_000)]
+    pub max_side: u32,
+}
+
+/// Where metadata lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+/// Where blobs live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobUrl {
+    Local(PathBuf),
+    S3(String),
+}
+
+/// Fully resolved configuration of a server process.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database: DatabaseUrl,
+    pub blobs: BlobUrl,
+    pub workers: usize,
+    pub rate_limit: bool,
+    pub image_limits: imaging::Limits,
+    pub job_lease: Duration,
+    pub log_format: LogFormat,
+    pub debug_job_delay: Duration,
+}
+
+fn default_workers() -> usize {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    cpus.saturating_sub(1).max(1)
+}
+
+pub fn parse_database_url(url: &str) -> anyhow::Result<DatabaseUrl> {
+    if let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        Ok(DatabaseUrl::Sqlite(PathBuf::from(path)))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(DatabaseUrl::Postgres(url.to_owned()))
+    } else {
+        bail!("unsupported database URL {url:?}: expected sqlite://PATH or postgres://…")
+    }
+}
+
+pub fn parse_blob_url(url: &str) -> anyhow::Result<BlobUrl> {
+    if let Some(path) = url.strip_prefix("file://") {
+        Ok(BlobUrl::Local(PathBuf::from(path)))
+    } else if let Some(bucket) = url.strip_prefix("s3://") {
+        Ok(BlobUrl::S3(bucket.trim_end_matches('/').to_owned()))
+    } else {
+        bail!("unsupported blob URL {url:?}: expected file://DIR or s3://BUCKET")
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<ServerArgs> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+impl ServerArgs {
+    /// Applies the TOML file (if any) under the flags and environment, then the defaults.
+    pub fn resolve(self) -> anyhow::Result<Config> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => ServerArgs::default(),
+        };
+        let data_dir = self
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./imagegram-data"));
+        let database = match self.database_url.or(file.database_url) {
+            Some(url) => parse_database_url(&url)?,
+            None => DatabaseUrl::Sqlite(data_dir.join("imagegram.db")),
+        };
+        let blobs = match self.blob_url.or(file.blob_url) {
+            Some(url) => parse_blob_url(&url)?,
+            None => BlobUrl::Local(data_dir.join("blobs")),
+        };
+        let limits = imaging::Limits {
+            max_pixels: self.max_pixels.or(file.max_pixels).unwrap_or(100_000_000),
+            max_side: self.max_side.or(file.max_side).unwrap_or(30_000),
+        };
+        let lease = self
+            .job_lease_secs
+            .or(file.job_lease_secs)
+            .unwrap_or(30)
+            .max(1);
+        Ok(Config {
+            listen: self
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid default")),
+            data_dir,
+            database,
+            blobs,
+            workers: self
+                .workers
+                .or(file.workers)
+                .unwrap_or_else(default_workers),
+            rate_limit: self.rate_limit.or(file.rate_limit).unwrap_or(OnOff::On) == OnOff::On,
+            image_limits: limits,
+            job_lease: Duration::from_secs(lease),
+            log_format: self
+                .log_format
+                .or(file.log_format)
+                .unwrap_or(LogFormat::Text),
+            debug_job_delay: Duration::from_millis(
+                self.debug_job_delay_ms
+                    .or(file.debug_job_delay_ms)
+                    .unwrap_or(0),
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            parse_database_url("sqlite:///tmp/x.db").unwrap(),
+            DatabaseUrl::Sqlite("/tmp/x.db".into())
+        );
+        assert_eq!(
+            parse_database_url("sqlite:x.db").unwrap(),
+            DatabaseUrl::Sqlite("x.db".into())
+        );
+        assert!(matches!(
+            parse_database_url("postgres://h/db").unwrap(),
+            DatabaseUrl::Postgres(_)
+        ));
+        assert!(parse_database_url("mysql://x").is_err());
+        assert_eq!(
+            parse_blob_url("s3://bucket/").unwrap(),
+            BlobUrl::S3("bucket".into())
+        );
+        assert!(parse_blob_url("ftp://x").is_err());
+    }
+
+    #[test]
+    fn flags_override_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("imagegram.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"/from/file\"\nworkers = 3\nlisten = \"127.0.0.1:9000\"\n",
+        )
+        .unwrap();
+        let args = ServerArgs {
+            config: Some(file),
+            workers: Some(5),
+            ..Default::default()
+        };
+        let c = args.resolve().unwrap();
+        assert_eq!(c.workers, 5);
+        assert_eq!(c.data_dir, PathBuf::from("/from/file"));
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(
+            c.database,
+            DatabaseUrl::Sqlite("/from/file/imagegram.db".into())
+        );
+        assert!(c.rate_limit);
+    }
+
+    #[test]
+    fn unknown_file_keys_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "lisen = \"x\"\n").unwrap();
+        let args = ServerArgs {
+            config: Some(file),
+            ..Default::default()
+        };
+        assert!(args.resolve().is_err());
+    }
+}

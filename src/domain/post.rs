@@ -1,0 +1,245 @@
+use super::{Comment, PostId, Timestamp, User};
+
+/// A caption: 0–2,200 characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caption(String);
+
+impl Caption {
+    pub const MAX_CHARS: usize = 2200;
+
+    pub fn parse(raw: String) -> Result<Self, String> {
+        if raw.chars().count() > Self::MAX_CHARS {
+            return Err(format!("must be at most {} characters", Self::MAX_CHARS));
+        }
+        Ok(Caption(raw))
+    }
+
+    pub fn from_trusted(s: String) -> Self {
+        Caption(s)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A time to live in seconds (≥ 1; at most ten years, so the expiry time always fits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpiresIn(i64);
+
+impl ExpiresIn {
+    pub const MAX_SECONDS: i64 = 10 * 366 * 24 * 3600;
+
+    pub fn parse(seconds: i64) -> Result<Self, String> {
+        if !(1..=Self::MAX_SECONDS).contains(&seconds) {
+            return Err(format!(
+                "must be between 1 and {} seconds",
+                Self::MAX_SECONDS
+            ));
+        }
+        Ok(ExpiresIn(seconds))
+    }
+
+    pub fn after(self, now: Timestamp) -> Timestamp {
+        now + chrono::Duration::seconds(self.0)
+    }
+}
+
+/// The filter chosen for a post's image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PostFilter {
+    #[default]
+    None,
+    Grayscale,
+    Dither {
+        levels: u8,
+    },
+}
+
+impl PostFilter {
+    pub const DEFAULT_DITHER_LEVELS: u8 = 2;
+
+    /// Parses the `filter` and `dither_levels` request fields together.
+    pub fn parse(
+        filter: Option<&str>,
+        levels: Option<i64>,
+    ) -> Result<Self, (&'static str, String)> {
+        let levels = match levels {
+            None => None,
+            Some(n) if (2..=16).contains(&n) => Some(n as u8),
+            Some(_) => return Err(("dither_levels", "must be between 2 and 16".into())),
+        };
+        match (filter.unwrap_or("none"), levels) {
+            ("dither", l) => Ok(PostFilter::Dither {
+                levels: l.unwrap_or(Self::DEFAULT_DITHER_LEVELS),
+            }),
+            (_, Some(_)) if matches!(filter, Some("none" | "grayscale") | None) => Err((
+                "dither_levels",
+                "is only allowed with filter \"dither\"".into(),
+            )),
+            ("none", None) => Ok(PostFilter::None),
+            ("grayscale", None) => Ok(PostFilter::Grayscale),
+            _ => Err((
+                "filter",
+                "must be one of \"none\", \"grayscale\", \"dither\"".into(),
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PostFilter::None => "none",
+            PostFilter::Grayscale => "grayscale",
+            PostFilter::Dither { .. } => "dither",
+        }
+    }
+
+    pub fn levels(self) -> Option<u8> {
+        match self {
+            PostFilter::Dither { levels } => Some(levels),
+            _ => None,
+        }
+    }
+
+    /// Rebuilds a filter from its stored name and levels.
+    pub fn from_stored(name: &str, levels: Option<i64>) -> Self {
+        match name {
+            "grayscale" => PostFilter::Grayscale,
+            "dither" => PostFilter::Dither {
+                levels: levels.unwrap_or(2).clamp(2, 16) as u8,
+            },
+            _ => PostFilter::None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PostStatus {
+    Processing,
+    Ready,
+    Failed,
+}
+
+impl PostStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PostStatus::Processing => "processing",
+            PostStatus::Ready => "ready",
+            PostStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "processing" => Some(PostStatus::Processing),
+            "ready" => Some(PostStatus::Ready),
+            "failed" => Some(PostStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// The derived JPEG of a ready post.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageInfo {
+    /// Content-addressed key; the blob is `derived/{key}.jpg`.
+    pub key: String,
+    pub width: u32,
+    pub height: u32,
+    pub blurhash: String,
+}
+
+impl ImageInfo {
+    pub fn blob_key(&self) -> String {
+        derived_blob_key(&self.key)
+    }
+}
+
+pub fn derived_blob_key(key: &str) -> String {
+    format!("derived/{key}.jpg")
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Post {
+    pub id: PostId,
+    pub author: User,
+    pub caption: Caption,
+    pub status: PostStatus,
+    pub failure_reason: Option<String>,
+    pub filter: PostFilter,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub comment_count: i64,
+    pub image: Option<ImageInfo>,
+    /// At most the 2 newest comments, newest first.
+    pub last_comments: Vec<Comment>,
+}
+
+impl Post {
+    pub fn is_expired(&self, now: Timestamp) -> bool {
+        self.expires_at.is_some_and(|t| t <= now)
+    }
+
+    /// Whether `viewer` may see this post at `now`: ready and unexpired posts are
+    /// public; a post still processing or failed is visible to its author only.
+    pub fn visible_to(&self, viewer: Option<&User>, now: Timestamp) -> bool {
+        if self.is_expired(now) {
+            return false;
+        }
+        self.status == PostStatus::Ready || viewer.is_some_and(|u| u.id == self.author.id)
+    }
+}
+
+/// Everything needed to insert a post and its processing job.
+#[derive(Debug, Clone)]
+pub struct NewPost {
+    pub id: PostId,
+    pub author: User,
+    pub caption: Caption,
+    pub filter: PostFilter,
+    pub original_key: String,
+    pub original_format: String,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn captions() {
+        assert!(Caption::parse(String::new()).is_ok());
+        assert!(Caption::parse("ü".repeat(2200)).is_ok());
+        assert!(Caption::parse("x".repeat(2201)).is_err());
+    }
+
+    #[test]
+    fn filters() {
+        assert_eq!(PostFilter::parse(None, None), Ok(PostFilter::None));
+        assert_eq!(
+            PostFilter::parse(Some("grayscale"), None),
+            Ok(PostFilter::Grayscale)
+        );
+        assert_eq!(
+            PostFilter::parse(Some("dither"), None),
+            Ok(PostFilter::Dither { levels: 2 })
+        );
+        assert_eq!(
+            PostFilter::parse(Some("dither"), Some(16)),
+            Ok(PostFilter::Dither { levels: 16 })
+        );
+        assert!(PostFilter::parse(Some("dither"), Some(17)).is_err());
+        assert!(PostFilter::parse(Some("dither"), Some(1)).is_err());
+        assert!(PostFilter::parse(Some("sepia"), None).is_err());
+        assert!(PostFilter::parse(Some("none"), Some(4)).is_err());
+    }
+
+    #[test]
+    fn expiry_bounds() {
+        assert!(ExpiresIn::parse(0).is_err());
+        assert!(ExpiresIn::parse(1).is_ok());
+        assert!(ExpiresIn::parse(i64::MAX).is_err());
+    }
+}

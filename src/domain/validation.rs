@@ -1,0 +1,78 @@
+use serde::Serialize;
+
+/// One rejected field of a request, reported to the client as-is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+/// Every rejected field of a request, so a client can fix them all at once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ValidationErrors(pub Vec<FieldError>);
+
+impl ValidationErrors {
+    pub fn single(field: &str, message: impl Into<String>) -> Self {
+        ValidationErrors(vec![FieldError {
+            field: field.to_owned(),
+            message: message.into(),
+        }])
+    }
+
+    pub fn push(&mut self, field: &str, message: impl Into<String>) {
+        self.0.push(FieldError {
+            field: field.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    /// Records the error of `result` under `field`, returning the value if valid.
+    pub fn check<T>(&mut self, field: &str, result: Result<T, String>) -> Option<T> {
+        match result {
+            Ok(v) => Some(v),
+            Err(message) => {
+                self.push(field, message);
+                None
+            }
+        }
+    }
+
+    pub fn into_result(self) -> Result<(), ValidationErrors> {
+        if self.0.is_empty() { Ok(()) } else { Err(self) }
+    }
+}
+
+/// A page size: 1..=100, default 20.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit(u32);
+
+impl Limit {
+    pub const MAX: u32 = 100;
+    pub const DEFAULT: u32 = 20;
+
+    pub fn parse(raw: Option<u32>) -> Result<Self, String> {
+        match raw {
+            None => Ok(Limit(Self::DEFAULT)),
+            Some(n) if (1..=Self::MAX).contains(&n) => Ok(Limit(n)),
+            Some(_) => Err(format!("must be between 1 and {}", Self::MAX)),
+        }
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limit_bounds() {
+        assert_eq!(Limit::parse(None).unwrap().get(), 20);
+        assert_eq!(Limit::parse(Some(1)).unwrap().get(), 1);
+        assert_eq!(Limit::parse(Some(100)).unwrap().get(), 100);
+        assert!(Limit::parse(Some(0)).is_err());
+        assert!(Limit::parse(Some(101)).is_err());
+    }
+}

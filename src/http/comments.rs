@@ -1,0 +1,80 @@
+//! Comments on a post.
+
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use super::extract::{AuthUser, JsonBody, MaybeUser, PageQuery};
+use super::problem::{ApiError, ApiResult};
+use super::views::{CommentView, PageView, next_link};
+use crate::domain::{CommentId, PostId};
+use crate::service::Services;
+
+pub fn router() -> Router<Services> {
+    Router::new()
+        .route("/v1/posts/{id}/comments", get(list).post(create))
+        .route("/v1/posts/{post_id}/comments/{comment_id}", delete(remove))
+}
+
+fn post_id(raw: &str) -> ApiResult<PostId> {
+    raw.parse().map_err(|_| ApiError::not_found("no such post"))
+}
+
+#[derive(Deserialize)]
+struct NewComment {
+    body: String,
+}
+
+async fn create(
+    State(s): State<Services>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+    JsonBody(input): JsonBody<NewComment>,
+) -> ApiResult<Response> {
+    let comment = s.add_comment(post_id(&id)?, &auth.user, input.body).await?;
+    let location = format!("/v1/posts/{}/comments/{}", comment.post_id, comment.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(CommentView::from(&comment)),
+    )
+        .into_response())
+}
+
+async fn list(
+    State(s): State<Services>,
+    MaybeUser(viewer): MaybeUser,
+    Path(id): Path<String>,
+    OriginalUri(uri): OriginalUri,
+    page: PageQuery,
+) -> ApiResult<Response> {
+    let comments = s
+        .comments(
+            post_id(&id)?,
+            viewer.as_ref(),
+            page.cursor.as_deref(),
+            page.limit,
+        )
+        .await?;
+    let mut response = Json(PageView::of(&comments, CommentView::from)).into_response();
+    if let Some(link) = next_link(&uri, comments.next_cursor.as_deref()) {
+        response.headers_mut().insert(header::LINK, link);
+    }
+    Ok(response)
+}
+
+async fn remove(
+    State(s): State<Services>,
+    auth: AuthUser,
+    Path((post, comment)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let comment: CommentId = comment
+        .parse()
+        .map_err(|_| ApiError::not_found("no such comment on this post"))?;
+    s.delete_comment(post_id(&post)?, comment, &auth.user)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

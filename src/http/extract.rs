@@ -1,0 +1,137 @@
+//! Extractors that turn raw requests into authenticated users and validated
+//! input, rejecting with problem+json.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use super::problem::ApiError;
+use crate::domain::{Limit, User, ValidationErrors};
+use crate::service::{Services, Token};
+
+fn bearer(parts: &Parts) -> Result<Option<Token>, ApiError> {
+    let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("the Authorization header is not readable"))?;
+    match value.split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Ok(Some(Token::from_header(token.trim())))
+        }
+        _ => Err(ApiError::unauthorized(
+            "expected \"Authorization: Bearer <token>\"",
+        )),
+    }
+}
+
+/// A signed-in user; the request is rejected with 401 without a valid token.
+pub struct AuthUser {
+    pub user: User,
+    pub token: Token,
+}
+
+impl FromRequestParts<Services> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, services: &Services) -> Result<Self, ApiError> {
+        let token = bearer(parts)?
+            .ok_or_else(|| ApiError::unauthorized("this call needs a bearer token"))?;
+        match services.authenticate(&token).await? {
+            Some(user) => Ok(AuthUser { user, token }),
+            None => Err(ApiError::unauthorized(
+                "the bearer token is invalid or was revoked",
+            )),
+        }
+    }
+}
+
+/// An optional user: no Authorization header means anonymous, but a bad token is still a 401.
+pub struct MaybeUser(pub Option<User>);
+
+impl FromRequestParts<Services> for MaybeUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, services: &Services) -> Result<Self, ApiError> {
+        match bearer(parts)? {
+            None => Ok(MaybeUser(None)),
+            Some(_) => AuthUser::from_request_parts(parts, services)
+                .await
+                .map(|a| MaybeUser(Some(a.user))),
+        }
+    }
+}
+
+/// `axum::Json` with problem+json rejections.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(JsonBody(v)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(r: JsonRejection) -> ApiError {
+    let status = r.status();
+    let title = match status.as_u16() {
+        415 => "Unsupported media type",
+        413 => "Payload too large",
+        422 => "Invalid request",
+        _ => "Malformed JSON",
+    };
+    ApiError::new(status, "invalid-json", title, r.body_text())
+}
+
+/// `limit` and `cursor` of a paginated listing.
+#[derive(Debug, Deserialize)]
+struct RawPageQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct PageQuery {
+    pub limit: Limit,
+    pub cursor: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for PageQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Query(raw) =
+            axum::extract::Query::<RawPageQuery>::from_request_parts(parts, state)
+                .await
+                .map_err(|r: QueryRejection| ApiError::bad_request(r.body_text()))?;
+        let limit = raw
+            .limit
+            .as_deref()
+            .map(|s| {
+                s.parse::<u32>()
+                    .map_err(|_| "must be a whole number from 1 to 100".to_owned())
+            })
+            .transpose()
+            .and_then(Limit::parse)
+            .map_err(|m| {
+                ApiError::validation(
+                    ValidationErrors::single("limit", m),
+                    axum::http::StatusCode::BAD_REQUEST,
+                )
+            })?;
+        Ok(PageQuery {
+            limit,
+            cursor: raw.cursor.filter(|c| !c.is_empty()),
+        })
+    }
+}

@@ -1,0 +1,36 @@
+//! The HTTP layer: routing, extractors, JSON views and problem+json. It calls
+//! the services and never touches storage directly.
+
+mod accounts;
+mod comments;
+mod edge;
+mod extract;
+mod health;
+mod images;
+mod posts;
+mod problem;
+mod views;
+
+use axum::Router;
+use axum::middleware;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+
+use crate::service::Services;
+pub use problem::{ApiError, Problem};
+
+/// Every route, with the layers every response passes through.
+pub fn router(services: Services) -> Router {
+    Router::new()
+        .merge(accounts::router())
+        .merge(posts::router())
+        .merge(comments::router())
+        .merge(images::router())
+        .merge(health::router())
+        .fallback(|| async { ApiError::not_found("no such resource") })
+        .with_state(services)
+        // A panic becomes a 500 problem instead of a dropped connection.
+        .layer(CatchPanicLayer::new())
+        .layer(middleware::from_fn(edge::edge))
+        .layer(CompressionLayer::new())
+}

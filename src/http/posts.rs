@@ -1,0 +1,276 @@
+//! Posts: creation (multipart upload), reads, the feed, deletion.
+
+use axum::extract::multipart::Field;
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, OriginalUri, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncWriteExt, BufWriter};
+
+use super::extract::{AuthUser, MaybeUser, PageQuery};
+use super::problem::{ApiError, ApiResult};
+use super::views::{PageView, PostView, next_link};
+use crate::domain::{Post, PostId, ValidationErrors};
+use crate::service::{CreatePost, Services, StagedImage};
+
+/// The image may be 100 MiB; the other fields and multipart framing get this much on top.
+const MULTIPART_OVERHEAD: u64 = 1024 * 1024;
+/// The largest non-image field read into memory.
+const MAX_FIELD_BYTES: usize = 16 * 1024;
+
+pub fn router() -> Router<Services> {
+    Router::new()
+        .route(
+            "/v1/posts",
+            get(feed).post(create).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/v1/posts/{id}", get(show).delete(remove))
+        .route("/v1/users/{username}/posts", get(by_user))
+}
+
+fn post_id(raw: &str) -> ApiResult<PostId> {
+    raw.parse().map_err(|_| ApiError::not_found("no such post"))
+}
+
+async fn create(
+    State(s): State<Services>,
+    auth: AuthUser,
+    request: Request,
+) -> ApiResult<Response> {
+    let max = crate::service::MAX_IMAGE_BYTES;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max + MULTIPART_OVERHEAD) {
+        return Err(ApiError::payload_too_large(max));
+    }
+    let is_multipart = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
+    if !is_multipart {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported media type",
+            "send the post as multipart/form-data with fields \"caption\" and \"image\"",
+        ));
+    }
+    let multipart = Multipart::from_request(request, &s)
+        .await
+        .map_err(|r| ApiError::bad_request(r.body_text()))?;
+    let (input, image) = read_form(multipart, &s, max).await?;
+    let post = s.create_post(&auth.user, input, image).await?;
+    let status = if post.status == crate::domain::PostStatus::Ready {
+        StatusCode::CREATED
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((
+        status,
+        [(header::LOCATION, format!("/v1/posts/{}", post.id))],
+        Json(PostView::from(&post)),
+    )
+        .into_response())
+}
+
+/// Reads the form, spooling the image to disk as it arrives.
+async fn read_form(
+    mut form: Multipart,
+    s: &Services,
+    max: u64,
+) -> ApiResult<(CreatePost, StagedImage)> {
+    let mut input = CreatePost::default();
+    let mut image = None;
+    let mut errors = ValidationErrors::default();
+    while let Some(field) = form
+        .next_field()
+        .await
+        .map_err(|e| ApiError::bad_request(e.body_text()))?
+    {
+        let name = field.name().unwrap_or_default().to_owned();
+        match name.as_str() {
+            "image" if image.is_some() => {
+                errors.push("image", "only one image is allowed per post")
+            }
+            "image" => image = Some(spool(field, s, max).await?),
+            "caption" => input.caption = Some(small_text(field).await?),
+            "filter" => input.filter = Some(small_text(field).await?),
+            "expires_in" => {
+                input.expires_in = errors.check("expires_in", integer(field).await?).flatten()
+            }
+            "dither_levels" => {
+                input.dither_levels = errors
+                    .check("dither_levels", integer(field).await?)
+                    .flatten()
+            }
+            _ => drop(small_text(field).await?),
+        }
+    }
+    if image.is_none() {
+        errors.push("image", "is required (a PNG, JPEG or BMP file)");
+    }
+    if !errors.0.is_empty() {
+        return Err(ApiError::validation(
+            errors,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ));
+    }
+    Ok((input, image.expect("checked")))
+}
+
+async fn small_text(mut field: Field<'_>) -> ApiResult<String> {
+    let name = field.name().unwrap_or_default().to_owned();
+    let mut buf = Vec::new();
+    while let Some(chunk) = field
+        .chunk()
+        .await
+        .map_err(|e| ApiError::bad_request(e.body_text()))?
+    {
+        if buf.len() + chunk.len() > MAX_FIELD_BYTES {
+            return Err(ApiError::validation(
+                ValidationErrors::single(&name, format!("must be at most {MAX_FIELD_BYTES} bytes")),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    String::from_utf8(buf).map_err(|_| {
+        ApiError::validation(
+            ValidationErrors::single(&name, "must be UTF-8 text"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+    })
+}
+
+async fn integer(field: Field<'_>) -> ApiResult<Result<Option<i64>, String>> {
+    let text = small_text(field).await?;
+    let text = text.trim();
+    if text.is_empty() || text == "null" {
+        return Ok(Ok(None));
+    }
+    Ok(text
+        .parse::<i64>()
+        .map(Some)
+        .map_err(|_| "must be an integer".to_owned()))
+}
+
+/// Streams a file field to a temporary file in the staging directory,
+/// refusing it as soon as it passes `max` bytes.
+async fn spool(mut field: Field<'_>, s: &Services, max: u64) -> ApiResult<StagedImage> {
+    let temp = tempfile::NamedTempFile::new_in(&s.staging_dir)
+        .map_err(|e| crate::service::ServiceError::Internal(e.into()))?;
+    let (file, path) = temp.into_parts();
+    let mut out = BufWriter::with_capacity(256 * 1024, tokio::fs::File::from_std(file));
+    let mut size: u64 = 0;
+    while let Some(chunk) = field
+        .chunk()
+        .await
+        .map_err(|e| ApiError::bad_request(e.body_text()))?
+    {
+        size += chunk.len() as u64;
+        if size > max {
+            return Err(ApiError::payload_too_large(max));
+        }
+        out.write_all(&chunk)
+            .await
+            .map_err(|e| crate::service::ServiceError::Internal(e.into()))?;
+    }
+    out.flush()
+        .await
+        .map_err(|e| crate::service::ServiceError::Internal(e.into()))?;
+    Ok(StagedImage { file: path, size })
+}
+
+/// A strong ETag over the exact representation.
+fn etag_of(body: &[u8]) -> HeaderValue {
+    let digest = Sha256::digest(body);
+    HeaderValue::from_str(&format!("\"{}\"", hex::encode(&digest[..16])))
+        .expect("hex is a valid header")
+}
+
+fn if_none_match_hits(headers: &HeaderMap, etag: &HeaderValue) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|t| t == "*" || t.trim_start_matches("W/") == etag.to_str().unwrap_or_default())
+}
+
+async fn show(
+    State(s): State<Services>,
+    MaybeUser(viewer): MaybeUser,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let post = s.post(post_id(&id)?, viewer.as_ref()).await?;
+    let body = serde_json::to_vec(&PostView::from(&post))
+        .map_err(|e| crate::service::ServiceError::Internal(e.into()))?;
+    let etag = etag_of(&body);
+    // Only the author sees unfinished posts, so those must not sit in shared caches.
+    let cache = HeaderValue::from_static("private, no-cache");
+    if if_none_match_hits(&headers, &etag) {
+        return Ok((
+            StatusCode::NOT_MODIFIED,
+            [(header::ETAG, etag), (header::CACHE_CONTROL, cache)],
+        )
+            .into_response());
+    }
+    Ok((
+        [
+            (header::ETAG, etag),
+            (header::CACHE_CONTROL, cache),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+fn page_response(posts: &crate::service::Page<Post>, uri: &axum::http::Uri) -> Response {
+    let mut response = Json(PageView::of(posts, PostView::from)).into_response();
+    if let Some(link) = next_link(uri, posts.next_cursor.as_deref()) {
+        response.headers_mut().insert(header::LINK, link);
+    }
+    response
+}
+
+async fn feed(
+    State(s): State<Services>,
+    OriginalUri(uri): OriginalUri,
+    page: PageQuery,
+) -> ApiResult<Response> {
+    let posts = s.feed(page.cursor.as_deref(), page.limit).await?;
+    Ok(page_response(&posts, &uri))
+}
+
+async fn by_user(
+    State(s): State<Services>,
+    Path(username): Path<String>,
+    OriginalUri(uri): OriginalUri,
+    page: PageQuery,
+) -> ApiResult<Response> {
+    let posts = s
+        .posts_by(&username, page.cursor.as_deref(), page.limit)
+        .await?;
+    Ok(page_response(&posts, &uri))
+}
+
+async fn remove(
+    State(s): State<Services>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    s.delete_post(post_id(&id)?, &auth.user).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,120 @@
+//! The JSON representations clients see.
+
+use axum::http::{HeaderValue, Uri};
+use serde::Serialize;
+
+use crate::domain::{Comment, CommentId, ImageInfo, Post, PostId, Timestamp, User};
+use crate::service::Page;
+
+#[derive(Serialize)]
+pub struct ImageView {
+    pub url: String,
+    pub width: u32,
+    pub height: u32,
+    pub content_type: &'static str,
+    pub blurhash: String,
+}
+
+impl From<&ImageInfo> for ImageView {
+    fn from(i: &ImageInfo) -> Self {
+        ImageView {
+            url: format!("/v1/images/{}.jpg", i.key),
+            width: i.width,
+            height: i.height,
+            content_type: "image/jpeg",
+            blurhash: i.blurhash.clone(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct CommentView<'a> {
+    pub id: CommentId,
+    pub post_id: PostId,
+    pub author: &'a User,
+    pub body: &'a str,
+    pub created_at: Timestamp,
+}
+
+impl<'a> From<&'a Comment> for CommentView<'a> {
+    fn from(c: &'a Comment) -> Self {
+        CommentView {
+            id: c.id,
+            post_id: c.post_id,
+            author: &c.author,
+            body: c.body.as_str(),
+            created_at: c.created_at,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct PostView<'a> {
+    pub id: PostId,
+    pub author: &'a User,
+    pub caption: &'a str,
+    pub status: &'static str,
+    pub failure_reason: Option<&'a str>,
+    pub filter: &'static str,
+    pub dither_levels: Option<u8>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub comment_count: i64,
+    pub image: Option<ImageView>,
+    pub last_comments: Vec<CommentView<'a>>,
+}
+
+impl<'a> From<&'a Post> for PostView<'a> {
+    fn from(p: &'a Post) -> Self {
+        PostView {
+            id: p.id,
+            author: &p.author,
+            caption: p.caption.as_str(),
+            status: p.status.as_str(),
+            failure_reason: p.failure_reason.as_deref(),
+            filter: p.filter.name(),
+            dither_levels: p.filter.levels(),
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+            expires_at: p.expires_at,
+            comment_count: p.comment_count,
+            image: p.image.as_ref().map(ImageView::from),
+            last_comments: p.last_comments.iter().map(CommentView::from).collect(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct PageView<V> {
+    pub items: Vec<V>,
+    pub next_cursor: Option<String>,
+}
+
+impl<V> PageView<V> {
+    pub fn of<'a, T>(page: &'a Page<T>, view: impl Fn(&'a T) -> V) -> Self {
+        PageView {
+            items: page.items.iter().map(view).collect(),
+            next_cursor: page.next_cursor.clone(),
+        }
+    }
+}
+
+/// `Link: <same path?limit=…&cursor=…>; rel="next"`, keeping the other query parameters.
+pub fn next_link(uri: &Uri, next_cursor: Option<&str>) -> Option<HeaderValue> {
+    let cursor = next_cursor?;
+    let mut query: Vec<(String, String)> = uri
+        .query()
+        .map(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .filter(|(k, _)| k != "cursor")
+                .collect()
+        })
+        .unwrap_or_default();
+    query.push(("cursor".into(), cursor.into()));
+    let encoded = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(query)
+        .finish();
+    HeaderValue::from_str(&format!("<{}?{}>; rel=\"next\"", uri.path(), encoded)).ok()
+}

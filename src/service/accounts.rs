@@ -1,0 +1,152 @@
+//! Registration, sessions and bearer-token authentication.
+
+use std::sync::LazyLock;
+
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::{Argon2, Params};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
+
+use super::{ServiceError, ServiceResult, Services};
+use crate::domain::{Password, User, UserId, Username, ValidationErrors, now};
+
+/// A bearer token: 256 random bits, given to the client once and stored only as a SHA-256 hash.
+#[derive(Clone)]
+pub struct Token(String);
+
+impl Token {
+    fn generate() -> Self {
+        let mut bytes = [0u8; 32];
+        rand::fill(&mut bytes);
+        Token(URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    pub fn from_header(s: &str) -> Self {
+        Token(s.to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// A fast hash is enough: the token has 256 bits of entropy, so it cannot be guessed from it.
+    fn hash(&self) -> [u8; 32] {
+        Sha256::digest(self.0.as_bytes()).into()
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(***)")
+    }
+}
+
+/// A signed-in user and the token that proves it.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub user: User,
+    pub token: Token,
+}
+
+fn argon2() -> Argon2<'static> {
+    // OWASP's first Argon2id recommendation: 19 MiB, 2 passes, 1 lane.
+    let params = Params::new(19 * 1024, 2, 1, None).expect("valid Argon2 parameters");
+    Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+}
+
+async fn hash_password(password: Password) -> ServiceResult<String> {
+    tokio::task::spawn_blocking(move || {
+        argon2()
+            .hash_password(password.expose().as_bytes())
+            .map(|h| h.to_string())
+            .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))
+    })
+    .await
+    .map_err(anyhow::Error::from)?
+    .map_err(ServiceError::Internal)
+}
+
+/// A hash of no one's password, verified when the user does not exist so that
+/// a login takes as long whether or not the username is known.
+static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
+    argon2()
+        .hash_password(b"not anyone's password")
+        .expect("hashing a constant")
+        .to_string()
+});
+
+async fn verify_password(password: String, hash: Option<String>) -> ServiceResult<bool> {
+    tokio::task::spawn_blocking(move || {
+        let known = hash.is_some();
+        let hash = hash.unwrap_or_else(|| DUMMY_HASH.clone());
+        let parsed =
+            PasswordHash::new(&hash).map_err(|e| anyhow::anyhow!("stored hash unreadable: {e}"))?;
+        let ok = argon2()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok();
+        Ok(known && ok)
+    })
+    .await
+    .map_err(anyhow::Error::from)?
+}
+
+impl Services {
+    pub async fn register(&self, username: &str, password: String) -> ServiceResult<Session> {
+        let mut errors = ValidationErrors::default();
+        let username = errors.check("username", Username::parse(username));
+        let password = errors.check("password", Password::parse(password));
+        errors.into_result()?;
+        let (username, password) = (username.expect("checked"), password.expect("checked"));
+        if self.store.user_by_username(&username).await?.is_some() {
+            return Err(ServiceError::Conflict("that username is taken".into()));
+        }
+        let user = User {
+            id: UserId::new(),
+            username,
+            created_at: now(),
+        };
+        let hash = hash_password(password).await?;
+        self.store.create_user(&user, &hash).await?;
+        self.start_session(user).await
+    }
+
+    pub async fn login(&self, username: &str, password: String) -> ServiceResult<Session> {
+        const WRONG: &str = "wrong username or password";
+        // An invalid username cannot exist; still spend the hashing time.
+        let credentials = match Username::parse(username) {
+            Ok(name) => self.store.credentials(&name).await?,
+            Err(_) => None,
+        };
+        let (user, hash) = match credentials {
+            Some(c) => (Some(c.user), Some(c.password_hash)),
+            None => (None, None),
+        };
+        if !verify_password(password, hash).await? {
+            return Err(ServiceError::Unauthorized(WRONG));
+        }
+        self.start_session(user.expect("verified users exist"))
+            .await
+    }
+
+    async fn start_session(&self, user: User) -> ServiceResult<Session> {
+        let token = Token::generate();
+        self.store
+            .create_session(&token.hash(), user.id, now())
+            .await?;
+        Ok(Session { user, token })
+    }
+
+    pub async fn logout(&self, token: &Token) -> ServiceResult<()> {
+        Ok(self.store.delete_session(&token.hash()).await?)
+    }
+
+    /// The user a bearer token belongs to, if it is a live session.
+    pub async fn authenticate(&self, token: &Token) -> ServiceResult<Option<User>> {
+        if token.as_str().is_empty() || token.as_str().len() > 256 {
+            return Ok(None);
+        }
+        Ok(self.store.user_by_session(&token.hash()).await?)
+    }
+}

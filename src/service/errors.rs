@@ -1,0 +1,46 @@
+use crate::domain::ValidationErrors;
+use crate::store::StoreError;
+
+/// What can go wrong in a service call, in the client's terms.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("the request has invalid fields")]
+    Validation(ValidationErrors),
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("{0}")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the cursor is malformed, was tampered with, or belongs to another listing")]
+    BadCursor,
+    #[error("the image is not a PNG, JPEG or BMP file (recognised by content)")]
+    UnsupportedImage,
+    #[error("{0}")]
+    UnreadableImage(String),
+    #[error("{0}")]
+    ImageTooLarge(String),
+    #[error("the image is larger than {max} bytes")]
+    PayloadTooLarge { max: u64 },
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+pub type ServiceResult<T> = Result<T, ServiceError>;
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::UsernameTaken => ServiceError::Conflict("that username is taken".into()),
+            StoreError::Backend(e) => ServiceError::Internal(e),
+        }
+    }
+}
+
+impl From<ValidationErrors> for ServiceError {
+    fn from(e: ValidationErrors) -> Self {
+        ServiceError::Validation(e)
+    }
+}

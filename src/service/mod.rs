@@ -1,0 +1,73 @@
+//! Domain services: the rules of Imagegram over the storage traits. No SQL
+//! and no HTTP types here; handlers call these with validated input.
+
+mod accounts;
+mod comments;
+mod errors;
+mod pages;
+mod posts;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::domain::CursorKey;
+use crate::store::{BlobStore, Store};
+
+pub use accounts::{Session, Token};
+pub use errors::{ServiceError, ServiceResult};
+pub use pages::Page;
+pub use posts::{CreatePost, MAX_IMAGE_BYTES, StagedImage};
+
+/// Everything a request needs, shared by all handlers (cheap to clone).
+#[derive(Clone)]
+pub struct Services {
+    pub store: Arc<dyn Store>,
+    pub blobs: Arc<dyn BlobStore>,
+    cursor_key: CursorKey,
+    image_limits: imaging::Limits,
+    /// Where request bodies are spooled before they are checked and stored.
+    pub staging_dir: PathBuf,
+}
+
+impl Services {
+    pub async fn new(
+        store: Arc<dyn Store>,
+        blobs: Arc<dyn BlobStore>,
+        image_limits: imaging::Limits,
+        staging_dir: PathBuf,
+    ) -> anyhow::Result<Self> {
+        let key = store.cursor_key().await?;
+        let cursor_key = CursorKey::from_bytes(&key)
+            .ok_or_else(|| anyhow::anyhow!("stored cursor key has the wrong length"))?;
+        std::fs::create_dir_all(&staging_dir)?;
+        Ok(Services {
+            store,
+            blobs,
+            cursor_key,
+            image_limits,
+            staging_dir,
+        })
+    }
+
+    /// Deletes blobs orphaned by committed deletions; safe to call from anywhere, any time.
+    pub async fn collect_garbage(&self) -> anyhow::Result<usize> {
+        let mut done = 0;
+        loop {
+            let keys = self.store.pending_blob_deletions(100).await?;
+            if keys.is_empty() {
+                return Ok(done);
+            }
+            for key in keys {
+                self.blobs.delete(&key).await?;
+                self.store.blob_deletion_done(&key).await?;
+                done += 1;
+            }
+        }
+    }
+
+    /// Answers when the database and the blob store both do.
+    pub async fn readiness(&self) -> anyhow::Result<()> {
+        self.store.ping().await?;
+        self.blobs.check().await
+    }
+}

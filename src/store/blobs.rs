@@ -1,0 +1,198 @@
+//! Blob storage: originals and derived JPEGs, by key.
+//!
+//! The local implementation is written by hand rather than with
+//! `object_store::local` because a 2xx must mean the bytes are durable:
+//! it fsyncs each file and its directory around an atomic rename, which
+//! `object_store`'s local backend does not do.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use async_trait::async_trait;
+use bytes::Bytes;
+
+#[async_trait]
+pub trait BlobStore: Send + Sync {
+    /// Durably stores the file at `src` under `key`; `src` is consumed.
+    async fn put_file(&self, key: &str, src: &Path) -> anyhow::Result<()>;
+    /// Durably stores `bytes` under `key`.
+    async fn put_bytes(&self, key: &str, bytes: Bytes) -> anyhow::Result<()>;
+    /// The whole blob, or `None` if there is none under `key`.
+    async fn get(&self, key: &str) -> anyhow::Result<Option<Bytes>>;
+    /// A local file holding the blob, for decoders that want a path: the blob
+    /// itself where it is local, else a copy in `scratch_dir`.
+    async fn local_copy(&self, key: &str, scratch_dir: &Path) -> anyhow::Result<LocalBlob>;
+    /// Removes the blob; a missing blob is not an error.
+    async fn delete(&self, key: &str) -> anyhow::Result<()>;
+    /// Answers when the store does.
+    async fn check(&self) -> anyhow::Result<()>;
+}
+
+/// A blob as a local file, removed on drop if it was a temporary copy.
+pub struct LocalBlob {
+    path: PathBuf,
+    _temp: Option<tempfile::TempPath>,
+}
+
+impl LocalBlob {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Keys are paths relative to the root; refuse anything that could escape it.
+fn check_key(key: &str) -> anyhow::Result<()> {
+    let ok = !key.is_empty()
+        && key.len() <= 256
+        && key
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..")
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.'));
+    if !ok {
+        bail!("invalid blob key {key:?}");
+    }
+    Ok(())
+}
+
+/// Blobs as files under one directory.
+pub struct LocalBlobStore {
+    root: PathBuf,
+}
+
+impl LocalBlobStore {
+    pub fn open(root: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(root.join(".staging"))
+            .with_context(|| format!("creating blob directory {}", root.display()))?;
+        Ok(LocalBlobStore {
+            root: root.to_owned(),
+        })
+    }
+
+    fn path_of(&self, key: &str) -> anyhow::Result<PathBuf> {
+        check_key(key)?;
+        Ok(self.root.join(key))
+    }
+}
+
+fn fsync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Moves a synced file into place atomically and makes the rename durable.
+fn install(src: &Path, dst: &Path) -> anyhow::Result<()> {
+    let parent = dst.parent().context("blob path has no parent")?;
+    std::fs::create_dir_all(parent)?;
+    std::fs::File::open(src)?.sync_all()?;
+    if std::fs::rename(src, dst).is_err() {
+        // Different filesystems: copy through a synced temporary in the target directory.
+        let mut tmp = tempfile::NamedTempFile::new_in(parent)?;
+        std::io::copy(&mut std::fs::File::open(src)?, tmp.as_file_mut())?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(dst)?;
+        std::fs::remove_file(src)?;
+    }
+    fsync_dir(parent)?;
+    Ok(())
+}
+
+#[async_trait]
+impl BlobStore for LocalBlobStore {
+    async fn put_file(&self, key: &str, src: &Path) -> anyhow::Result<()> {
+        let dst = self.path_of(key)?;
+        let src = src.to_owned();
+        tokio::task::spawn_blocking(move || install(&src, &dst)).await?
+    }
+
+    async fn put_bytes(&self, key: &str, bytes: Bytes) -> anyhow::Result<()> {
+        let dst = self.path_of(key)?;
+        let staging = self.root.join(".staging");
+        tokio::task::spawn_blocking(move || {
+            let mut tmp = tempfile::NamedTempFile::new_in(&staging)?;
+            tmp.write_all(&bytes)?;
+            let tmp = tmp.into_temp_path();
+            install(&tmp, &dst)?;
+            // The path now names the installed blob; do not let the guard remove it.
+            tmp.keep()?;
+            Ok(())
+        })
+        .await?
+    }
+
+    async fn get(&self, key: &str) -> anyhow::Result<Option<Bytes>> {
+        let path = self.path_of(key)?;
+        match tokio::fs::read(&path).await {
+            Ok(data) => Ok(Some(Bytes::from(data))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn local_copy(&self, key: &str, _scratch_dir: &Path) -> anyhow::Result<LocalBlob> {
+        let path = self.path_of(key)?;
+        tokio::fs::metadata(&path)
+            .await
+            .with_context(|| format!("blob {key} is missing"))?;
+        Ok(LocalBlob { path, _temp: None })
+    }
+
+    async fn delete(&self, key: &str) -> anyhow::Result<()> {
+        let path = self.path_of(key)?;
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn check(&self) -> anyhow::Result<()> {
+        let meta = tokio::fs::metadata(&self.root).await?;
+        if !meta.is_dir() {
+            bail!("blob root {} is not a directory", self.root.display());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_cannot_escape_the_root() {
+        assert!(check_key("originals/abc").is_ok());
+        assert!(check_key("derived/0a1b.jpg").is_ok());
+        for bad in [
+            "", "../x", "a/../b", "/abs", "a//b", "a/./b", "sp ace", "a\\b",
+        ] {
+            assert!(check_key(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn put_get_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalBlobStore::open(dir.path()).unwrap();
+        store
+            .put_bytes("derived/a.jpg", Bytes::from_static(b"hello"))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get("derived/a.jpg").await.unwrap().unwrap(),
+            &b"hello"[..]
+        );
+        let src = dir.path().join("upload");
+        std::fs::write(&src, b"orig").unwrap();
+        store.put_file("originals/x", &src).await.unwrap();
+        assert!(!src.exists());
+        assert_eq!(
+            store.get("originals/x").await.unwrap().unwrap(),
+            &b"orig"[..]
+        );
+        store.delete("originals/x").await.unwrap();
+        store.delete("originals/x").await.unwrap();
+        assert!(store.get("originals/x").await.unwrap().is_none());
+    }
+}

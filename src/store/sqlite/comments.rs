@@ -1,0 +1,103 @@
+use async_trait::async_trait;
+use rusqlite::{OptionalExtension, params};
+
+use super::SqliteStore;
+use super::rows::{COMMENT_COLUMNS, comment_from_row, ms, refresh_post_comments, uuid_col};
+use crate::domain::{Comment, CommentBody, CommentId, IdCursor, PostId, Timestamp, User, UserId};
+use crate::store::{CommentDeletion, CommentStore, StoreResult};
+
+#[async_trait]
+impl CommentStore for SqliteStore {
+    async fn create_comment(
+        &self,
+        post_id: PostId,
+        author: &User,
+        body: &CommentBody,
+        now: Timestamp,
+    ) -> StoreResult<Option<Comment>> {
+        let author = author.clone();
+        let body = body.clone();
+        self.write(move |tx| {
+            let open: Option<bool> = tx
+                .prepare_cached(
+                    "SELECT status = 'ready' AND (expires_at IS NULL OR expires_at > ?2) FROM posts WHERE id = ?1",
+                )?
+                .query_row(params![post_id.as_bytes(), ms(now)], |r| r.get(0))
+                .optional()?;
+            if open != Some(true) {
+                return Ok(None);
+            }
+            let comment = Comment {
+                id: CommentId::new(),
+                post_id,
+                author,
+                body,
+                created_at: now,
+            };
+            tx.prepare_cached(
+                "INSERT INTO comments (id, post_id, author_id, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                comment.id.as_bytes(),
+                post_id.as_bytes(),
+                comment.author.id.as_bytes(),
+                comment.body.as_str(),
+                ms(now),
+            ])?;
+            refresh_post_comments(tx, post_id, 1)?;
+            Ok(Some(comment))
+        })
+        .await
+    }
+
+    async fn comments(
+        &self,
+        post_id: PostId,
+        after: Option<IdCursor>,
+        limit: u32,
+    ) -> StoreResult<Vec<Comment>> {
+        let before = after.map(|c| c.0).unwrap_or([0xFF; 16]);
+
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT {COMMENT_COLUMNS} FROM comments c JOIN users u ON u.id = c.author_id \
+                 WHERE c.post_id = ?1 AND c.id < ?2 ORDER BY c.id DESC LIMIT ?3"
+            );
+            Ok(conn
+                .prepare_cached(&sql)?
+                .query_map(
+                    params![post_id.as_bytes(), before.as_slice(), limit],
+                    comment_from_row,
+                )?
+                .collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn delete_comment(
+        &self,
+        post_id: PostId,
+        comment_id: CommentId,
+        by: UserId,
+    ) -> StoreResult<CommentDeletion> {
+        self.write(move |tx| {
+            let author = tx
+                .prepare_cached("SELECT author_id FROM comments WHERE id = ?1 AND post_id = ?2")?
+                .query_row(params![comment_id.as_bytes(), post_id.as_bytes()], |r| {
+                    uuid_col(r, 0, UserId::from_slice)
+                })
+                .optional()?;
+            match author {
+                None => Ok(CommentDeletion::NotFound),
+                Some(author) if author != by => Ok(CommentDeletion::NotAuthor),
+                Some(_) => {
+                    tx.prepare_cached("DELETE FROM comments WHERE id = ?1")?
+                        .execute([comment_id.as_bytes()])?;
+                    refresh_post_comments(tx, post_id, -1)?;
+                    Ok(CommentDeletion::Deleted)
+                }
+            }
+        })
+        .await
+    }
+}

@@ -1,0 +1,174 @@
+//! The embedded backend: one SQLite file in WAL mode with `synchronous=FULL`
+//! (a commit is on disk before it is acknowledged). Writes go through one
+//! connection — SQLite has one writer anyway, and serialising in-process is
+//! cheaper than lock retries — while reads use a pool of connections.
+//! rusqlite runs on blocking threads (`spawn_blocking`), never on the runtime.
+
+mod accounts;
+mod comments;
+mod jobs;
+mod posts;
+mod rows;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use async_trait::async_trait;
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use rusqlite_migration::{M, Migrations};
+use tokio::sync::Notify;
+
+use super::{BlobGc, Store, StoreError, StoreResult};
+
+const MIGRATIONS: &[&str] = &[include_str!("../../../migrations/sqlite/0001_init.sql")];
+
+pub struct SqliteStore {
+    writer: Arc<Mutex<Connection>>,
+    readers: r2d2::Pool<SqliteConnectionManager>,
+    /// Wakes in-process workers when a job is queued.
+    jobs_queued: Arc<Notify>,
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA cache_size = -65536;
+         PRAGMA mmap_size = 268435456;
+         PRAGMA temp_store = MEMORY;",
+    )
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and runs migrations.
+    pub fn open(path: &Path, readers: u32) -> anyhow::Result<Self> {
+        let mut writer =
+            Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
+        configure(&writer)?;
+        let migrations = Migrations::new(MIGRATIONS.iter().map(|sql| M::up(sql)).collect());
+        migrations
+            .to_latest(&mut writer)
+            .context("migrating the SQLite database")?;
+        writer.execute(
+            "INSERT OR IGNORE INTO settings (name, value) VALUES ('cursor_key', randomblob(32))",
+            [],
+        )?;
+        let manager = SqliteConnectionManager::file(path)
+            .with_flags(
+                OpenFlags::SQLITE_OPEN_READ_WRITE
+                    | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                    | OpenFlags::SQLITE_OPEN_URI,
+            )
+            .with_init(|c: &mut Connection| configure(c));
+        let readers = r2d2::Pool::builder()
+            .max_size(readers.max(1))
+            .build(manager)
+            .context("opening SQLite read connections")?;
+        Ok(SqliteStore {
+            writer: Arc::new(Mutex::new(writer)),
+            readers,
+            jobs_queued: Arc::new(Notify::new()),
+        })
+    }
+
+    /// Runs `f` on a pooled read connection on a blocking thread.
+    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> anyhow::Result<T> + Send + 'static,
+    {
+        let pool = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.get().context("getting a SQLite read connection")?;
+            f(&conn)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(e.into()))?
+        .map_err(StoreError::from)
+    }
+
+    /// Runs `f` in one IMMEDIATE transaction on the writer, committing if it returns Ok.
+    async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let writer = self.writer.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = writer
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(anyhow::Error::from)?;
+            let value = f(&tx)?;
+            tx.commit().map_err(anyhow::Error::from)?;
+            Ok(value)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(e.into()))?
+    }
+}
+
+/// `?` on rusqlite errors inside write closures.
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Backend(e.into())
+    }
+}
+
+#[async_trait]
+impl BlobGc for SqliteStore {
+    async fn pending_blob_deletions(&self, limit: u32) -> StoreResult<Vec<String>> {
+        self.read(move |conn| {
+            let mut stmt =
+                conn.prepare_cached("SELECT key FROM blob_deletions ORDER BY created_at LIMIT ?1")?;
+            let keys = stmt
+                .query_map([limit], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            Ok(keys)
+        })
+        .await
+    }
+
+    async fn blob_deletion_done(&self, key: &str) -> StoreResult<()> {
+        let key = key.to_owned();
+        self.write(move |tx| {
+            tx.execute("DELETE FROM blob_deletions WHERE key = ?1", [key])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn queue_blob_deletion(&self, key: &str) -> StoreResult<()> {
+        let key = key.to_owned();
+        self.write(move |tx| {
+            rows::queue_blob_deletion(tx, &key)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn cursor_key(&self) -> StoreResult<Vec<u8>> {
+        self.read(|conn| {
+            Ok(conn.query_row(
+                "SELECT value FROM settings WHERE name = 'cursor_key'",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
+    }
+}

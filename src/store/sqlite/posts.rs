@@ -1,0 +1,152 @@
+use async_trait::async_trait;
+use rusqlite::{OptionalExtension, params};
+
+use super::SqliteStore;
+use super::rows::{POST_COLUMNS, ms, post_from_row, queue_blob_deletion};
+use crate::domain::{
+    FeedCursor, IdCursor, NewPost, Post, PostId, Timestamp, UserId, derived_blob_key,
+};
+use crate::store::{DeletedPost, PostStore, StoreError, StoreResult};
+
+fn load_post(conn: &rusqlite::Connection, id: PostId) -> rusqlite::Result<Option<Post>> {
+    let sql = format!(
+        "SELECT {POST_COLUMNS} FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = ?1"
+    );
+    conn.prepare_cached(&sql)?
+        .query_row([id.as_bytes()], post_from_row)
+        .optional()
+}
+
+const UNEXPIRED: &str = "(expires_at IS NULL OR expires_at > ?3)";
+
+#[async_trait]
+impl PostStore for SqliteStore {
+    async fn create_post(&self, post: &NewPost) -> StoreResult<Post> {
+        let p = post.clone();
+        let created = self
+            .write(move |tx| {
+                tx.execute(
+                    "INSERT INTO posts (id, author_id, caption, status, filter, dither_levels, original_key, \
+                     original_format, created_at, updated_at, expires_at) \
+                     VALUES (?1, ?2, ?3, 'processing', ?4, ?5, ?6, ?7, ?8, ?8, ?9)",
+                    params![
+                        p.id.as_bytes(),
+                        p.author.id.as_bytes(),
+                        p.caption.as_str(),
+                        p.filter.name(),
+                        p.filter.levels(),
+                        p.original_key,
+                        p.original_format,
+                        ms(p.created_at),
+                        p.expires_at.map(ms),
+                    ],
+                )?;
+                tx.execute(
+                    "INSERT INTO jobs (id, post_id, run_at, created_at) VALUES (?1, ?2, ?3, ?3)",
+                    params![uuid::Uuid::now_v7().as_bytes(), p.id.as_bytes(), ms(p.created_at)],
+                )?;
+                load_post(tx, p.id)?.ok_or_else(|| StoreError::Backend(anyhow::anyhow!("post vanished")))
+            })
+            .await?;
+        self.jobs_queued.notify_one();
+        Ok(created)
+    }
+
+    async fn post(&self, id: PostId) -> StoreResult<Option<Post>> {
+        self.read(move |conn| Ok(load_post(conn, id)?)).await
+    }
+
+    async fn feed(
+        &self,
+        after: Option<FeedCursor>,
+        limit: u32,
+        now: Timestamp,
+    ) -> StoreResult<Vec<Post>> {
+        self.read(move |conn| {
+            let posts = match after {
+                None => {
+                    let sql = format!(
+                        "SELECT {POST_COLUMNS} FROM posts p JOIN users u ON u.id = p.author_id \
+                         WHERE p.status = 'ready' AND (p.expires_at IS NULL OR p.expires_at > ?1) \
+                         ORDER BY p.comment_count DESC, p.id DESC LIMIT ?2"
+                    );
+                    conn.prepare_cached(&sql)?
+                        .query_map(params![ms(now), limit], post_from_row)?
+                        .collect::<Result<Vec<_>, _>>()?
+                }
+                Some(c) => {
+                    // Two index seeks joined by UNION ALL: SQLite seeks a row-value
+                    // comparison on its first column only, which scans at depth.
+                    let sql = format!(
+                        "SELECT {POST_COLUMNS} FROM ( \
+                           SELECT * FROM (SELECT id FROM posts WHERE status = 'ready' AND comment_count = ?1 \
+                             AND id < ?2 AND {UNEXPIRED} ORDER BY comment_count DESC, id DESC LIMIT ?4) \
+                           UNION ALL \
+                           SELECT * FROM (SELECT id FROM posts WHERE status = 'ready' AND comment_count < ?1 \
+                             AND {UNEXPIRED} ORDER BY comment_count DESC, id DESC LIMIT ?4) \
+                         ) page JOIN posts p ON p.id = page.id JOIN users u ON u.id = p.author_id \
+                         ORDER BY p.comment_count DESC, p.id DESC LIMIT ?4"
+                    );
+                    conn.prepare_cached(&sql)?
+                        .query_map(
+                            params![c.comment_count, c.post_id.as_bytes(), ms(now), limit],
+                            post_from_row,
+                        )?
+                        .collect::<Result<Vec<_>, _>>()?
+                }
+            };
+            Ok(posts)
+        })
+        .await
+    }
+
+    async fn posts_by_author(
+        &self,
+        author: UserId,
+        after: Option<IdCursor>,
+        limit: u32,
+        now: Timestamp,
+    ) -> StoreResult<Vec<Post>> {
+        // The largest possible id stands in for "no cursor" so one statement serves both.
+        let before = after.map(|c| c.0).unwrap_or([0xFF; 16]);
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT {POST_COLUMNS} FROM posts p JOIN users u ON u.id = p.author_id \
+                 WHERE p.author_id = ?1 AND p.status = 'ready' AND p.id < ?2 \
+                 AND (p.expires_at IS NULL OR p.expires_at > ?3) ORDER BY p.id DESC LIMIT ?4"
+            );
+            Ok(conn
+                .prepare_cached(&sql)?
+                .query_map(
+                    params![author.as_bytes(), before.as_slice(), ms(now), limit],
+                    post_from_row,
+                )?
+                .collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn delete_post(&self, id: PostId) -> StoreResult<Option<DeletedPost>> {
+        self.write(move |tx| {
+            let keys: Option<(String, Option<String>)> = tx
+                .query_row(
+                    "SELECT original_key, image_key FROM posts WHERE id = ?1",
+                    [id.as_bytes()],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let Some((original, image)) = keys else {
+                return Ok(None);
+            };
+            // Comments and the job go with the post (ON DELETE CASCADE).
+            tx.execute("DELETE FROM posts WHERE id = ?1", [id.as_bytes()])?;
+            let mut blob_keys = vec![original];
+            blob_keys.extend(image.map(|k| derived_blob_key(&k)));
+            for key in &blob_keys {
+                queue_blob_deletion(tx, key)?;
+            }
+            Ok(Some(DeletedPost { blob_keys }))
+        })
+        .await
+    }
+}

@@ -1,0 +1,147 @@
+//! Row ↔ domain conversions shared by the SQLite store's files.
+
+use rusqlite::{Connection, Row};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{
+    Caption, Comment, CommentBody, CommentId, ImageInfo, Post, PostFilter, PostId, PostStatus,
+    Timestamp, User, UserId, Username, from_millis,
+};
+
+pub fn ms(t: Timestamp) -> i64 {
+    t.timestamp_millis()
+}
+
+pub fn uuid_col<T>(row: &Row<'_>, idx: usize, make: fn(&[u8]) -> Option<T>) -> rusqlite::Result<T> {
+    let bytes: Vec<u8> = row.get(idx)?;
+    make(&bytes).ok_or_else(|| {
+        rusqlite::Error::InvalidColumnType(idx, "uuid".into(), rusqlite::types::Type::Blob)
+    })
+}
+
+/// User columns in the order `user_from_row` reads them, for table alias `u`.
+pub const USER_COLUMNS: &str = "u.id, u.username, u.created_at";
+
+pub fn user_from_row(row: &Row<'_>, at: usize) -> rusqlite::Result<User> {
+    Ok(User {
+        id: uuid_col(row, at, UserId::from_slice)?,
+        username: Username::from_trusted(row.get(at + 1)?),
+        created_at: from_millis(row.get(at + 2)?),
+    })
+}
+
+/// The stored copy of one of a post's last comments.
+#[derive(Serialize, Deserialize)]
+struct StoredComment {
+    id: CommentId,
+    body: String,
+    at: i64,
+    uid: UserId,
+    un: String,
+    uat: i64,
+}
+
+/// Post columns in the order `post_from_row` reads them, for aliases `p` and `u`.
+pub const POST_COLUMNS: &str = "p.id, p.caption, p.status, p.failure_reason, p.filter, p.dither_levels, \
+     p.created_at, p.updated_at, p.expires_at, p.comment_count, p.image_key, p.image_width, \
+     p.image_height, p.blurhash, p.last_comments, u.id, u.username, u.created_at";
+
+pub fn post_from_row(row: &Row<'_>) -> rusqlite::Result<Post> {
+    let id = uuid_col(row, 0, PostId::from_slice)?;
+    let status: String = row.get(2)?;
+    let image_key: Option<String> = row.get(10)?;
+    let image = match image_key {
+        Some(key) => Some(ImageInfo {
+            key,
+            width: row.get(11)?,
+            height: row.get(12)?,
+            blurhash: row.get::<_, Option<String>>(13)?.unwrap_or_default(),
+        }),
+        None => None,
+    };
+    let last: String = row.get(14)?;
+    let stored: Vec<StoredComment> = serde_json::from_str(&last).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(14, rusqlite::types::Type::Text, e.into())
+    })?;
+    let last_comments = stored
+        .into_iter()
+        .map(|c| Comment {
+            id: c.id,
+            post_id: id,
+            author: User {
+                id: c.uid,
+                username: Username::from_trusted(c.un),
+                created_at: from_millis(c.uat),
+            },
+            body: CommentBody::from_trusted(c.body),
+            created_at: from_millis(c.at),
+        })
+        .collect();
+    Ok(Post {
+        id,
+        caption: Caption::from_trusted(row.get(1)?),
+        status: PostStatus::parse(&status).unwrap_or(PostStatus::Failed),
+        failure_reason: row.get(3)?,
+        filter: PostFilter::from_stored(&row.get::<_, String>(4)?, row.get(5)?),
+        created_at: from_millis(row.get(6)?),
+        updated_at: from_millis(row.get(7)?),
+        expires_at: row.get::<_, Option<i64>>(8)?.map(from_millis),
+        comment_count: row.get(9)?,
+        image,
+        last_comments,
+        author: user_from_row(row, 15)?,
+    })
+}
+
+/// Comment columns for aliases `c` and `u`.
+pub const COMMENT_COLUMNS: &str =
+    "c.id, c.post_id, c.body, c.created_at, u.id, u.username, u.created_at";
+
+pub fn comment_from_row(row: &Row<'_>) -> rusqlite::Result<Comment> {
+    Ok(Comment {
+        id: uuid_col(row, 0, CommentId::from_slice)?,
+        post_id: uuid_col(row, 1, PostId::from_slice)?,
+        body: CommentBody::from_trusted(row.get(2)?),
+        created_at: from_millis(row.get(3)?),
+        author: user_from_row(row, 4)?,
+    })
+}
+
+/// Rewrites a post's comment count (by `delta`) and its stored last 2 comments.
+/// Runs inside the writing transaction, so the copy is exact.
+pub fn refresh_post_comments(
+    conn: &Connection,
+    post_id: PostId,
+    delta: i64,
+) -> rusqlite::Result<()> {
+    let sql = format!(
+        "SELECT {COMMENT_COLUMNS} FROM comments c JOIN users u ON u.id = c.author_id \
+         WHERE c.post_id = ?1 ORDER BY c.id DESC LIMIT 2"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let newest: Vec<StoredComment> = stmt
+        .query_map([post_id.as_bytes()], comment_from_row)?
+        .map(|c| {
+            c.map(|c| StoredComment {
+                id: c.id,
+                body: c.body.as_str().to_owned(),
+                at: ms(c.created_at),
+                uid: c.author.id,
+                un: c.author.username.as_str().to_owned(),
+                uat: ms(c.author.created_at),
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let json = serde_json::to_string(&newest).expect("plain structs serialise");
+    conn.prepare_cached(
+        "UPDATE posts SET comment_count = comment_count + ?1, last_comments = ?2 WHERE id = ?3",
+    )?
+    .execute(rusqlite::params![delta, json, post_id.as_bytes()])?;
+    Ok(())
+}
+
+pub fn queue_blob_deletion(conn: &Connection, key: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached("INSERT OR IGNORE INTO blob_deletions (key, created_at) VALUES (?1, ?2)")?
+        .execute(rusqlite::params![key, ms(crate::domain::now())])?;
+    Ok(())
+}
