@@ -7,20 +7,16 @@ use axum::routing::{delete, get};
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use super::extract::{AuthUser, JsonBody, MaybeUser, PageQuery};
+use super::extract::{AuthUser, JsonBody, MaybeUser, PageQuery, post_id};
 use super::problem::{ApiError, ApiResult};
 use super::views::{CommentView, PageView, next_link};
-use crate::domain::{CommentId, PostId};
+use crate::domain::CommentId;
 use crate::service::Services;
 
 pub fn router() -> Router<Services> {
     Router::new()
         .route("/v1/posts/{id}/comments", get(list).post(create))
         .route("/v1/posts/{post_id}/comments/{comment_id}", delete(remove))
-}
-
-fn post_id(raw: &str) -> ApiResult<PostId> {
-    raw.parse().map_err(|_| ApiError::not_found("no such post"))
 }
 
 #[derive(Deserialize)]

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::problem::ApiError;
-use crate::domain::{Limit, User, ValidationErrors};
+use crate::domain::{Limit, PostId, User, ValidationErrors};
 use crate::service::{Services, Token};
 
 fn bearer(parts: &Parts) -> Result<Option<Token>, ApiError> {
@@ -134,4 +134,9 @@ impl<S: Send + Sync> FromRequestParts<S> for PageQuery {
             cursor: raw.cursor.filter(|c| !c.is_empty()),
         })
     }
+}
+
+/// A post id from a path segment; one that cannot be an id names no post.
+pub fn post_id(raw: &str) -> Result<PostId, ApiError> {
+    raw.parse().map_err(|_| ApiError::not_found("no such post"))
 }

@@ -9,10 +9,10 @@ use axum::{Json, Router};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncWriteExt, BufWriter};
 
-use super::extract::{AuthUser, MaybeUser, PageQuery};
+use super::extract::{AuthUser, MaybeUser, PageQuery, post_id};
 use super::problem::{ApiError, ApiResult};
 use super::views::{PageView, PostView, next_link};
-use crate::domain::{Post, PostId, ValidationErrors};
+use crate::domain::{Post, ValidationErrors};
 use crate::service::{CreatePost, Services, StagedImage};
 
 /// The image may be 100 MiB; the other fields and multipart framing get this much on top.
@@ -28,10 +28,6 @@ pub fn router() -> Router<Services> {
         )
         .route("/v1/posts/{id}", get(show).delete(remove))
         .route("/v1/users/{username}/posts", get(by_user))
-}
-
-fn post_id(raw: &str) -> ApiResult<PostId> {
-    raw.parse().map_err(|_| ApiError::not_found("no such post"))
 }
 
 async fn create(

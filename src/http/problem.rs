@@ -51,7 +51,8 @@ impl Problem {
 /// An error a handler returns; becomes a problem+json response.
 #[derive(Debug)]
 pub struct ApiError {
-    pub problem: Problem,
+    // Boxed: handlers return Result<_, ApiError> everywhere, and a small Err keeps those cheap.
+    pub problem: Box<Problem>,
     pub headers: Vec<(header::HeaderName, HeaderValue)>,
 }
 
@@ -63,7 +64,7 @@ impl ApiError {
         detail: impl Into<String>,
     ) -> Self {
         ApiError {
-            problem: Problem::new(status, slug, title, detail),
+            problem: Box::new(Problem::new(status, slug, title, detail)),
             headers: Vec::new(),
         }
     }
@@ -175,7 +176,7 @@ impl IntoResponse for ApiError {
         for (name, value) in self.headers {
             response.headers_mut().insert(name, value);
         }
-        response.extensions_mut().insert(self.problem);
+        response.extensions_mut().insert(*self.problem);
         response
     }
 }

@@ -95,14 +95,18 @@ fn render_reader<R: BufRead + Seek>(
 /// applies the EXIF orientation.
 fn decode<R: BufRead + Seek>(reader: &mut R, limits: &Limits) -> Result<DynamicImage, RenderError> {
     let format = sniff_reader(reader)?;
+    // Header first, so an oversized image is refused as such before a decoder exists.
+    let (width, height) = ImageReader::with_format(&mut *reader, format.to_image_crate())
+        .into_dimensions()
+        .map_err(|e| ProbeError::Unreadable(e.to_string()))?;
+    check_limits(width, height, limits)?;
+    reader.rewind().map_err(ProbeError::Io)?;
     let mut image_reader = ImageReader::with_format(reader, format.to_image_crate());
     let decoder_limits = decoder_limits(limits);
     image_reader.limits(decoder_limits.clone());
     let mut decoder = image_reader
         .into_decoder()
         .map_err(|e| RenderError::Decode(e.to_string()))?;
-    let (width, height) = decoder.dimensions();
-    check_limits(width, height, limits)?;
     // `into_decoder` does not carry the reader's limits over, so set them again.
     decoder
         .set_limits(decoder_limits)

@@ -1,0 +1,155 @@
+use std::collections::HashSet;
+
+use serde_json::Value;
+
+use crate::helpers::{TestApp, problem};
+
+fn ids(page: &Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn feed_ranks_by_comment_count_then_newest() {
+    let app = TestApp::spawn().await;
+    let token = app.register("ranker").await;
+    let a = app.ready_post(&token, "a").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let b = app.ready_post(&token, "b").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let c = app.ready_post(&token, "c").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let d = app.ready_post(&token, "d").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (post, n) in [(&a, 2), (&c, 1), (&d, 1)] {
+        for i in 0..n {
+            assert_eq!(
+                app.comment(&token, post, &format!("comment {i}"))
+                    .await
+                    .status(),
+                201
+            );
+        }
+    }
+    let feed: Value = app.get_json("/v1/posts", None).await;
+    // a has 2; c and d have 1 (d is newer); b has none.
+    assert_eq!(ids(&feed), [a.clone(), d, c, b]);
+    let top = &feed["items"][0];
+    assert_eq!(top["comment_count"], 2);
+    let last: Vec<_> = top["last_comments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["body"].clone())
+        .collect();
+    assert_eq!(
+        last,
+        ["comment 1", "comment 0"],
+        "the two newest, newest first"
+    );
+}
+
+#[tokio::test]
+async fn feed_pages_chain_through_cursors_and_link_headers() {
+    let app = TestApp::spawn().await;
+    let token = app.register("pager").await;
+    let mut all = HashSet::new();
+    for n in 0..5 {
+        all.insert(
+            app.ready_post(&token, &format!("p{n}")).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let mut seen = Vec::new();
+    let mut path = "/v1/posts?limit=2".to_owned();
+    loop {
+        let resp = app.get(&path, None).await;
+        let link = resp
+            .headers()
+            .get("link")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let page: Value = resp.json().await.unwrap();
+        seen.extend(ids(&page));
+        match page["next_cursor"].as_str() {
+            Some(cursor) => {
+                let link = link.expect("a Link header whenever there is a next page");
+                assert!(
+                    link.ends_with("; rel=\"next\"")
+                        && link.contains(cursor)
+                        && link.contains("limit=2")
+                );
+                path = link
+                    .trim_start_matches('<')
+                    .split('>')
+                    .next()
+                    .unwrap()
+                    .to_owned();
+            }
+            None => {
+                assert!(link.is_none());
+                break;
+            }
+        }
+    }
+    assert_eq!(seen.len(), 5);
+    assert_eq!(seen.iter().cloned().collect::<HashSet<_>>(), all);
+}
+
+#[tokio::test]
+async fn bad_pagination_parameters_are_400() {
+    let app = TestApp::spawn().await;
+    for q in [
+        "limit=0",
+        "limit=101",
+        "limit=abc",
+        "limit=-1",
+        "cursor=garbage",
+        "cursor=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    ] {
+        problem(app.get(&format!("/v1/posts?{q}"), None).await, 400).await;
+    }
+    assert_eq!(app.get("/v1/posts?limit=100", None).await.status(), 200);
+    assert_eq!(app.get("/v1/posts?limit=1", None).await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_tampered_cursor_is_400_not_a_restart() {
+    let app = TestApp::spawn().await;
+    let token = app.register("tamper").await;
+    for n in 0..2 {
+        app.ready_post(&token, &format!("p{n}")).await;
+    }
+    let page: Value = app.get_json("/v1/posts?limit=1", None).await;
+    let cursor = page["next_cursor"].as_str().unwrap().to_owned();
+    let mut bytes = cursor.clone().into_bytes();
+    let i = bytes.len() / 2;
+    bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(bytes).unwrap();
+    let p = problem(
+        app.get(&format!("/v1/posts?limit=1&cursor={tampered}"), None)
+            .await,
+        400,
+    )
+    .await;
+    assert_eq!(p["type"], "/problems/bad-cursor");
+    assert_eq!(
+        app.get(&format!("/v1/posts?limit=1&cursor={cursor}"), None)
+            .await
+            .status(),
+        200
+    );
+}

@@ -1,0 +1,223 @@
+use std::io::Cursor;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use imagegram::app::{self, Running};
+use imagegram::config::ServerArgs;
+use reqwest::multipart::{Form, Part};
+use reqwest::{Response, StatusCode};
+use serde_json::{Value, json};
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub data_dir: PathBuf,
+    running: Option<Running>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Starts a node on 127.0.0.1:0 with one in-process worker, after `tweak`s to its options.
+    pub async fn spawn_with(tweak: impl FnOnce(&mut ServerArgs)) -> Self {
+        if std::env::var_os("TEST_LOG").is_some() {
+            imagegram::telemetry::init(imagegram::config::LogFormat::Text);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = ServerArgs {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            data_dir: Some(dir.path().to_owned()),
+            workers: Some(1),
+            ..Default::default()
+        };
+        tweak(&mut args);
+        let config = args.resolve().unwrap();
+        let running = app::serve(config).await.unwrap();
+        TestApp {
+            base: format!("http://{}", running.addr.unwrap()),
+            client: reqwest::Client::new(),
+            data_dir: dir.path().to_owned(),
+            running: Some(running),
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
+        let mut req = self.client.get(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.unwrap()
+    }
+
+    pub async fn get_json(&self, path: &str, token: Option<&str>) -> Value {
+        self.get(path, token).await.json().await.unwrap()
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> Response {
+        self.client
+            .delete(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post_json(&self, path: &str, token: Option<&str>, body: Value) -> Response {
+        let mut req = self.client.post(self.url(path)).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// Registers `name` and returns its token.
+    pub async fn register(&self, name: &str) -> String {
+        let resp = self
+            .post_json(
+                "/v1/users",
+                None,
+                json!({"username": name, "password": "correct horse"}),
+            )
+            .await;
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        let body: Value = resp.json().await.unwrap();
+        body["token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn upload(
+        &self,
+        token: &str,
+        fields: &[(&str, &str)],
+        image: Option<Vec<u8>>,
+    ) -> Response {
+        let mut form = Form::new();
+        for (k, v) in fields {
+            form = form.text(k.to_string(), v.to_string());
+        }
+        if let Some(bytes) = image {
+            form = form.part(
+                "image",
+                Part::bytes(bytes)
+                    .file_name("photo.jpg")
+                    .mime_str("image/jpeg")
+                    .unwrap(),
+            );
+        }
+        self.client
+            .post(self.url("/v1/posts"))
+            .bearer_auth(token)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Creates a post and waits until it is ready.
+    pub async fn ready_post(&self, token: &str, caption: &str) -> Value {
+        let resp = self
+            .upload(token, &[("caption", caption)], Some(jpeg(64, 48)))
+            .await;
+        assert_eq!(resp.status(), StatusCode::ACCEPTED);
+        let post: Value = resp.json().await.unwrap();
+        self.wait_for_status(token, post["id"].as_str().unwrap(), "ready")
+            .await
+    }
+
+    pub async fn wait_for_status(&self, token: &str, id: &str, status: &str) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let post: Value = self
+                .get(&format!("/v1/posts/{id}"), Some(token))
+                .await
+                .json()
+                .await
+                .unwrap();
+            if post["status"] == status {
+                return post;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "post {id} never became {status}: {post}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn comment(&self, token: &str, post_id: &str, body: &str) -> Response {
+        self.post_json(
+            &format!("/v1/posts/{post_id}/comments"),
+            Some(token),
+            json!({"body": body}),
+        )
+        .await
+    }
+}
+
+impl Drop for TestApp {
+    /// Stops the node's server and workers, so tests do not pile up background work.
+    fn drop(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown_token().cancel();
+        }
+    }
+}
+
+fn encode(img: image::DynamicImage, fmt: image::ImageFormat) -> Vec<u8> {
+    let mut out = Cursor::new(Vec::new());
+    img.write_to(&mut out, fmt).unwrap();
+    out.into_inner()
+}
+
+fn gradient(w: u32, h: u32) -> image::DynamicImage {
+    image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([(x * 255 / w) as u8, (y * 255 / h) as u8, 128])
+    }))
+}
+
+pub fn jpeg(w: u32, h: u32) -> Vec<u8> {
+    encode(gradient(w, h), image::ImageFormat::Jpeg)
+}
+
+pub fn png(w: u32, h: u32) -> Vec<u8> {
+    encode(gradient(w, h), image::ImageFormat::Png)
+}
+
+pub fn bmp(w: u32, h: u32) -> Vec<u8> {
+    encode(gradient(w, h), image::ImageFormat::Bmp)
+}
+
+/// Checks a problem+json response and returns its body.
+pub async fn problem(resp: Response, status: u16) -> Value {
+    assert_eq!(resp.status().as_u16(), status, "status of {}", resp.url());
+    let ctype = resp.headers()["content-type"].to_str().unwrap().to_owned();
+    assert_eq!(ctype, "application/problem+json");
+    let request_id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["status"], status);
+    assert_eq!(body["request_id"], request_id.as_str());
+    assert!(
+        body["type"].is_string() && body["title"].is_string() && body["detail"].is_string(),
+        "{body}"
+    );
+    body
+}
+
+/// The `field` names of a validation problem.
+pub fn error_fields(problem: &Value) -> Vec<String> {
+    problem["errors"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| e["field"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -1,0 +1,11 @@
+//! Black-box tests: a real server on a random loopback port with a temporary
+//! data directory, driven over HTTP. All in one binary so it links once.
+
+mod accounts;
+mod comments;
+mod feed;
+mod helpers;
+mod images;
+mod platform;
+mod posts;
+mod restart;

@@ -1,0 +1,76 @@
+//! Cross-cutting behaviour: request ids, problems for unknown routes, probes, compression.
+
+use reqwest::StatusCode;
+
+use crate::helpers::{TestApp, problem};
+
+#[tokio::test]
+async fn request_ids_are_echoed_when_sane() {
+    let app = TestApp::spawn().await;
+    let resp = app
+        .client
+        .get(app.url("/healthz"))
+        .header("x-request-id", "client-abc.123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "client-abc.123");
+    let resp = app
+        .client
+        .get(app.url("/healthz"))
+        .header("x-request-id", "bad id with spaces")
+        .send()
+        .await
+        .unwrap();
+    let id = resp.headers()["x-request-id"].to_str().unwrap();
+    assert!(!id.is_empty() && id != "bad id with spaces");
+    let a = app.get("/healthz", None).await.headers()["x-request-id"].clone();
+    let b = app.get("/healthz", None).await.headers()["x-request-id"].clone();
+    assert_ne!(a, b);
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_are_problems() {
+    let app = TestApp::spawn().await;
+    problem(app.get("/v1/nothing-here", None).await, 404).await;
+    let resp = app.client.put(app.url("/v1/posts")).send().await.unwrap();
+    problem(resp, 405).await;
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let app = TestApp::spawn().await;
+    assert_eq!(app.get("/healthz", None).await.status(), StatusCode::OK);
+    assert_eq!(app.get("/readyz", None).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn readiness_fails_when_the_blob_store_is_gone() {
+    let app = TestApp::spawn().await;
+    std::fs::remove_dir_all(app.data_dir.join("blobs")).unwrap();
+    problem(app.get("/readyz", None).await, 503).await;
+    assert_eq!(app.get("/healthz", None).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn json_is_compressed_when_accepted() {
+    let app = TestApp::spawn().await;
+    let token = app.register("squeeze").await;
+    for n in 0..3 {
+        app.ready_post(
+            &token,
+            &format!("a fairly long caption number {n} to make the page compressible"),
+        )
+        .await;
+    }
+    for encoding in ["gzip", "br", "zstd"] {
+        let resp = app
+            .client
+            .get(app.url("/v1/posts"))
+            .header("accept-encoding", encoding)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.headers()["content-encoding"], encoding);
+    }
+}
