@@ -9,6 +9,7 @@ mod comments;
 mod jobs;
 mod posts;
 mod rows;
+mod seed;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
