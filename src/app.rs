@@ -4,17 +4,18 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{BlobUrl, Config, DatabaseUrl};
 use crate::service::Services;
+use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{BlobStore, LocalBlobStore, Store};
+use crate::store::{BlobStore, LocalBlobStore, ObjectBlobStore, Store};
 use crate::worker::{Worker, WorkerConfig};
 
-async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     match &config.database {
         DatabaseUrl::Sqlite(path) => {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -25,14 +26,14 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
             let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path, 8)).await??;
             Ok(Arc::new(store))
         }
-        DatabaseUrl::Postgres(_) => bail!("PostgreSQL is not supported by this build yet"),
+        DatabaseUrl::Postgres(url) => Ok(Arc::new(PgStore::connect(url, 16).await?)),
     }
 }
 
-fn open_blobs(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
+pub fn open_blobs(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
     match &config.blobs {
         BlobUrl::Local(dir) => Ok(Arc::new(LocalBlobStore::open(dir)?)),
-        BlobUrl::S3(_) => bail!("S3 blob storage is not supported by this build yet"),
+        BlobUrl::S3(bucket) => Ok(Arc::new(ObjectBlobStore::s3(bucket)?)),
     }
 }
 

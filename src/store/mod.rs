@@ -2,6 +2,8 @@
 //! backend. SQL never leaves this module.
 
 pub mod blobs;
+pub mod last_comments;
+pub mod postgres;
 pub mod sqlite;
 
 use std::time::Duration;
@@ -13,7 +15,7 @@ use crate::domain::{
     PostId, Timestamp, User, UserId, Username,
 };
 
-pub use blobs::{BlobStore, LocalBlobStore};
+pub use blobs::{BlobStore, LocalBlobStore, ObjectBlobStore};
 
 /// Failures a caller can act on are values; everything else is `Backend`.
 #[derive(Debug, thiserror::Error)]

@@ -8,6 +8,46 @@ use reqwest::multipart::{Form, Part};
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 
+/// Which storage the suite runs on: `IMAGEGRAM_TEST_BACKEND=embedded` (default:
+/// SQLite + local files) or `postgres-s3` (a fresh database per test on
+/// `IMAGEGRAM_TEST_PG_URL`, blobs in the S3 bucket `IMAGEGRAM_TEST_BUCKET`,
+/// endpoint and credentials from the `AWS_*` variables).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Embedded,
+    PostgresS3,
+}
+
+pub fn backend() -> Backend {
+    match std::env::var("IMAGEGRAM_TEST_BACKEND").as_deref() {
+        Ok("postgres-s3") => Backend::PostgresS3,
+        Ok("embedded") | Err(_) => Backend::Embedded,
+        Ok(other) => panic!("unknown IMAGEGRAM_TEST_BACKEND {other:?}"),
+    }
+}
+
+/// `--database-url` and `--blob-url` for a new, empty instance on the chosen backend.
+pub async fn backend_urls() -> Option<(String, String)> {
+    if backend() == Backend::Embedded {
+        return None;
+    }
+    use sqlx::Connection;
+    let admin = std::env::var("IMAGEGRAM_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let name = format!("igtest_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .expect("PostgreSQL for the postgres-s3 suite");
+    // The name is generated here from a UUID, so it is safe to splice in.
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap();
+    let bucket = std::env::var("IMAGEGRAM_TEST_BUCKET").unwrap_or_else(|_| "imagegram-test".into());
+    Some((format!("{base}/{name}"), format!("s3://{bucket}")))
+}
+
 pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
@@ -33,6 +73,10 @@ impl TestApp {
             workers: Some(1),
             ..Default::default()
         };
+        if let Some((db, blobs)) = backend_urls().await {
+            args.database_url = Some(db);
+            args.blob_url = Some(blobs);
+        }
         tweak(&mut args);
         let config = args.resolve().unwrap();
         let running = app::serve(config).await.unwrap();
@@ -55,6 +99,18 @@ impl TestApp {
             req = req.bearer_auth(t);
         }
         req.send().await.unwrap()
+    }
+
+    /// A blob of this node's store, whatever the backend.
+    pub async fn blob(&self, key: &str) -> Option<bytes::Bytes> {
+        self.running
+            .as_ref()
+            .unwrap()
+            .services
+            .blobs
+            .get(key)
+            .await
+            .unwrap()
     }
 
     pub async fn get_json(&self, path: &str, token: Option<&str>) -> Value {

@@ -2,7 +2,7 @@
 
 use reqwest::StatusCode;
 
-use crate::helpers::{TestApp, problem};
+use crate::helpers::{Backend, TestApp, backend, problem};
 
 #[tokio::test]
 async fn request_ids_are_echoed_when_sane() {
@@ -46,8 +46,17 @@ async fn health_and_readiness() {
 
 #[tokio::test]
 async fn readiness_fails_when_the_blob_store_is_gone() {
-    let app = TestApp::spawn().await;
-    std::fs::remove_dir_all(app.data_dir.join("blobs")).unwrap();
+    let app = match backend() {
+        Backend::Embedded => {
+            let app = TestApp::spawn().await;
+            std::fs::remove_dir_all(app.data_dir.join("blobs")).unwrap();
+            app
+        }
+        Backend::PostgresS3 => {
+            TestApp::spawn_with(|a| a.blob_url = Some("s3://no-such-bucket-for-imagegram".into()))
+                .await
+        }
+    };
     problem(app.get("/readyz", None).await, 503).await;
     assert_eq!(app.get("/healthz", None).await.status(), StatusCode::OK);
 }

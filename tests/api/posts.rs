@@ -58,7 +58,7 @@ async fn the_original_is_kept_byte_for_byte() {
         .await
         .unwrap();
     let id = post["id"].as_str().unwrap();
-    let stored = std::fs::read(app.data_dir.join("blobs/originals").join(id)).unwrap();
+    let stored = app.blob(&format!("originals/{id}")).await.unwrap();
     assert_eq!(stored, original);
 }
 
@@ -113,13 +113,10 @@ async fn images_are_recognised_by_content_not_name() {
     // Nothing was created by any of them.
     let mine: Value = app.get_json("/v1/users/mallory/posts", None).await;
     assert!(mine["items"].as_array().unwrap().is_empty());
-    let originals = std::fs::read_dir(app.data_dir.join("blobs"))
+    let staged = std::fs::read_dir(app.data_dir.join("staging"))
         .unwrap()
         .count();
-    assert_eq!(
-        originals, 1,
-        "only the staging directory exists under blobs/"
-    );
+    assert_eq!(staged, 0, "rejected uploads leave no staged files");
 }
 
 #[tokio::test]
@@ -306,16 +303,27 @@ async fn damage_found_while_decoding_fails_the_post() {
 async fn expired_posts_disappear() {
     let app = TestApp::spawn().await;
     let token = app.register("fleeting").await;
+    // Long enough to be processed first even on a loaded machine; the test then waits for expiry.
     let post: Value = app
-        .upload(&token, &[("expires_in", "2")], Some(jpeg(16, 16)))
+        .upload(&token, &[("expires_in", "8")], Some(jpeg(16, 16)))
         .await
         .json()
         .await
         .unwrap();
     let id = post["id"].as_str().unwrap();
     let ready = app.wait_for_status(&token, id, "ready").await;
-    assert!(ready["expires_at"].is_string());
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let expires_at: chrono::DateTime<chrono::Utc> =
+        ready["expires_at"].as_str().unwrap().parse().unwrap();
+    let feed: Value = app.get_json("/v1/posts", None).await;
+    assert_eq!(
+        feed["items"].as_array().unwrap().len(),
+        1,
+        "visible until it expires"
+    );
+    let left = (expires_at - chrono::Utc::now())
+        .to_std()
+        .unwrap_or_default();
+    tokio::time::sleep(left + std::time::Duration::from_millis(50)).await;
     problem(app.get(&format!("/v1/posts/{id}"), Some(&token)).await, 404).await;
     let feed: Value = app.get_json("/v1/posts", None).await;
     assert!(feed["items"].as_array().unwrap().is_empty());
@@ -344,7 +352,7 @@ async fn only_the_author_deletes_a_post_and_everything_goes_with_it() {
     )
     .await;
     assert!(
-        !app.data_dir.join("blobs/originals").join(id).exists(),
+        app.blob(&format!("originals/{id}")).await.is_none(),
         "original removed"
     );
     problem(app.delete(&path, &alice).await, 404).await;

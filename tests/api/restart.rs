@@ -6,14 +6,14 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::jpeg;
+use crate::helpers::{backend_urls, jpeg};
 
 struct Node {
     child: Child,
     base: String,
 }
 
-fn start(data_dir: &std::path::Path, extra: &[&str]) -> Node {
+fn start(data_dir: &std::path::Path, backend: &[String], extra: &[&str]) -> Node {
     let mut child = Command::new(env!("CARGO_BIN_EXE_imagegram"))
         .args([
             "serve",
@@ -26,6 +26,7 @@ fn start(data_dir: &std::path::Path, extra: &[&str]) -> Node {
         ])
         .arg("--data-dir")
         .arg(data_dir)
+        .args(backend)
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -53,9 +54,13 @@ impl Drop for Node {
 #[tokio::test]
 async fn a_job_interrupted_by_a_crash_finishes_after_restart() {
     let dir = tempfile::tempdir().unwrap();
+    let backend: Vec<String> = match backend_urls().await {
+        Some((db, blobs)) => vec!["--database-url".into(), db, "--blob-url".into(), blobs],
+        None => Vec::new(),
+    };
     let client = reqwest::Client::new();
     // The first process holds every job for a minute after claiming it, so it is surely mid-job when killed.
-    let mut node = start(dir.path(), &["--debug-job-delay-ms", "60000"]);
+    let mut node = start(dir.path(), &backend, &["--debug-job-delay-ms", "60000"]);
     let reg: Value = client
         .post(format!("{}/v1/users", node.base))
         .json(&serde_json::json!({"username": "survivor", "password": "correct horse"}))
@@ -86,7 +91,7 @@ async fn a_job_interrupted_by_a_crash_finishes_after_restart() {
     node.child.kill().unwrap(); // SIGKILL: no cleanup of any kind
     node.child.wait().unwrap();
 
-    let node = start(dir.path(), &[]);
+    let node = start(dir.path(), &backend, &[]);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let post: Value = client

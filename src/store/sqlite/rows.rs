@@ -1,12 +1,13 @@
 //! Row ↔ domain conversions shared by the SQLite store's files.
 
+use rusqlite::params;
 use rusqlite::{Connection, Row};
-use serde::{Deserialize, Serialize};
 
 use crate::domain::{
     Caption, Comment, CommentBody, CommentId, ImageInfo, Post, PostFilter, PostId, PostStatus,
     Timestamp, User, UserId, Username, from_millis,
 };
+use crate::store::last_comments;
 
 pub fn ms(t: Timestamp) -> i64 {
     t.timestamp_millis()
@@ -30,17 +31,6 @@ pub fn user_from_row(row: &Row<'_>, at: usize) -> rusqlite::Result<User> {
     })
 }
 
-/// The stored copy of one of a post's last comments.
-#[derive(Serialize, Deserialize)]
-struct StoredComment {
-    id: CommentId,
-    body: String,
-    at: i64,
-    uid: UserId,
-    un: String,
-    uat: i64,
-}
-
 /// Post columns in the order `post_from_row` reads them, for aliases `p` and `u`.
 pub const POST_COLUMNS: &str = "p.id, p.caption, p.status, p.failure_reason, p.filter, p.dither_levels, \
      p.created_at, p.updated_at, p.expires_at, p.comment_count, p.image_key, p.image_width, \
@@ -60,23 +50,9 @@ pub fn post_from_row(row: &Row<'_>) -> rusqlite::Result<Post> {
         None => None,
     };
     let last: String = row.get(14)?;
-    let stored: Vec<StoredComment> = serde_json::from_str(&last).map_err(|e| {
+    let last_comments = last_comments::decode(id, &last).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(14, rusqlite::types::Type::Text, e.into())
     })?;
-    let last_comments = stored
-        .into_iter()
-        .map(|c| Comment {
-            id: c.id,
-            post_id: id,
-            author: User {
-                id: c.uid,
-                username: Username::from_trusted(c.un),
-                created_at: from_millis(c.uat),
-            },
-            body: CommentBody::from_trusted(c.body),
-            created_at: from_millis(c.at),
-        })
-        .collect();
     Ok(Post {
         id,
         caption: Caption::from_trusted(row.get(1)?),
@@ -116,23 +92,16 @@ pub fn refresh_post_comments(
 ) -> rusqlite::Result<()> {
     let sql = format!(
         "SELECT {COMMENT_COLUMNS} FROM comments c JOIN users u ON u.id = c.author_id \
-         WHERE c.post_id = ?1 ORDER BY c.id DESC LIMIT 2"
+         WHERE c.post_id = ?1 ORDER BY c.id DESC LIMIT ?2"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let newest: Vec<StoredComment> = stmt
-        .query_map([post_id.as_bytes()], comment_from_row)?
-        .map(|c| {
-            c.map(|c| StoredComment {
-                id: c.id,
-                body: c.body.as_str().to_owned(),
-                at: ms(c.created_at),
-                uid: c.author.id,
-                un: c.author.username.as_str().to_owned(),
-                uat: ms(c.author.created_at),
-            })
-        })
+    let newest: Vec<Comment> = stmt
+        .query_map(
+            params![post_id.as_bytes(), last_comments::LAST_COMMENTS],
+            comment_from_row,
+        )?
         .collect::<Result<_, _>>()?;
-    let json = serde_json::to_string(&newest).expect("plain structs serialise");
+    let json = last_comments::encode(&newest);
     conn.prepare_cached(
         "UPDATE posts SET comment_count = comment_count + ?1, last_comments = ?2 WHERE id = ?3",
     )?

@@ -1,0 +1,115 @@
+use async_trait::async_trait;
+use sqlx::AssertSqlSafe;
+use sqlx::postgres::PgRow;
+
+use super::PgStore;
+use super::rows::{COMMENT_COLUMNS, comment_from_row, refresh_last_comments};
+use crate::domain::{Comment, CommentBody, CommentId, IdCursor, PostId, Timestamp, User, UserId};
+use crate::store::{CommentDeletion, CommentStore, StoreResult};
+
+#[async_trait]
+impl CommentStore for PgStore {
+    async fn create_comment(
+        &self,
+        post_id: PostId,
+        author: &User,
+        body: &CommentBody,
+        now: Timestamp,
+    ) -> StoreResult<Option<Comment>> {
+        let mut tx = self.pool.begin().await?;
+        // Counting first takes the post's row lock: comment writers on one post
+        // serialise here, and a post being deleted cannot get a comment.
+        let open = sqlx::query(
+            "UPDATE posts SET comment_count = comment_count + 1 WHERE id = $1 AND status = 'ready' \
+             AND (expires_at IS NULL OR expires_at > $2)",
+        )
+        .bind(post_id.as_uuid())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if open.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let comment = Comment {
+            id: CommentId::new(),
+            post_id,
+            author: author.clone(),
+            body: body.clone(),
+            created_at: now,
+        };
+        sqlx::query("INSERT INTO comments (id, post_id, author_id, body, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(comment.id.as_uuid())
+            .bind(post_id.as_uuid())
+            .bind(author.id.as_uuid())
+            .bind(body.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        refresh_last_comments(&mut tx, post_id).await?;
+        tx.commit().await?;
+        Ok(Some(comment))
+    }
+
+    async fn comments(
+        &self,
+        post_id: PostId,
+        after: Option<IdCursor>,
+        limit: u32,
+    ) -> StoreResult<Vec<Comment>> {
+        let before = after
+            .map(|c| uuid::Uuid::from_bytes(c.0))
+            .unwrap_or(uuid::Uuid::max());
+        let sql = format!(
+            "SELECT {COMMENT_COLUMNS} FROM comments c JOIN users u ON u.id = c.author_id \
+             WHERE c.post_id = $1 AND c.id < $2 ORDER BY c.id DESC LIMIT $3"
+        );
+        Ok(sqlx::query(AssertSqlSafe(sql))
+            .bind(post_id.as_uuid())
+            .bind(before)
+            .bind(i64::from(limit))
+            .try_map(|r: PgRow| comment_from_row(&r))
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn delete_comment(
+        &self,
+        post_id: PostId,
+        comment_id: CommentId,
+        by: UserId,
+    ) -> StoreResult<CommentDeletion> {
+        let mut tx = self.pool.begin().await?;
+        // Every comment writer locks the post row first (as creation does, and
+        // as a post's deletion does), so they serialise per post and never deadlock.
+        let post: Option<uuid::Uuid> =
+            sqlx::query_scalar("SELECT id FROM posts WHERE id = $1 FOR UPDATE")
+                .bind(post_id.as_uuid())
+                .fetch_optional(&mut *tx)
+                .await?;
+        if post.is_none() {
+            return Ok(CommentDeletion::NotFound);
+        }
+        let author: Option<uuid::Uuid> =
+            sqlx::query_scalar("SELECT author_id FROM comments WHERE id = $1 AND post_id = $2")
+                .bind(comment_id.as_uuid())
+                .bind(post_id.as_uuid())
+                .fetch_optional(&mut *tx)
+                .await?;
+        match author {
+            None => return Ok(CommentDeletion::NotFound),
+            Some(a) if a != *by.as_uuid() => return Ok(CommentDeletion::NotAuthor),
+            Some(_) => {}
+        }
+        sqlx::query("UPDATE posts SET comment_count = comment_count - 1 WHERE id = $1")
+            .bind(post_id.as_uuid())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM comments WHERE id = $1")
+            .bind(comment_id.as_uuid())
+            .execute(&mut *tx)
+            .await?;
+        refresh_last_comments(&mut tx, post_id).await?;
+        tx.commit().await?;
+        Ok(CommentDeletion::Deleted)
+    }
+}

@@ -1,0 +1,136 @@
+use async_trait::async_trait;
+use sqlx::AssertSqlSafe;
+use sqlx::postgres::PgRow;
+
+use super::rows::{POST_COLUMNS, post_from_row, queue_blob_deletion};
+use super::{JOBS_CHANNEL, PgStore};
+use crate::domain::{
+    FeedCursor, IdCursor, NewPost, Post, PostId, Timestamp, UserId, derived_blob_key,
+};
+use crate::store::{DeletedPost, PostStore, StoreError, StoreResult};
+
+async fn load_post<'e>(conn: impl sqlx::PgExecutor<'e>, id: PostId) -> sqlx::Result<Option<Post>> {
+    let sql = format!(
+        "SELECT {POST_COLUMNS} FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = $1"
+    );
+    sqlx::query(AssertSqlSafe(sql))
+        .bind(id.as_uuid())
+        .try_map(|r: PgRow| post_from_row(&r))
+        .fetch_optional(conn)
+        .await
+}
+
+#[async_trait]
+impl PostStore for PgStore {
+    async fn create_post(&self, p: &NewPost) -> StoreResult<Post> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO posts (id, author_id, caption, status, filter, dither_levels, original_key, \
+             original_format, created_at, updated_at, expires_at) \
+             VALUES ($1, $2, $3, 'processing', $4, $5, $6, $7, $8, $8, $9)",
+        )
+        .bind(p.id.as_uuid())
+        .bind(p.author.id.as_uuid())
+        .bind(p.caption.as_str())
+        .bind(p.filter.name())
+        .bind(p.filter.levels().map(i16::from))
+        .bind(&p.original_key)
+        .bind(&p.original_format)
+        .bind(p.created_at)
+        .bind(p.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO jobs (id, post_id, run_at, created_at) VALUES ($1, $2, $3, $3)")
+            .bind(uuid::Uuid::now_v7())
+            .bind(p.id.as_uuid())
+            .bind(p.created_at)
+            .execute(&mut *tx)
+            .await?;
+        // Delivered to every listening worker when (and only if) the transaction commits.
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(JOBS_CHANNEL)
+            .execute(&mut *tx)
+            .await?;
+        let post = load_post(&mut *tx, p.id)
+            .await?
+            .ok_or_else(|| StoreError::Backend(anyhow::anyhow!("post vanished")))?;
+        tx.commit().await?;
+        Ok(post)
+    }
+
+    async fn post(&self, id: PostId) -> StoreResult<Option<Post>> {
+        Ok(load_post(&self.pool, id).await?)
+    }
+
+    async fn feed(
+        &self,
+        after: Option<FeedCursor>,
+        limit: u32,
+        now: Timestamp,
+    ) -> StoreResult<Vec<Post>> {
+        // The row-value comparison is one index range on posts_feed (comment_count, id), read backwards.
+        let (count, id) = match after {
+            Some(c) => (c.comment_count, *c.post_id.as_uuid()),
+            None => (i64::MAX, uuid::Uuid::max()),
+        };
+        let sql = format!(
+            "SELECT {POST_COLUMNS} FROM posts p JOIN users u ON u.id = p.author_id \
+             WHERE p.status = 'ready' AND (p.comment_count, p.id) < ($1, $2) \
+             AND (p.expires_at IS NULL OR p.expires_at > $3) \
+             ORDER BY p.comment_count DESC, p.id DESC LIMIT $4"
+        );
+        Ok(sqlx::query(AssertSqlSafe(sql))
+            .bind(count)
+            .bind(id)
+            .bind(now)
+            .bind(i64::from(limit))
+            .try_map(|r: PgRow| post_from_row(&r))
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn posts_by_author(
+        &self,
+        author: UserId,
+        after: Option<IdCursor>,
+        limit: u32,
+        now: Timestamp,
+    ) -> StoreResult<Vec<Post>> {
+        let before = after
+            .map(|c| uuid::Uuid::from_bytes(c.0))
+            .unwrap_or(uuid::Uuid::max());
+        let sql = format!(
+            "SELECT {POST_COLUMNS} FROM posts p JOIN users u ON u.id = p.author_id \
+             WHERE p.author_id = $1 AND p.status = 'ready' AND p.id < $2 \
+             AND (p.expires_at IS NULL OR p.expires_at > $3) ORDER BY p.id DESC LIMIT $4"
+        );
+        Ok(sqlx::query(AssertSqlSafe(sql))
+            .bind(author.as_uuid())
+            .bind(before)
+            .bind(now)
+            .bind(i64::from(limit))
+            .try_map(|r: PgRow| post_from_row(&r))
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn delete_post(&self, id: PostId) -> StoreResult<Option<DeletedPost>> {
+        let mut tx = self.pool.begin().await?;
+        // Comments and the job go with the post (ON DELETE CASCADE).
+        let deleted: Option<(String, Option<String>)> =
+            sqlx::query_as("DELETE FROM posts WHERE id = $1 RETURNING original_key, image_key")
+                .bind(id.as_uuid())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some((original, image)) = deleted else {
+            return Ok(None);
+        };
+        let mut blob_keys = vec![original];
+        blob_keys.extend(image.map(|k| derived_blob_key(&k)));
+        for key in &blob_keys {
+            queue_blob_deletion(&mut *tx, key).await?;
+        }
+        tx.commit().await?;
+        Ok(Some(DeletedPost { blob_keys }))
+    }
+}

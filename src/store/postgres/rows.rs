@@ -1,0 +1,106 @@
+//! Row ↔ domain conversions for the PostgreSQL store.
+
+use sqlx::AssertSqlSafe;
+use sqlx::postgres::PgRow;
+use sqlx::{PgExecutor, Row};
+
+use crate::domain::{
+    Caption, Comment, CommentBody, CommentId, ImageInfo, Post, PostFilter, PostId, PostStatus,
+    User, UserId, Username,
+};
+use crate::store::last_comments;
+
+pub const POST_COLUMNS: &str = "p.id, p.caption, p.status, p.failure_reason, p.filter, p.dither_levels, \
+     p.created_at, p.updated_at, p.expires_at, p.comment_count, p.image_key, p.image_width, \
+     p.image_height, p.blurhash, p.last_comments::text AS last_comments, \
+     u.id AS user_id, u.username, u.created_at AS user_created_at";
+
+pub fn user_from_row(row: &PgRow, id: &str, created: &str) -> sqlx::Result<User> {
+    Ok(User {
+        id: UserId::from_uuid(row.try_get(id)?),
+        username: Username::from_trusted(row.try_get("username")?),
+        created_at: row.try_get(created)?,
+    })
+}
+
+pub fn post_from_row(row: &PgRow) -> sqlx::Result<Post> {
+    let id = PostId::from_uuid(row.try_get("id")?);
+    let status: String = row.try_get("status")?;
+    let image = match row.try_get::<Option<String>, _>("image_key")? {
+        Some(key) => Some(ImageInfo {
+            key,
+            width: row.try_get::<i32, _>("image_width")? as u32,
+            height: row.try_get::<i32, _>("image_height")? as u32,
+            blurhash: row
+                .try_get::<Option<String>, _>("blurhash")?
+                .unwrap_or_default(),
+        }),
+        None => None,
+    };
+    let last: String = row.try_get("last_comments")?;
+    let last_comments =
+        last_comments::decode(id, &last).map_err(|e| sqlx::Error::Decode(e.into()))?;
+    Ok(Post {
+        id,
+        caption: Caption::from_trusted(row.try_get("caption")?),
+        status: PostStatus::parse(&status).unwrap_or(PostStatus::Failed),
+        failure_reason: row.try_get("failure_reason")?,
+        filter: PostFilter::from_stored(
+            &row.try_get::<String, _>("filter")?,
+            row.try_get::<Option<i16>, _>("dither_levels")?
+                .map(i64::from),
+        ),
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        expires_at: row.try_get("expires_at")?,
+        comment_count: row.try_get("comment_count")?,
+        image,
+        last_comments,
+        author: user_from_row(row, "user_id", "user_created_at")?,
+    })
+}
+
+pub const COMMENT_COLUMNS: &str = "c.id, c.post_id, c.body, c.created_at, u.id AS user_id, u.username, u.created_at AS user_created_at";
+
+pub fn comment_from_row(row: &PgRow) -> sqlx::Result<Comment> {
+    Ok(Comment {
+        id: CommentId::from_uuid(row.try_get("id")?),
+        post_id: PostId::from_uuid(row.try_get("post_id")?),
+        body: CommentBody::from_trusted(row.try_get("body")?),
+        created_at: row.try_get("created_at")?,
+        author: user_from_row(row, "user_id", "user_created_at")?,
+    })
+}
+
+/// Rewrites the post's stored newest comments. The caller holds the post's row
+/// lock (it updated comment_count first), so every writer that committed before
+/// is visible here and the last writer's copy is exact.
+pub async fn refresh_last_comments(
+    conn: &mut sqlx::PgConnection,
+    post_id: PostId,
+) -> sqlx::Result<()> {
+    let sql = format!(
+        "SELECT {COMMENT_COLUMNS} FROM comments c JOIN users u ON u.id = c.author_id \
+         WHERE c.post_id = $1 ORDER BY c.id DESC LIMIT $2"
+    );
+    let newest = sqlx::query(AssertSqlSafe(sql))
+        .bind(post_id.as_uuid())
+        .bind(i64::from(last_comments::LAST_COMMENTS))
+        .try_map(|r: PgRow| comment_from_row(&r))
+        .fetch_all(&mut *conn)
+        .await?;
+    sqlx::query("UPDATE posts SET last_comments = $1::jsonb WHERE id = $2")
+        .bind(last_comments::encode(&newest))
+        .bind(post_id.as_uuid())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn queue_blob_deletion<'e>(conn: impl PgExecutor<'e>, key: &str) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO blob_deletions (key, created_at) VALUES ($1, now()) ON CONFLICT (key) DO NOTHING")
+        .bind(key)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
