@@ -48,6 +48,15 @@ pub async fn backend_urls() -> Option<(String, String)> {
     Some((format!("{base}/{name}"), format!("s3://{bucket}")))
 }
 
+/// Command-line flags selecting a new, empty instance on the chosen backend
+/// (none for the embedded default, which lives in the data dir).
+pub async fn backend_args() -> Vec<String> {
+    match backend_urls().await {
+        Some((db, blobs)) => vec!["--database-url".into(), db, "--blob-url".into(), blobs],
+        None => Vec::new(),
+    }
+}
+
 pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
@@ -276,4 +285,73 @@ pub fn error_fields(problem: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// A real `imagegram` process, killed (SIGKILL) when dropped.
+pub struct Node {
+    pub child: std::process::Child,
+    /// `http://addr` for API nodes; empty for workers.
+    pub base: String,
+}
+
+impl Node {
+    fn spawn(
+        command: &str,
+        data_dir: &std::path::Path,
+        backend: &[String],
+        extra: &[&str],
+    ) -> (std::process::Child, String) {
+        use std::io::{BufRead, BufReader};
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_imagegram"));
+        cmd.arg(command)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(backend)
+            .args(extra);
+        if command == "serve" {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Each process prints one line on stdout once it is up.
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        (child, line.trim().to_owned())
+    }
+
+    /// An API node (`serve`).
+    pub fn serve(data_dir: &std::path::Path, backend: &[String], extra: &[&str]) -> Node {
+        let (child, line) = Self::spawn("serve", data_dir, backend, extra);
+        let base = line
+            .strip_prefix("imagegram listening on ")
+            .expect("listening line")
+            .to_owned();
+        Node { child, base }
+    }
+
+    /// A worker-only node (`worker`).
+    pub fn worker(data_dir: &std::path::Path, backend: &[String], extra: &[&str]) -> Node {
+        let (child, line) = Self::spawn("worker", data_dir, backend, extra);
+        assert_eq!(line, "imagegram worker started");
+        Node {
+            child,
+            base: String::new(),
+        }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }

@@ -6,6 +6,7 @@ mod comments;
 mod feed;
 mod helpers;
 mod images;
+mod multinode;
 mod platform;
 mod posts;
 mod restart;

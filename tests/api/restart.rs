@@ -1,66 +1,29 @@
 //! Jobs survive a crash: kill -9 the real binary mid-job, start it again, the post becomes ready.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::{backend_urls, jpeg};
-
-struct Node {
-    child: Child,
-    base: String,
-}
-
-fn start(data_dir: &std::path::Path, backend: &[String], extra: &[&str]) -> Node {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_imagegram"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--workers",
-            "1",
-            "--job-lease-secs",
-            "2",
-        ])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(backend)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("imagegram listening on ")
-        .expect("listening line")
-        .to_owned();
-    Node { child, base }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::helpers::{Node, backend_args, jpeg};
 
 #[tokio::test]
 async fn a_job_interrupted_by_a_crash_finishes_after_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let backend: Vec<String> = match backend_urls().await {
-        Some((db, blobs)) => vec!["--database-url".into(), db, "--blob-url".into(), blobs],
-        None => Vec::new(),
-    };
+    let backend = backend_args().await;
     let client = reqwest::Client::new();
     // The first process holds every job for a minute after claiming it, so it is surely mid-job when killed.
-    let mut node = start(dir.path(), &backend, &["--debug-job-delay-ms", "60000"]);
+    let mut node = Node::serve(
+        dir.path(),
+        &backend,
+        &[
+            "--workers",
+            "1",
+            "--job-lease-secs",
+            "2",
+            "--debug-job-delay-ms",
+            "60000",
+        ],
+    );
     let reg: Value = client
         .post(format!("{}/v1/users", node.base))
         .json(&serde_json::json!({"username": "survivor", "password": "correct horse"}))
@@ -88,10 +51,13 @@ async fn a_job_interrupted_by_a_crash_finishes_after_restart() {
     let post: Value = resp.json().await.unwrap();
     let id = post["id"].as_str().unwrap().to_owned();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    node.child.kill().unwrap(); // SIGKILL: no cleanup of any kind
-    node.child.wait().unwrap();
+    node.kill(); // SIGKILL: no cleanup of any kind
 
-    let node = start(dir.path(), &backend, &[]);
+    let node = Node::serve(
+        dir.path(),
+        &backend,
+        &["--workers", "1", "--job-lease-secs", "2"],
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let post: Value = client

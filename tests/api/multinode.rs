@@ -1,0 +1,196 @@
+//! Scale-out: two API nodes and two image workers, each its own process, on one
+//! shared instance. Requests alternate between the API nodes; one worker is
+//! killed with SIGKILL in the middle of a job.
+
+use std::time::{Duration, Instant};
+
+use reqwest::multipart::{Form, Part};
+use serde_json::{Value, json};
+
+use crate::helpers::{Node, backend_args, jpeg, png};
+
+async fn read(client: &reqwest::Client, url: String, token: &str) -> Value {
+    client
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn api_nodes_and_workers_share_one_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = backend_args().await;
+    let a = Node::serve(dir.path(), &backend, &["--workers", "0"]);
+    let b = Node::serve(dir.path(), &backend, &["--workers", "0"]);
+    let nodes = [a.base.clone(), b.base.clone()];
+    let client = reqwest::Client::new();
+
+    // An account made on one node logs in on the other; its token works on both.
+    let made = client
+        .post(format!("{}/v1/users", nodes[0]))
+        .json(&json!({"username": "roamer", "password": "correct horse"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 201);
+    let session: Value = client
+        .post(format!("{}/v1/sessions", nodes[1]))
+        .json(&json!({"username": "roamer", "password": "correct horse"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = session["token"].as_str().unwrap().to_owned();
+    let me: Value = read(&client, format!("{}/v1/me", nodes[0]), &token).await;
+    assert_eq!(me["username"], "roamer");
+
+    let post = |n: usize, image: Vec<u8>| {
+        let (client, url, token) = (
+            client.clone(),
+            format!("{}/v1/posts", nodes[n % 2]),
+            token.clone(),
+        );
+        async move {
+            let form = Form::new()
+                .text("caption", format!("post {n}"))
+                .part("image", Part::bytes(image).file_name("p.jpg"));
+            let resp = client
+                .post(url)
+                .bearer_auth(token)
+                .multipart(form)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 202);
+            resp.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+
+    // The first worker holds whatever it claims for a minute, so it is mid-job when killed.
+    let mut doomed = Node::worker(
+        dir.path(),
+        &backend,
+        &[
+            "--workers",
+            "1",
+            "--job-lease-secs",
+            "2",
+            "--debug-job-delay-ms",
+            "60000",
+        ],
+    );
+    let mut ids = vec![post(0, jpeg(320, 240)).await];
+    // PostgreSQL wakes it at once (NOTIFY); on SQLite a worker in another process
+    // polls every 2 s. Either way it holds post 0 before the second worker exists.
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    let _survivor = Node::worker(
+        dir.path(),
+        &backend,
+        &["--workers", "1", "--job-lease-secs", "2"],
+    );
+    for n in 1..6 {
+        ids.push(
+            post(
+                n,
+                if n % 2 == 0 {
+                    jpeg(300, 500)
+                } else {
+                    png(200, 120)
+                },
+            )
+            .await,
+        );
+    }
+    doomed.kill();
+
+    // Every post becomes ready, whichever node is asked.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut images = Vec::new();
+    for (n, id) in ids.iter().enumerate() {
+        loop {
+            let p = read(&client, format!("{}/v1/posts/{id}", nodes[n % 2]), &token).await;
+            if p["status"] == "ready" {
+                images.push(p["image"]["url"].as_str().unwrap().to_owned());
+                break;
+            }
+            assert_eq!(p["status"], "processing", "{p}");
+            assert!(Instant::now() < deadline, "post {n} was lost: {p}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // Each image is served by both nodes, identically; no job finished twice with another result.
+    for (n, (id, url)) in ids.iter().zip(&images).enumerate() {
+        let from_a = client
+            .get(format!("{}{url}", nodes[0]))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let from_b = client
+            .get(format!("{}{url}", nodes[1]))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert!(!from_a.is_empty());
+        assert_eq!(from_a, from_b);
+        let again = read(
+            &client,
+            format!("{}/v1/posts/{id}", nodes[(n + 1) % 2]),
+            &token,
+        )
+        .await;
+        assert_eq!(again["image"]["url"].as_str(), Some(url.as_str()));
+    }
+
+    // Comments alternate between nodes; counts and the last two agree everywhere.
+    for n in 0..10 {
+        let resp = client
+            .post(format!("{}/v1/posts/{}/comments", nodes[n % 2], ids[0]))
+            .bearer_auth(&token)
+            .json(&json!({"body": format!("c{n}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+    }
+    let feeds: Vec<Value> = futures_util::future::join_all(
+        nodes
+            .iter()
+            .map(|n| read(&client, format!("{n}/v1/posts?limit=3"), &token)),
+    )
+    .await;
+    assert_eq!(feeds[0]["items"], feeds[1]["items"]);
+    assert_eq!(feeds[0]["items"][0]["id"].as_str(), Some(ids[0].as_str()));
+    assert_eq!(feeds[0]["items"][0]["comment_count"], 10);
+    let last: Vec<_> = feeds[0]["items"][0]["last_comments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["body"].clone())
+        .collect();
+    assert_eq!(last, ["c9", "c8"]);
+    // A cursor from one node pages on the other.
+    let cursor = feeds[0]["next_cursor"].as_str().unwrap();
+    let next = read(
+        &client,
+        format!("{}/v1/posts?limit=3&cursor={cursor}", nodes[1]),
+        &token,
+    )
+    .await;
+    assert_eq!(next["items"].as_array().unwrap().len(), 3);
+}
