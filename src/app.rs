@@ -15,8 +15,8 @@ use crate::store::sqlite::SqliteStore;
 use crate::store::{BlobStore, LocalBlobStore, ObjectBlobStore, Store};
 use crate::worker::{Worker, WorkerConfig};
 
-pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    match &config.database {
+pub async fn open_store(database: &DatabaseUrl) -> anyhow::Result<Arc<dyn Store>> {
+    match database {
         DatabaseUrl::Sqlite(path) => {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent)
@@ -30,8 +30,8 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     }
 }
 
-pub fn open_blobs(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
-    match &config.blobs {
+pub fn open_blobs(blobs: &BlobUrl) -> anyhow::Result<Arc<dyn BlobStore>> {
+    match blobs {
         BlobUrl::Local(dir) => Ok(Arc::new(LocalBlobStore::open(dir)?)),
         BlobUrl::S3(bucket) => Ok(Arc::new(ObjectBlobStore::s3(bucket)?)),
     }
@@ -40,8 +40,8 @@ pub fn open_blobs(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
 pub async fn services(config: &Config) -> anyhow::Result<Services> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-    let store = open_store(config).await?;
-    let blobs = open_blobs(config)?;
+    let store = open_store(&config.database).await?;
+    let blobs = open_blobs(&config.blobs)?;
     Services::new(
         store,
         blobs,

@@ -33,6 +33,8 @@ pub enum Command {
     Worker(ServerArgs),
     /// Render IN exactly as the service would serve it, to the JPEG file OUT.
     Render(RenderArgs),
+    /// Copy a whole instance (rows and blobs) to another database and blob store, then verify it.
+    Migrate(MigrateArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -111,6 +113,59 @@ pub struct RenderArgs {
     /// Largest image side accepted, in pixels.
     #[arg(long, env = "IMAGEGRAM_MAX_SIDE", default_value_t = 30_000)]
     pub max_side: u32,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example, from the embedded default to PostgreSQL + S3:\n  \
+    imagegram migrate --from ./imagegram-data --to-database-url postgres://db/imagegram --to-blob-url s3://imagegram\n\n\
+    Stop every node of the source first. Interrupted? Run the same command again: it resumes."
+)]
+pub struct MigrateArgs {
+    /// Source data directory (its embedded database and blobs), unless overridden below.
+    #[arg(long)]
+    pub from: Option<PathBuf>,
+    /// Source database URL.
+    #[arg(long)]
+    pub from_database_url: Option<String>,
+    /// Source blob store URL.
+    #[arg(long)]
+    pub from_blob_url: Option<String>,
+    /// Target data directory (its embedded database and blobs), unless overridden below.
+    #[arg(long)]
+    pub to: Option<PathBuf>,
+    /// Target database URL.
+    #[arg(long)]
+    pub to_database_url: Option<String>,
+    /// Target blob store URL.
+    #[arg(long)]
+    pub to_blob_url: Option<String>,
+    /// Rows per transaction.
+    #[arg(long, default_value_t = 1000)]
+    pub batch_size: u32,
+    /// Test hook: stop after copying this many rows, as if interrupted.
+    #[arg(long, hide = true)]
+    pub stop_after_rows: Option<u64>,
+}
+
+/// One side of `migrate`: explicit URLs win over the data directory's defaults.
+pub fn instance(
+    dir: Option<&Path>,
+    database_url: Option<&str>,
+    blob_url: Option<&str>,
+    side: &str,
+) -> anyhow::Result<(DatabaseUrl, BlobUrl)> {
+    let database = match (database_url, dir) {
+        (Some(url), _) => parse_database_url(url)?,
+        (None, Some(dir)) => DatabaseUrl::Sqlite(dir.join("imagegram.db")),
+        (None, None) => bail!("--{side} or --{side}-database-url is required"),
+    };
+    let blobs = match (blob_url, dir) {
+        (Some(url), _) => parse_blob_url(url)?,
+        (None, Some(dir)) => BlobUrl::Local(dir.join("blobs")),
+        (None, None) => bail!("--{side} or --{side}-blob-url is required"),
+    };
+    Ok((database, blobs))
 }
 
 /// Where metadata lives.

@@ -8,6 +8,7 @@ pub mod app;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod migrate;
 pub mod service;
 pub mod store;
 pub mod telemetry;

@@ -2,8 +2,9 @@ use std::io::Write;
 
 use anyhow::Context;
 use clap::Parser;
-use imagegram::config::{Cli, Command, RenderArgs};
+use imagegram::config::{Cli, Command, LogFormat, MigrateArgs, RenderArgs, instance};
 use imagegram::domain::PostFilter;
+use imagegram::migrate::{Instance, Options};
 use imagegram::{app, telemetry};
 
 #[tokio::main]
@@ -30,6 +31,7 @@ async fn main() -> anyhow::Result<()> {
             wait_for_signal(running).await
         }
         Command::Render(args) => render(args),
+        Command::Migrate(args) => migrate(args).await,
     }
 }
 
@@ -61,4 +63,37 @@ fn render(args: RenderArgs) -> anyhow::Result<()> {
     std::fs::write(&args.output, &rendered.jpeg)
         .with_context(|| format!("writing {}", args.output.display()))?;
     Ok(())
+}
+
+async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
+    telemetry::init(LogFormat::Text);
+    let (database, blobs) = instance(
+        args.from.as_deref(),
+        args.from_database_url.as_deref(),
+        args.from_blob_url.as_deref(),
+        "from",
+    )?;
+    let from = Instance { database, blobs };
+    let (database, blobs) = instance(
+        args.to.as_deref(),
+        args.to_database_url.as_deref(),
+        args.to_blob_url.as_deref(),
+        "to",
+    )?;
+    let to = Instance { database, blobs };
+    if let (imagegram::config::DatabaseUrl::Sqlite(a), imagegram::config::DatabaseUrl::Sqlite(b)) =
+        (&from.database, &to.database)
+        && a == b
+    {
+        anyhow::bail!("the source and the target are the same database");
+    }
+    imagegram::migrate::run(
+        from,
+        to,
+        Options {
+            batch_size: args.batch_size.max(1),
+            stop_after_rows: args.stop_after_rows,
+        },
+    )
+    .await
 }

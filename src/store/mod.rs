@@ -5,6 +5,7 @@ pub mod blobs;
 pub mod last_comments;
 pub mod postgres;
 pub mod sqlite;
+pub mod transfer;
 
 use std::time::Duration;
 
@@ -159,7 +160,9 @@ pub trait BlobGc: Send + Sync {
 }
 
 #[async_trait]
-pub trait Store: AccountStore + PostStore + CommentStore + JobQueue + BlobGc {
+pub trait Store:
+    AccountStore + PostStore + CommentStore + JobQueue + BlobGc + transfer::Transfer
+{
     /// The key that authenticates pagination cursors, shared by every node.
     async fn cursor_key(&self) -> StoreResult<Vec<u8>>;
     /// Answers when the database does.

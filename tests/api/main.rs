@@ -6,6 +6,7 @@ mod comments;
 mod feed;
 mod helpers;
 mod images;
+mod migrate;
 mod multinode;
 mod platform;
 mod posts;

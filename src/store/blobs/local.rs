@@ -95,6 +95,14 @@ impl BlobStore for LocalBlobStore {
         Ok(LocalBlob { path, _temp: None })
     }
 
+    async fn size(&self, key: &str) -> anyhow::Result<Option<u64>> {
+        match tokio::fs::metadata(self.path_of(key)?).await {
+            Ok(meta) => Ok(Some(meta.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     async fn delete(&self, key: &str) -> anyhow::Result<()> {
         let path = self.path_of(key)?;
         match tokio::fs::remove_file(&path).await {

@@ -24,6 +24,8 @@ pub trait BlobStore: Send + Sync {
     /// A local file holding the blob, for decoders that want a path: the blob
     /// itself where it is local, else a copy in `scratch_dir`.
     async fn local_copy(&self, key: &str, scratch_dir: &Path) -> anyhow::Result<LocalBlob>;
+    /// The blob's size, or `None` if there is none under `key`.
+    async fn size(&self, key: &str) -> anyhow::Result<Option<u64>>;
     /// Removes the blob; a missing blob is not an error.
     async fn delete(&self, key: &str) -> anyhow::Result<()>;
     /// Answers when the store does.

@@ -100,6 +100,14 @@ impl BlobStore for ObjectBlobStore {
         })
     }
 
+    async fn size(&self, key: &str) -> anyhow::Result<Option<u64>> {
+        match self.store.head(&Self::path_of(key)?).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     async fn delete(&self, key: &str) -> anyhow::Result<()> {
         match self.store.delete(&Self::path_of(key)?).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),

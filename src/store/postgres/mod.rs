@@ -7,6 +7,7 @@ mod comments;
 mod jobs;
 mod posts;
 mod rows;
+mod transfer;
 
 use std::sync::Arc;
 use std::time::Duration;

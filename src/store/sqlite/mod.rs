@@ -10,6 +10,7 @@ mod jobs;
 mod posts;
 mod rows;
 mod seed;
+mod transfer;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};

@@ -1,0 +1,225 @@
+//! `imagegram migrate`: an embedded instance copied to the suite's backend,
+//! interrupted once and resumed, must read back identically.
+
+use std::process::Command;
+
+use imagegram::config::parse_blob_url;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{Node, TestApp, backend_urls, png};
+
+fn migrate(args: &[String]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_imagegram"))
+        .arg("migrate")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_embedded_instance_migrates_completely_and_resumably() {
+    // The source is always the embedded default.
+    let source = TestApp::spawn_with(|a| {
+        a.database_url = None;
+        a.blob_url = None;
+    })
+    .await;
+    let alice = source.register("alice").await;
+    let bob = source.register("bob").await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        ids.push(
+            source.ready_post(&alice, &format!("post {n}")).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let original = png(90, 60);
+    let p: Value = source
+        .upload(&bob, &[("caption", "bob's")], Some(original.clone()))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let bobs = p["id"].as_str().unwrap().to_owned();
+    source.wait_for_status(&bob, &bobs, "ready").await;
+    let whole = png(400, 400);
+    let broken = whole[..whole.len() / 2].to_vec(); // readable header, damaged pixels
+    let p: Value = source
+        .upload(&bob, &[], Some(broken))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let failed = p["id"].as_str().unwrap().to_owned();
+    source.wait_for_status(&bob, &failed, "failed").await;
+    for n in 0..5 {
+        source
+            .comment(
+                if n % 2 == 0 { &bob } else { &alice },
+                &ids[0],
+                &format!("c{n}"),
+            )
+            .await;
+    }
+    let gone: Value = source
+        .comment(&bob, &ids[1], "to delete")
+        .await
+        .json()
+        .await
+        .unwrap();
+    source
+        .delete(
+            &format!(
+                "/v1/posts/{}/comments/{}",
+                ids[1],
+                gone["id"].as_str().unwrap()
+            ),
+            &bob,
+        )
+        .await;
+
+    let mut before = Vec::new();
+    for id in ids.iter().chain([&bobs, &failed]) {
+        before.push(
+            source
+                .get_json(&format!("/v1/posts/{id}"), Some(&bob))
+                .await,
+        );
+        before.push(
+            source
+                .get_json(&format!("/v1/posts/{id}/comments"), Some(&bob))
+                .await,
+        );
+    }
+    let feed = source.get_json("/v1/posts?limit=2", None).await;
+    let source_dir = source.data_dir.clone();
+    let _keep = source; // its data dir lives as long as the test
+
+    let target_dir = tempfile::tempdir().unwrap();
+    let target_args: Vec<String> = match backend_urls().await {
+        Some((db, blobs)) => vec![
+            "--to-database-url".into(),
+            db,
+            "--to-blob-url".into(),
+            blobs,
+        ],
+        None => vec!["--to".into(), target_dir.path().display().to_string()],
+    };
+    let mut args = vec![
+        "--from".to_owned(),
+        source_dir.display().to_string(),
+        "--batch-size".into(),
+        "2".into(),
+    ];
+    args.extend(target_args.iter().cloned());
+
+    let mut interrupted = args.clone();
+    interrupted.extend(["--stop-after-rows".to_owned(), "5".to_owned()]);
+    let out = migrate(&interrupted);
+    assert!(
+        !out.status.success(),
+        "the interrupted run reports it did not finish"
+    );
+    let out = migrate(&args);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("already copied"), "{log}");
+    assert!(log.contains("migration complete and verified"), "{log}");
+    // Running it again changes nothing and still verifies.
+    assert!(migrate(&args).status.success());
+
+    // A node on the target serves exactly what the source served.
+    let backend: Vec<String> = target_args
+        .iter()
+        .map(|a| {
+            a.replace("--to-database-url", "--database-url")
+                .replace("--to-blob-url", "--blob-url")
+        })
+        .filter(|a| a != "--to")
+        .filter(|a| *a != target_dir.path().display().to_string())
+        .collect();
+    let node = Node::serve(target_dir.path(), &backend, &["--workers", "0"]);
+    let client = reqwest::Client::new();
+    let get = |path: String, token: Option<&str>| {
+        let mut req = client.get(format!("{}{path}", node.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        async move { req.send().await.unwrap() }
+    };
+    let mut after = Vec::new();
+    for id in ids.iter().chain([&bobs, &failed]) {
+        after.push(
+            get(format!("/v1/posts/{id}"), Some(&bob))
+                .await
+                .json::<Value>()
+                .await
+                .unwrap(),
+        );
+        after.push(
+            get(format!("/v1/posts/{id}/comments"), Some(&bob))
+                .await
+                .json::<Value>()
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(before, after);
+    assert_eq!(
+        get("/v1/posts?limit=2".into(), None)
+            .await
+            .json::<Value>()
+            .await
+            .unwrap(),
+        feed
+    );
+    // Cursors, sessions and passwords carry over.
+    let cursor = feed["next_cursor"].as_str().unwrap();
+    assert_eq!(
+        get(format!("/v1/posts?limit=2&cursor={cursor}"), None)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        get("/v1/me".into(), Some(&alice)).await.status(),
+        StatusCode::OK
+    );
+    let login = client
+        .post(format!("{}/v1/sessions", node.base))
+        .json(&json!({"username": "bob", "password": "correct horse"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::CREATED);
+    // Derived images and originals are byte-identical.
+    for post in before.iter().step_by(2).filter(|p| p["status"] == "ready") {
+        let url = post["image"]["url"].as_str().unwrap();
+        let a = reqwest::get(format!("{}{url}", _keep.base))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let b = get(url.to_owned(), None).await.bytes().await.unwrap();
+        assert!(!a.is_empty());
+        assert_eq!(a, b);
+    }
+    let blob_url = backend
+        .iter()
+        .position(|a| a == "--blob-url")
+        .map(|i| backend[i + 1].clone())
+        .unwrap_or_else(|| format!("file://{}/blobs", target_dir.path().display()));
+    let blobs = imagegram::app::open_blobs(&parse_blob_url(&blob_url).unwrap()).unwrap();
+    assert_eq!(
+        blobs
+            .get(&format!("originals/{bobs}"))
+            .await
+            .unwrap()
+            .unwrap(),
+        original
+    );
+}
