@@ -42,13 +42,16 @@ pub async fn services(config: &Config) -> anyhow::Result<Services> {
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let store = open_store(&config.database).await?;
     let blobs = open_blobs(&config.blobs)?;
-    Services::new(
+    let mut services = Services::new(
         store,
         blobs,
         config.image_limits,
         config.data_dir.join("staging"),
     )
-    .await
+    .await?;
+    services.upload_ttl = config.upload_expiry;
+    services.idle_timeout = config.idle_timeout;
+    Ok(services)
 }
 
 fn worker(services: &Services, config: &Config) -> Worker {

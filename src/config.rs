@@ -87,6 +87,12 @@ pub struct ServerArgs {
     /// Seconds a worker holds a job without renewing it before another may take it over [default: 30].
     #[arg(long, env = "IMAGEGRAM_JOB_LEASE_SECS")]
     pub job_lease_secs: Option<u64>,
+    /// Seconds an unfinished resumable upload lives after its last append [default: 86400].
+    #[arg(long, env = "IMAGEGRAM_UPLOAD_EXPIRY_SECS")]
+    pub upload_expiry_secs: Option<u64>,
+    /// Seconds a connection may send nothing (headers or body) before it is dropped [default: 60].
+    #[arg(long, env = "IMAGEGRAM_IDLE_TIMEOUT_SECS")]
+    pub idle_timeout_secs: Option<u64>,
     /// Log format [default: text].
     #[arg(long, env = "IMAGEGRAM_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -193,6 +199,8 @@ pub struct Config {
     pub rate_limit: bool,
     pub image_limits: imaging::Limits,
     pub job_lease: Duration,
+    pub upload_expiry: Duration,
+    pub idle_timeout: Duration,
     pub log_format: LogFormat,
     pub debug_job_delay: Duration,
 }
@@ -276,6 +284,18 @@ impl ServerArgs {
             rate_limit: self.rate_limit.or(file.rate_limit).unwrap_or(OnOff::On) == OnOff::On,
             image_limits: limits,
             job_lease: Duration::from_secs(lease),
+            upload_expiry: Duration::from_secs(
+                self.upload_expiry_secs
+                    .or(file.upload_expiry_secs)
+                    .unwrap_or(86_400)
+                    .max(1),
+            ),
+            idle_timeout: Duration::from_secs(
+                self.idle_timeout_secs
+                    .or(file.idle_timeout_secs)
+                    .unwrap_or(60)
+                    .max(1),
+            ),
             log_format: self
                 .log_format
                 .or(file.log_format)

@@ -101,7 +101,8 @@ async fn copy_table(
     Ok(())
 }
 
-/// Every blob the source's posts reference (originals and derived images).
+/// Every blob the source references: posts' originals and derived images, and
+/// the chunks of unfinished uploads.
 async fn blob_keys(source: &Side, batch: u32) -> anyhow::Result<Vec<String>> {
     let posts = TABLES
         .iter()
@@ -129,6 +130,20 @@ async fn blob_keys(source: &Side, batch: u32) -> anyhow::Result<Vec<String>> {
                 keys.push(derived_blob_key(k));
             }
         }
+    }
+    let chunks = TABLES
+        .iter()
+        .find(|t| t.name == "upload_chunks")
+        .expect("upload_chunks table");
+    let mut after = None;
+    loop {
+        let rows = source.store.export_rows(chunks, after, batch).await?;
+        let Some(last) = rows.last() else { break };
+        after = Some(last[chunks.key_index()].clone());
+        keys.extend(rows.iter().filter_map(|r| match &r[chunks.key_index()] {
+            Value::Text(k) => Some(k.clone()),
+            _ => None,
+        }));
     }
     Ok(keys)
 }

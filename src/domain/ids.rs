@@ -72,6 +72,7 @@ macro_rules! id_type {
 id_type!(UserId);
 id_type!(PostId);
 id_type!(CommentId);
+id_type!(UploadId);
 
 #[cfg(test)]
 mod tests {

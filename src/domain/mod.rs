@@ -10,7 +10,7 @@ mod validation;
 
 pub use comment::{Comment, CommentBody};
 pub use cursor::{CursorKey, FeedCursor, IdCursor};
-pub use ids::{CommentId, PostId, UserId};
+pub use ids::{CommentId, PostId, UploadId, UserId};
 pub use post::{
     Caption, ExpiresIn, ImageInfo, NewPost, Post, PostFilter, PostStatus, derived_blob_key,
 };

@@ -9,6 +9,7 @@ mod health;
 mod images;
 mod posts;
 mod problem;
+mod uploads;
 mod views;
 
 use axum::Router;
@@ -21,16 +22,21 @@ pub use problem::{ApiError, Problem};
 
 /// Every route, with the layers every response passes through.
 pub fn router(services: Services) -> Router {
-    Router::new()
+    let routes = Router::new()
         .merge(accounts::router())
         .merge(posts::router())
         .merge(comments::router())
         .merge(images::router())
+        .merge(uploads::router())
         .merge(health::router())
         .fallback(|| async { ApiError::not_found("no such resource") })
         .with_state(services)
         // A panic becomes a 500 problem instead of a dropped connection.
         .layer(CatchPanicLayer::new())
         .layer(middleware::from_fn(edge::edge))
-        .layer(CompressionLayer::new())
+        .layer(CompressionLayer::new());
+    // Rewriting the method must happen before routing, so it wraps the whole router.
+    Router::new()
+        .fallback_service(routes)
+        .layer(middleware::from_fn(uploads::method_override))
 }

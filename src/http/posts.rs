@@ -9,7 +9,7 @@ use axum::{Json, Router};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncWriteExt, BufWriter};
 
-use super::extract::{AuthUser, MaybeUser, PageQuery, post_id};
+use super::extract::{AuthUser, JsonBody, MaybeUser, PageQuery, post_id};
 use super::problem::{ApiError, ApiResult};
 use super::views::{PageView, PostView, next_link};
 use crate::domain::{Post, ValidationErrors};
@@ -44,24 +44,41 @@ async fn create(
     if declared.is_some_and(|n| n > max + MULTIPART_OVERHEAD) {
         return Err(ApiError::payload_too_large(max));
     }
-    let is_multipart = request
+    let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
-    if !is_multipart {
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    let post = if content_type.starts_with("multipart/form-data") {
+        let multipart = Multipart::from_request(request, &s)
+            .await
+            .map_err(|r| ApiError::bad_request(r.body_text()))?;
+        let (input, image) = read_form(multipart, &s, max).await?;
+        s.create_post(&auth.user, input, image).await?
+    } else if content_type.starts_with("application/json") {
+        let JsonBody(body) = JsonBody::<FromUpload>::from_request(request, &s).await?;
+        let input = CreatePost {
+            caption: body.caption,
+            expires_in: body.expires_in,
+            filter: body.filter,
+            dither_levels: body.dither_levels,
+        };
+        let upload = body.upload_id.parse().map_err(|_| {
+            ApiError::validation(
+                ValidationErrors::single("upload_id", "no such finished upload"),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+        })?;
+        s.create_post_from_upload(&auth.user, input, upload).await?
+    } else {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported-media-type",
             "Unsupported media type",
-            "send the post as multipart/form-data with fields \"caption\" and \"image\"",
+            "send multipart/form-data with \"caption\" and \"image\", or JSON with \"upload_id\"",
         ));
-    }
-    let multipart = Multipart::from_request(request, &s)
-        .await
-        .map_err(|r| ApiError::bad_request(r.body_text()))?;
-    let (input, image) = read_form(multipart, &s, max).await?;
-    let post = s.create_post(&auth.user, input, image).await?;
+    };
     let status = if post.status == crate::domain::PostStatus::Ready {
         StatusCode::CREATED
     } else {
@@ -73,6 +90,17 @@ async fn create(
         Json(PostView::from(&post)),
     )
         .into_response())
+}
+
+/// The JSON form: a finished resumable upload becomes the post's image.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FromUpload {
+    upload_id: String,
+    caption: Option<String>,
+    expires_in: Option<i64>,
+    filter: Option<String>,
+    dither_levels: Option<i64>,
 }
 
 /// Reads the form, spooling the image to disk as it arrives.

@@ -129,6 +129,19 @@ impl From<ServiceError> for ApiError {
             ServiceError::Forbidden(m) => ApiError::new(S::FORBIDDEN, "forbidden", "Forbidden", m),
             ServiceError::NotFound(m) => ApiError::not_found(m),
             ServiceError::Conflict(m) => ApiError::new(S::CONFLICT, "conflict", "Conflict", m),
+            e @ ServiceError::OffsetMismatch { .. } => ApiError::new(
+                S::CONFLICT,
+                "offset-mismatch",
+                "Upload-Offset mismatch",
+                e.to_string(),
+            ),
+            e @ ServiceError::ChecksumMismatch => ApiError::new(
+                S::from_u16(460).expect("460 is a valid status"),
+                "checksum-mismatch",
+                "Checksum mismatch",
+                e.to_string(),
+            ),
+            ServiceError::Gone(m) => ApiError::new(S::GONE, "gone", "Gone", m),
             e @ ServiceError::BadCursor => ApiError::new(
                 S::BAD_REQUEST,
                 "bad-cursor",

@@ -14,6 +14,14 @@ pub enum ServiceError {
     NotFound(&'static str),
     #[error("{0}")]
     Conflict(String),
+    /// tus: the client's Upload-Offset is not the upload's offset.
+    #[error("the upload is at offset {current}, not at the offset sent")]
+    OffsetMismatch { current: u64 },
+    /// tus: the chunk's checksum did not match; the chunk was discarded.
+    #[error("the chunk does not match its Upload-Checksum; it was discarded")]
+    ChecksumMismatch,
+    #[error("{0}")]
+    Gone(&'static str),
     #[error("the cursor is malformed, was tampered with, or belongs to another listing")]
     BadCursor,
     #[error("the image is not a PNG, JPEG or BMP file (recognised by content)")]
@@ -34,6 +42,10 @@ impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::UsernameTaken => ServiceError::Conflict("that username is taken".into()),
+            StoreError::UploadUnavailable => ServiceError::Validation(ValidationErrors::single(
+                "upload_id",
+                "no such finished upload (unknown, unfinished, expired or already used)",
+            )),
             StoreError::Backend(e) => ServiceError::Internal(e),
         }
     }

@@ -6,6 +6,7 @@ mod comments;
 mod errors;
 mod pages;
 mod posts;
+mod uploads;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ pub use accounts::{Session, Token};
 pub use errors::{ServiceError, ServiceResult};
 pub use pages::Page;
 pub use posts::{CreatePost, MAX_IMAGE_BYTES, StagedImage};
+pub use uploads::AppendLease;
 
 /// Everything a request needs, shared by all handlers (cheap to clone).
 #[derive(Clone)]
@@ -27,6 +29,10 @@ pub struct Services {
     image_limits: imaging::Limits,
     /// Where request bodies are spooled before they are checked and stored.
     pub staging_dir: PathBuf,
+    /// How long an unfinished upload lives after its last append.
+    pub upload_ttl: std::time::Duration,
+    /// How long a request body may send nothing before the request is cut off.
+    pub idle_timeout: std::time::Duration,
 }
 
 impl Services {
@@ -46,6 +52,8 @@ impl Services {
             cursor_key,
             image_limits,
             staging_dir,
+            upload_ttl: std::time::Duration::from_secs(24 * 3600),
+            idle_timeout: std::time::Duration::from_secs(60),
         })
     }
 

@@ -4,8 +4,8 @@ use tempfile::TempPath;
 
 use super::{Page, ServiceError, ServiceResult, Services};
 use crate::domain::{
-    Caption, ExpiresIn, FeedCursor, IdCursor, Limit, NewPost, Post, PostFilter, PostId, User,
-    Username, ValidationErrors, now,
+    Caption, ExpiresIn, FeedCursor, IdCursor, Limit, NewPost, Post, PostFilter, PostId, UploadId,
+    User, Username, ValidationErrors, now,
 };
 
 /// The largest image accepted, in bytes (100 MiB).
@@ -67,6 +67,17 @@ impl Services {
         input: CreatePost,
         image: StagedImage,
     ) -> ServiceResult<Post> {
+        self.create_post_with(author, input, image, None).await
+    }
+
+    /// As `create_post`; with `from_upload`, that upload is consumed in the post's transaction.
+    pub(super) async fn create_post_with(
+        &self,
+        author: &User,
+        input: CreatePost,
+        image: StagedImage,
+        from_upload: Option<UploadId>,
+    ) -> ServiceResult<Post> {
         let valid = validate(input)?;
         if image.size > MAX_IMAGE_BYTES {
             return Err(ServiceError::PayloadTooLarge {
@@ -89,7 +100,7 @@ impl Services {
         self.blobs
             .put_file(&new_post.original_key, &image.file)
             .await?;
-        match self.store.create_post(&new_post).await {
+        match self.store.create_post(&new_post, from_upload).await {
             Ok(post) => Ok(post),
             Err(e) => {
                 // The row never committed, so nothing references the blob.

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 
 use crate::domain::{
     Comment, CommentBody, CommentId, FeedCursor, IdCursor, ImageInfo, NewPost, Post, PostFilter,
-    PostId, Timestamp, User, UserId, Username,
+    PostId, Timestamp, UploadId, User, UserId, Username,
 };
 
 pub use blobs::{BlobStore, LocalBlobStore, ObjectBlobStore};
@@ -23,6 +23,8 @@ pub use blobs::{BlobStore, LocalBlobStore, ObjectBlobStore};
 pub enum StoreError {
     #[error("username is taken")]
     UsernameTaken,
+    #[error("the upload is unknown, unfinished or already used")]
+    UploadUnavailable,
     #[error("storage backend error: {0}")]
     Backend(#[from] anyhow::Error),
 }
@@ -59,8 +61,12 @@ pub struct DeletedPost {
 
 #[async_trait]
 pub trait PostStore: Send + Sync {
-    /// Inserts the post (status processing) and its processing job in one transaction.
-    async fn create_post(&self, post: &NewPost) -> StoreResult<Post>;
+    /// Inserts the post (status processing) and its processing job in one
+    /// transaction. With `from_upload`, that finished upload is consumed in the
+    /// same transaction (its chunks queued for deletion); if it is no longer
+    /// there, nothing is inserted and the error is `UploadUnavailable`.
+    async fn create_post(&self, post: &NewPost, from_upload: Option<UploadId>)
+    -> StoreResult<Post>;
     async fn post(&self, id: PostId) -> StoreResult<Option<Post>>;
     /// Ready, unexpired posts by (comment_count desc, id desc), after `after`.
     async fn feed(
@@ -159,9 +165,122 @@ pub trait BlobGc: Send + Sync {
     async fn queue_blob_deletion(&self, key: &str) -> StoreResult<()>;
 }
 
+/// A resumable upload's metadata; its bytes are chunk blobs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    pub id: UploadId,
+    pub owner: UserId,
+    pub length: u64,
+    pub offset: u64,
+    pub metadata: Option<String>,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+/// Bytes `start..start + length` of an upload, stored as the blob `key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadChunk {
+    pub key: String,
+    pub start: u64,
+    pub length: u64,
+}
+
+/// The answer to "may I append at this offset?".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendLock {
+    Granted,
+    /// The upload's offset is not the one the client sent.
+    OffsetMismatch {
+        current: u64,
+    },
+    /// Another append is running.
+    Busy,
+    NotFound,
+}
+
+#[async_trait]
+pub trait UploadStore: Send + Sync {
+    async fn create_upload(&self, upload: &Upload) -> StoreResult<()>;
+    async fn upload(&self, id: UploadId) -> StoreResult<Option<Upload>>;
+    /// Takes the upload's append lock (`token`, held until `until`) if its offset is `offset`.
+    async fn lock_upload(
+        &self,
+        id: UploadId,
+        offset: u64,
+        token: uuid::Uuid,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<AppendLock>;
+    async fn extend_upload_lock(
+        &self,
+        id: UploadId,
+        token: uuid::Uuid,
+        until: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Records a stored chunk at the locked offset, advances the offset, moves the
+    /// expiry and releases the lock, atomically. False if the lock was lost.
+    async fn commit_chunk(
+        &self,
+        id: UploadId,
+        token: uuid::Uuid,
+        chunk: &UploadChunk,
+        expires_at: Timestamp,
+    ) -> StoreResult<bool>;
+    async fn unlock_upload(&self, id: UploadId, token: uuid::Uuid) -> StoreResult<()>;
+    /// The chunks in byte order.
+    async fn upload_chunks(&self, id: UploadId) -> StoreResult<Vec<UploadChunk>>;
+    /// Deletes the upload and queues its chunk blobs for deletion; false if there was none.
+    async fn delete_upload(&self, id: UploadId) -> StoreResult<bool>;
+    async fn expired_uploads(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<UploadId>>;
+}
+
+/// A response kept for replaying to retries with the same idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyClaim {
+    /// The key is ours: do the work, then complete or release it.
+    Claimed,
+    /// The first request with this key is still running.
+    InFlight,
+    /// The key was used for a different request.
+    Mismatch,
+    Replay(StoredResponse),
+}
+
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
+    /// Atomically claims `scope_key` for a request with `fingerprint`. An in-flight
+    /// claim made before `stale_before` is taken over (its node died).
+    async fn claim_key(
+        &self,
+        scope_key: &str,
+        fingerprint: &[u8; 32],
+        now: Timestamp,
+        expires_at: Timestamp,
+        stale_before: Timestamp,
+    ) -> StoreResult<KeyClaim>;
+    async fn complete_key(&self, scope_key: &str, response: &StoredResponse) -> StoreResult<()>;
+    /// Forgets a claim whose request failed, so a retry runs afresh.
+    async fn release_key(&self, scope_key: &str) -> StoreResult<()>;
+    async fn purge_keys(&self, now: Timestamp) -> StoreResult<u64>;
+}
+
 #[async_trait]
 pub trait Store:
-    AccountStore + PostStore + CommentStore + JobQueue + BlobGc + transfer::Transfer
+    AccountStore
+    + PostStore
+    + CommentStore
+    + JobQueue
+    + BlobGc
+    + UploadStore
+    + IdempotencyStore
+    + transfer::Transfer
 {
     /// The key that authenticates pagination cursors, shared by every node.
     async fn cursor_key(&self) -> StoreResult<Vec<u8>>;

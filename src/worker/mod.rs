@@ -69,6 +69,13 @@ impl Worker {
 
     async fn sweep_loop(&self, shutdown: CancellationToken) {
         loop {
+            match self.services.sweep_expired().await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(records = n, "removed expired uploads and idempotency keys")
+                }
+                Err(e) => tracing::warn!(error = %e, "expiry sweeper"),
+            }
             match self.services.collect_garbage().await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(blobs = n, "deleted orphaned blobs"),

@@ -110,6 +110,17 @@ impl TestApp {
         req.send().await.unwrap()
     }
 
+    /// Runs the expiry sweeper now instead of waiting for its period.
+    pub async fn sweep(&self) -> u64 {
+        self.running
+            .as_ref()
+            .unwrap()
+            .services
+            .sweep_expired()
+            .await
+            .unwrap()
+    }
+
     /// A blob of this node's store, whatever the backend.
     pub async fn blob(&self, key: &str) -> Option<bytes::Bytes> {
         self.running

@@ -11,3 +11,4 @@ mod multinode;
 mod platform;
 mod posts;
 mod restart;
+mod uploads;

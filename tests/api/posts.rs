@@ -223,6 +223,15 @@ async fn creating_a_post_needs_auth_and_multipart() {
             serde_json::json!({"caption": "x"}),
         )
         .await;
+    problem(resp, 422).await;
+    let resp = app
+        .client
+        .post(app.url("/v1/posts"))
+        .bearer_auth(&token)
+        .body("caption=x")
+        .send()
+        .await
+        .unwrap();
     problem(resp, 415).await;
 }
 

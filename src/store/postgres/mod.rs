@@ -4,10 +4,12 @@
 
 mod accounts;
 mod comments;
+mod idempotency;
 mod jobs;
 mod posts;
 mod rows;
 mod transfer;
+mod uploads;
 
 use std::sync::Arc;
 use std::time::Duration;

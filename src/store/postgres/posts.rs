@@ -3,9 +3,10 @@ use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgRow;
 
 use super::rows::{POST_COLUMNS, post_from_row, queue_blob_deletion};
+use super::uploads::queue_chunk_deletions;
 use super::{JOBS_CHANNEL, PgStore};
 use crate::domain::{
-    FeedCursor, IdCursor, NewPost, Post, PostId, Timestamp, UserId, derived_blob_key,
+    FeedCursor, IdCursor, NewPost, Post, PostId, Timestamp, UploadId, UserId, derived_blob_key,
 };
 use crate::store::{DeletedPost, PostStore, StoreError, StoreResult};
 
@@ -22,8 +23,22 @@ async fn load_post<'e>(conn: impl sqlx::PgExecutor<'e>, id: PostId) -> sqlx::Res
 
 #[async_trait]
 impl PostStore for PgStore {
-    async fn create_post(&self, p: &NewPost) -> StoreResult<Post> {
+    async fn create_post(&self, p: &NewPost, from_upload: Option<UploadId>) -> StoreResult<Post> {
         let mut tx = self.pool.begin().await?;
+        if let Some(upload) = from_upload {
+            // Consume the finished upload exactly once, in this transaction.
+            queue_chunk_deletions(&mut tx, upload).await?;
+            let consumed = sqlx::query(
+                "DELETE FROM uploads WHERE id = $1 AND owner_id = $2 AND upload_offset = length",
+            )
+            .bind(upload.as_uuid())
+            .bind(p.author.id.as_uuid())
+            .execute(&mut *tx)
+            .await?;
+            if consumed.rows_affected() == 0 {
+                return Err(StoreError::UploadUnavailable);
+            }
+        }
         sqlx::query(
             "INSERT INTO posts (id, author_id, caption, status, filter, dither_levels, original_key, \
              original_format, created_at, updated_at, expires_at) \

@@ -6,11 +6,13 @@
 
 mod accounts;
 mod comments;
+mod idempotency;
 mod jobs;
 mod posts;
 mod rows;
 mod seed;
 mod transfer;
+mod uploads;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -24,7 +26,10 @@ use tokio::sync::Notify;
 
 use super::{BlobGc, Store, StoreError, StoreResult};
 
-const MIGRATIONS: &[&str] = &[include_str!("../../../migrations/sqlite/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../../migrations/sqlite/0001_init.sql"),
+    include_str!("../../../migrations/sqlite/0002_uploads_idempotency.sql"),
+];
 
 pub struct SqliteStore {
     writer: Arc<Mutex<Connection>>,

@@ -3,8 +3,9 @@ use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
 use super::rows::{POST_COLUMNS, ms, post_from_row, queue_blob_deletion};
+use super::uploads::queue_chunk_deletions;
 use crate::domain::{
-    FeedCursor, IdCursor, NewPost, Post, PostId, Timestamp, UserId, derived_blob_key,
+    FeedCursor, IdCursor, NewPost, Post, PostId, Timestamp, UploadId, UserId, derived_blob_key,
 };
 use crate::store::{DeletedPost, PostStore, StoreError, StoreResult};
 
@@ -21,10 +22,25 @@ const UNEXPIRED: &str = "(expires_at IS NULL OR expires_at > ?3)";
 
 #[async_trait]
 impl PostStore for SqliteStore {
-    async fn create_post(&self, post: &NewPost) -> StoreResult<Post> {
+    async fn create_post(
+        &self,
+        post: &NewPost,
+        from_upload: Option<UploadId>,
+    ) -> StoreResult<Post> {
         let p = post.clone();
         let created = self
             .write(move |tx| {
+                if let Some(upload) = from_upload {
+                    // Consume the finished upload exactly once, in this transaction.
+                    queue_chunk_deletions(tx, upload)?;
+                    let consumed = tx.execute(
+                        "DELETE FROM uploads WHERE id = ?1 AND owner_id = ?2 AND upload_offset = length",
+                        params![upload.as_bytes(), p.author.id.as_bytes()],
+                    )?;
+                    if consumed == 0 {
+                        return Err(StoreError::UploadUnavailable);
+                    }
+                }
                 tx.execute(
                     "INSERT INTO posts (id, author_id, caption, status, filter, dither_levels, original_key, \
                      original_format, created_at, updated_at, expires_at) \

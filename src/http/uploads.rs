@@ -1,0 +1,402 @@
+//! Resumable uploads over tus 1.0.0: core protocol plus the creation,
+//! creation-with-upload, termination, expiration and checksum (sha1, sha256)
+//! extensions. Others' uploads answer 404, like missing ones.
+
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use futures_util::StreamExt;
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use super::extract::AuthUser;
+use super::problem::{ApiError, ApiResult};
+use crate::domain::{Timestamp, UploadId};
+use crate::service::{AppendLease, MAX_IMAGE_BYTES, ServiceError, Services};
+use crate::store::Upload;
+
+const TUS_VERSION: &str = "1.0.0";
+const EXTENSIONS: &str = "creation,creation-with-upload,termination,expiration,checksum";
+const OFFSET_STREAM: &str = "application/offset+octet-stream";
+
+fn h(name: &'static str) -> HeaderName {
+    HeaderName::from_static(name)
+}
+
+pub fn router() -> Router<Services> {
+    Router::new()
+        .route("/v1/uploads", post(create).options(capabilities))
+        .route(
+            "/v1/uploads/{id}",
+            axum::routing::head(status).patch(append).delete(terminate),
+        )
+        .route_layer(middleware::from_fn(tus_resumable))
+        .layer(DefaultBodyLimit::disable())
+}
+
+/// Every tus request but OPTIONS must speak our version; every answer says it.
+async fn tus_resumable(request: Request, next: Next) -> Response {
+    let speaks = request
+        .headers()
+        .get("tus-resumable")
+        .and_then(|v| v.to_str().ok())
+        == Some(TUS_VERSION);
+    let mut response = if speaks || request.method() == axum::http::Method::OPTIONS {
+        next.run(request).await
+    } else {
+        let mut e = ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "tus-version",
+            "Unsupported tus version",
+            format!("send Tus-Resumable: {TUS_VERSION}"),
+        );
+        e.headers
+            .push((h("tus-version"), HeaderValue::from_static(TUS_VERSION)));
+        e.into_response()
+    };
+    response
+        .headers_mut()
+        .insert(h("tus-resumable"), HeaderValue::from_static(TUS_VERSION));
+    response
+}
+
+async fn capabilities() -> Response {
+    (
+        StatusCode::NO_CONTENT,
+        [
+            (h("tus-version"), HeaderValue::from_static(TUS_VERSION)),
+            (h("tus-max-size"), HeaderValue::from(MAX_IMAGE_BYTES)),
+            (h("tus-extension"), HeaderValue::from_static(EXTENSIONS)),
+            (
+                h("tus-checksum-algorithm"),
+                HeaderValue::from_static("sha1,sha256"),
+            ),
+        ],
+    )
+        .into_response()
+}
+
+fn upload_id(raw: &str) -> ApiResult<UploadId> {
+    raw.parse()
+        .map_err(|_| ApiError::not_found("no such upload"))
+}
+
+fn http_date(t: Timestamp) -> HeaderValue {
+    let at = SystemTime::UNIX_EPOCH + Duration::from_millis(t.timestamp_millis().max(0) as u64);
+    HeaderValue::from_str(&httpdate::fmt_http_date(at)).expect("HTTP dates are valid headers")
+}
+
+fn number_header(headers: &HeaderMap, name: &str) -> ApiResult<Option<u64>> {
+    match headers.get(name) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|s| s.parse().ok())
+            .map(Some)
+            .ok_or_else(|| ApiError::bad_request(format!("{name} must be a non-negative integer"))),
+    }
+}
+
+/// An expected digest of the request body, from Upload-Checksum.
+enum Checksum {
+    Sha1(Vec<u8>),
+    Sha256(Vec<u8>),
+}
+
+fn checksum(headers: &HeaderMap) -> ApiResult<Option<Checksum>> {
+    let Some(value) = headers.get("upload-checksum") else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError::bad_request(
+            "Upload-Checksum must be \"<algorithm> <base64 digest>\" with sha1 or sha256",
+        )
+    };
+    let (algorithm, digest) = value
+        .to_str()
+        .map_err(|_| bad())?
+        .split_once(' ')
+        .ok_or_else(bad)?;
+    let digest = STANDARD.decode(digest.trim()).map_err(|_| bad())?;
+    match algorithm {
+        "sha1" => Ok(Some(Checksum::Sha1(digest))),
+        "sha256" => Ok(Some(Checksum::Sha256(digest))),
+        _ => Err(bad()),
+    }
+}
+
+/// The body must be an offset stream (PATCH always; POST when it carries data).
+fn is_offset_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        == Some(OFFSET_STREAM)
+}
+
+async fn create(
+    State(s): State<Services>,
+    auth: AuthUser,
+    request: Request,
+) -> ApiResult<Response> {
+    let headers = request.headers().clone();
+    if headers.contains_key("upload-defer-length") {
+        return Err(ApiError::bad_request(
+            "Upload-Defer-Length is not supported; send Upload-Length",
+        ));
+    }
+    let length = number_header(&headers, "upload-length")?
+        .ok_or_else(|| ApiError::bad_request("Upload-Length is required"))?;
+    if length > MAX_IMAGE_BYTES {
+        return Err(ApiError::payload_too_large(MAX_IMAGE_BYTES));
+    }
+    let metadata = headers
+        .get("upload-metadata")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let expected = checksum(&headers)?;
+    let with_data = number_header(&headers, "content-length")?.unwrap_or(0) > 0
+        || headers.contains_key(header::TRANSFER_ENCODING);
+    if with_data && !is_offset_stream(&headers) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported media type",
+            format!("data sent with the creation must be {OFFSET_STREAM}"),
+        ));
+    }
+    let mut upload = s.create_upload(&auth.user, length, metadata).await?;
+    if with_data {
+        // creation-with-upload: the body is the first chunk.
+        let lease = s.lease_append(upload.id, &auth.user, 0).await?;
+        upload.offset = receive_and_commit(&s, lease, request.into_body(), expected).await?;
+    }
+    let mut response = (
+        StatusCode::CREATED,
+        [(header::LOCATION, format!("/v1/uploads/{}", upload.id))],
+    )
+        .into_response();
+    let h_ = response.headers_mut();
+    h_.insert(h("upload-expires"), http_date(upload.expires_at));
+    if with_data {
+        h_.insert(h("upload-offset"), HeaderValue::from(upload.offset));
+    }
+    Ok(response)
+}
+
+fn offsets(upload: &Upload) -> [(HeaderName, HeaderValue); 4] {
+    [
+        (h("upload-offset"), HeaderValue::from(upload.offset)),
+        (h("upload-length"), HeaderValue::from(upload.length)),
+        (h("upload-expires"), http_date(upload.expires_at)),
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+    ]
+}
+
+async fn status(
+    State(s): State<Services>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let upload = s.upload(upload_id(&id)?, &auth.user).await?;
+    let mut response = (StatusCode::OK, offsets(&upload)).into_response();
+    if let Some(m) = upload
+        .metadata
+        .as_deref()
+        .and_then(|m| HeaderValue::from_str(m).ok())
+    {
+        response.headers_mut().insert(h("upload-metadata"), m);
+    }
+    Ok(response)
+}
+
+async fn append(
+    State(s): State<Services>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+    request: Request,
+) -> ApiResult<Response> {
+    let headers = request.headers().clone();
+    if !is_offset_stream(&headers) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported media type",
+            format!("PATCH bodies must be {OFFSET_STREAM}"),
+        ));
+    }
+    let offset = number_header(&headers, "upload-offset")?
+        .ok_or_else(|| ApiError::bad_request("Upload-Offset is required"))?;
+    let expected = checksum(&headers)?;
+    let id = upload_id(&id)?;
+    // The lock (and the offset check) come before a single byte is read.
+    let lease = s.lease_append(id, &auth.user, offset).await?;
+    if number_header(&headers, "content-length")?.is_some_and(|n| n > lease.room()) {
+        s.abandon_append(lease).await;
+        return Err(ApiError::payload_too_large(MAX_IMAGE_BYTES));
+    }
+    let new_offset = receive_and_commit(&s, lease, request.into_body(), expected).await?;
+    let upload = s.upload(id, &auth.user).await?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response
+        .headers_mut()
+        .insert(h("upload-offset"), HeaderValue::from(new_offset));
+    response
+        .headers_mut()
+        .insert(h("upload-expires"), http_date(upload.expires_at));
+    Ok(response)
+}
+
+async fn terminate(
+    State(s): State<Services>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    s.terminate_upload(upload_id(&id)?, &auth.user).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Receives the body into a staging file and commits it as the next chunk.
+///
+/// Runs in its own task: if the client goes away mid-body, the request's future
+/// is dropped, but the bytes that did arrive are still stored and acknowledged
+/// to the next HEAD (unless a checksum was promised, which they cannot meet).
+async fn receive_and_commit(
+    s: &Services,
+    lease: AppendLease,
+    body: Body,
+    expected: Option<Checksum>,
+) -> ApiResult<u64> {
+    let services = s.clone();
+    let task = tokio::spawn(async move {
+        let received = match receive(&services, &lease, body, &expected).await {
+            Ok(r) => r,
+            Err(e) => {
+                services.abandon_append(lease).await;
+                return Err(e);
+            }
+        };
+        let intact = received.complete && received.digest_matches(&expected);
+        if expected.is_some() && !intact {
+            services.abandon_append(lease).await;
+            return Err(ServiceError::ChecksumMismatch.into());
+        }
+        if received.len > lease.room() {
+            services.abandon_append(lease).await;
+            return Err(ApiError::payload_too_large(MAX_IMAGE_BYTES));
+        }
+        Ok(services
+            .commit_append(lease, received.file, received.len)
+            .await?)
+    });
+    task.await.map_err(|e| ServiceError::Internal(e.into()))?
+}
+
+struct Received {
+    file: tempfile::TempPath,
+    len: u64,
+    /// The body ended normally (not by a dropped connection or idle timeout).
+    complete: bool,
+    sha1: Sha1,
+    sha256: Sha256,
+}
+
+impl Received {
+    fn digest_matches(&self, expected: &Option<Checksum>) -> bool {
+        match expected {
+            None => true,
+            Some(Checksum::Sha1(d)) => self.sha1.clone().finalize().as_slice() == d.as_slice(),
+            Some(Checksum::Sha256(d)) => self.sha256.clone().finalize().as_slice() == d.as_slice(),
+        }
+    }
+}
+
+/// Streams the body to disk, renewing the append lock as it goes. Stops at the
+/// first byte past the upload's length, or when no data arrives for the idle timeout.
+async fn receive(
+    s: &Services,
+    lease: &AppendLease,
+    body: Body,
+    expected: &Option<Checksum>,
+) -> ApiResult<Received> {
+    let internal = |e: std::io::Error| ApiError::from(ServiceError::Internal(e.into()));
+    let temp = tempfile::NamedTempFile::new_in(&s.staging_dir).map_err(internal)?;
+    let (file, path) = temp.into_parts();
+    let mut out = tokio::io::BufWriter::with_capacity(256 * 1024, tokio::fs::File::from_std(file));
+    let mut stream = body.into_data_stream();
+    let mut received = Received {
+        file: path,
+        len: 0,
+        complete: false,
+        sha1: Sha1::new(),
+        sha256: Sha256::new(),
+    };
+    let mut renew = tokio::time::interval(s.append_renewal_period());
+    renew.tick().await;
+    loop {
+        let frame = tokio::select! {
+            frame = tokio::time::timeout(s.idle_timeout, stream.next()) => frame,
+            _ = renew.tick() => {
+                if !s.renew_append(lease).await.unwrap_or(false) {
+                    tracing::warn!(upload = %lease.upload.id, "lost an upload's append lock mid-body");
+                }
+                continue;
+            }
+        };
+        match frame {
+            Ok(Some(Ok(bytes))) => {
+                received.len += bytes.len() as u64;
+                if received.len > lease.room() {
+                    break; // over the declared length: the caller refuses the chunk
+                }
+                match expected {
+                    Some(Checksum::Sha1(_)) => received.sha1.update(&bytes),
+                    Some(Checksum::Sha256(_)) => received.sha256.update(&bytes),
+                    None => {}
+                }
+                out.write_all(&bytes).await.map_err(internal)?;
+            }
+            Ok(Some(Err(e))) => {
+                tracing::info!(upload = %lease.upload.id, error = %e, bytes = received.len, "upload body broke off");
+                break;
+            }
+            Ok(None) => {
+                received.complete = true;
+                break;
+            }
+            Err(_) => {
+                tracing::info!(upload = %lease.upload.id, bytes = received.len, "upload body idle too long");
+                break;
+            }
+        }
+    }
+    out.flush().await.map_err(internal)?;
+    Ok(received)
+}
+
+/// `X-HTTP-Method-Override` lets clients behind proxies that only pass GET and
+/// POST send PATCH, DELETE and HEAD; it must run before routing.
+pub async fn method_override(mut request: Request, next: Next) -> Response {
+    if request.method() == axum::http::Method::POST
+        && let Some(method) = request
+            .headers()
+            .get("x-http-method-override")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|m| {
+                axum::http::Method::from_bytes(m.trim().to_ascii_uppercase().as_bytes()).ok()
+            })
+    {
+        *request.method_mut() = method;
+    }
+    next.run(request).await
+}

@@ -1,0 +1,98 @@
+use async_trait::async_trait;
+
+use super::PgStore;
+use crate::domain::Timestamp;
+use crate::store::{IdempotencyStore, KeyClaim, StoreResult, StoredResponse};
+
+#[async_trait]
+impl IdempotencyStore for PgStore {
+    async fn claim_key(
+        &self,
+        scope_key: &str,
+        fingerprint: &[u8; 32],
+        now: Timestamp,
+        expires_at: Timestamp,
+        stale_before: Timestamp,
+    ) -> StoreResult<KeyClaim> {
+        // One statement claims atomically: a new key, or one that expired or was
+        // abandoned in flight, becomes ours; any other existing row is left alone.
+        let claimed = sqlx::query(
+            "INSERT INTO idempotency_keys (scope_key, fingerprint, state, created_at, expires_at) \
+             VALUES ($1, $2, 'in_flight', $3, $4) \
+             ON CONFLICT (scope_key) DO UPDATE SET fingerprint = excluded.fingerprint, state = 'in_flight', \
+               status = NULL, headers = NULL, body = NULL, created_at = excluded.created_at, \
+               expires_at = excluded.expires_at \
+             WHERE idempotency_keys.expires_at <= $3 \
+                OR (idempotency_keys.state = 'in_flight' AND idempotency_keys.created_at < $5)",
+        )
+        .bind(scope_key)
+        .bind(fingerprint.as_slice())
+        .bind(now)
+        .bind(expires_at)
+        .bind(stale_before)
+        .execute(&self.pool)
+        .await?;
+        if claimed.rows_affected() == 1 {
+            return Ok(KeyClaim::Claimed);
+        }
+        type Existing = (
+            Vec<u8>,
+            String,
+            Option<i32>,
+            Option<String>,
+            Option<Vec<u8>>,
+        );
+        let existing: Option<Existing> = sqlx::query_as(
+            "SELECT fingerprint, state, status, headers, body FROM idempotency_keys WHERE scope_key = $1",
+        )
+        .bind(scope_key)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((fp, state, status, headers, body)) = existing else {
+            // Released between the two statements: the caller may simply retry.
+            return Ok(KeyClaim::InFlight);
+        };
+        if fp != fingerprint {
+            return Ok(KeyClaim::Mismatch);
+        }
+        if state == "in_flight" {
+            return Ok(KeyClaim::InFlight);
+        }
+        let headers = serde_json::from_str(headers.as_deref().unwrap_or("[]"))
+            .map_err(|e| anyhow::anyhow!("stored headers: {e}"))?;
+        Ok(KeyClaim::Replay(StoredResponse {
+            status: status.unwrap_or(500) as u16,
+            headers,
+            body: body.unwrap_or_default(),
+        }))
+    }
+
+    async fn complete_key(&self, scope_key: &str, response: &StoredResponse) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE idempotency_keys SET state = 'done', status = $1, headers = $2, body = $3 WHERE scope_key = $4",
+        )
+        .bind(i32::from(response.status))
+        .bind(serde_json::to_string(&response.headers).expect("strings serialise"))
+        .bind(&response.body)
+        .bind(scope_key)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn release_key(&self, scope_key: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM idempotency_keys WHERE scope_key = $1 AND state = 'in_flight'")
+            .bind(scope_key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn purge_keys(&self, now: Timestamp) -> StoreResult<u64> {
+        let n = sqlx::query("DELETE FROM idempotency_keys WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(n.rows_affected())
+    }
+}

@@ -1,0 +1,94 @@
+use async_trait::async_trait;
+use rusqlite::{OptionalExtension, params};
+
+use super::SqliteStore;
+use super::rows::ms;
+use crate::domain::Timestamp;
+use crate::store::{IdempotencyStore, KeyClaim, StoreResult, StoredResponse};
+
+#[async_trait]
+impl IdempotencyStore for SqliteStore {
+    async fn claim_key(
+        &self,
+        scope_key: &str,
+        fingerprint: &[u8; 32],
+        now: Timestamp,
+        expires_at: Timestamp,
+        stale_before: Timestamp,
+    ) -> StoreResult<KeyClaim> {
+        let (scope_key, fingerprint) = (scope_key.to_owned(), *fingerprint);
+        // One writer transaction: the check and the claim cannot interleave with another claim.
+        self.write(move |tx| {
+            type Existing = (Vec<u8>, String, Option<u16>, Option<String>, Option<Vec<u8>>, i64, i64);
+            let existing: Option<Existing> = tx
+                .query_row(
+                    "SELECT fingerprint, state, status, headers, body, created_at, expires_at \
+                     FROM idempotency_keys WHERE scope_key = ?1",
+                    [&scope_key],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
+                )
+                .optional()?;
+            if let Some((fp, state, status, headers, body, created, expires)) = existing {
+                let live = expires > ms(now);
+                let abandoned = state == "in_flight" && created < ms(stale_before);
+                if live && !abandoned {
+                    if fp != fingerprint {
+                        return Ok(KeyClaim::Mismatch);
+                    }
+                    if state == "in_flight" {
+                        return Ok(KeyClaim::InFlight);
+                    }
+                    let headers = serde_json::from_str(headers.as_deref().unwrap_or("[]"))
+                        .map_err(|e| anyhow::anyhow!("stored headers: {e}"))?;
+                    return Ok(KeyClaim::Replay(StoredResponse {
+                        status: status.unwrap_or(500),
+                        headers,
+                        body: body.unwrap_or_default(),
+                    }));
+                }
+            }
+            tx.execute(
+                "INSERT OR REPLACE INTO idempotency_keys (scope_key, fingerprint, state, created_at, expires_at) \
+                 VALUES (?1, ?2, 'in_flight', ?3, ?4)",
+                params![scope_key, fingerprint.as_slice(), ms(now), ms(expires_at)],
+            )?;
+            Ok(KeyClaim::Claimed)
+        })
+        .await
+    }
+
+    async fn complete_key(&self, scope_key: &str, response: &StoredResponse) -> StoreResult<()> {
+        let (scope_key, response) = (scope_key.to_owned(), response.clone());
+        self.write(move |tx| {
+            let headers = serde_json::to_string(&response.headers).expect("strings serialise");
+            tx.execute(
+                "UPDATE idempotency_keys SET state = 'done', status = ?1, headers = ?2, body = ?3 WHERE scope_key = ?4",
+                params![response.status, headers, response.body, scope_key],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn release_key(&self, scope_key: &str) -> StoreResult<()> {
+        let scope_key = scope_key.to_owned();
+        self.write(move |tx| {
+            tx.execute(
+                "DELETE FROM idempotency_keys WHERE scope_key = ?1 AND state = 'in_flight'",
+                [scope_key],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn purge_keys(&self, now: Timestamp) -> StoreResult<u64> {
+        self.write(move |tx| {
+            Ok(tx.execute(
+                "DELETE FROM idempotency_keys WHERE expires_at <= ?1",
+                [ms(now)],
+            )? as u64)
+        })
+        .await
+    }
+}

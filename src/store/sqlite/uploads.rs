@@ -1,0 +1,202 @@
+use async_trait::async_trait;
+use rusqlite::{OptionalExtension, params};
+
+use super::SqliteStore;
+use super::rows::{ms, queue_blob_deletion, uuid_col};
+use crate::domain::{Timestamp, UploadId, UserId, from_millis};
+use crate::store::{AppendLock, StoreResult, Upload, UploadChunk, UploadStore};
+
+fn upload_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Upload> {
+    Ok(Upload {
+        id: uuid_col(r, 0, UploadId::from_slice)?,
+        owner: uuid_col(r, 1, UserId::from_slice)?,
+        length: r.get::<_, i64>(2)? as u64,
+        offset: r.get::<_, i64>(3)? as u64,
+        metadata: r.get(4)?,
+        created_at: from_millis(r.get(5)?),
+        expires_at: from_millis(r.get(6)?),
+    })
+}
+
+/// Queues every chunk blob of an upload for deletion (before its rows go).
+pub(super) fn queue_chunk_deletions(
+    conn: &rusqlite::Connection,
+    id: UploadId,
+) -> rusqlite::Result<()> {
+    let keys: Vec<String> = conn
+        .prepare_cached("SELECT key FROM upload_chunks WHERE upload_id = ?1")?
+        .query_map([id.as_bytes()], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for key in keys {
+        queue_blob_deletion(conn, &key)?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl UploadStore for SqliteStore {
+    async fn create_upload(&self, u: &Upload) -> StoreResult<()> {
+        let u = u.clone();
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO uploads (id, owner_id, length, upload_offset, metadata, created_at, expires_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    u.id.as_bytes(),
+                    u.owner.as_bytes(),
+                    u.length as i64,
+                    u.offset as i64,
+                    u.metadata,
+                    ms(u.created_at),
+                    ms(u.expires_at)
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn upload(&self, id: UploadId) -> StoreResult<Option<Upload>> {
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT id, owner_id, length, upload_offset, metadata, created_at, expires_at \
+                     FROM uploads WHERE id = ?1",
+                )?
+                .query_row([id.as_bytes()], upload_from_row)
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn lock_upload(
+        &self,
+        id: UploadId,
+        offset: u64,
+        token: uuid::Uuid,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<AppendLock> {
+        self.write(move |tx| {
+            let row: Option<(i64, Option<i64>)> = tx
+                .query_row(
+                    "SELECT upload_offset, lock_until FROM uploads WHERE id = ?1",
+                    [id.as_bytes()],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let Some((current, lock_until)) = row else {
+                return Ok(AppendLock::NotFound);
+            };
+            if lock_until.is_some_and(|t| t > ms(now)) {
+                return Ok(AppendLock::Busy);
+            }
+            if current as u64 != offset {
+                return Ok(AppendLock::OffsetMismatch {
+                    current: current as u64,
+                });
+            }
+            tx.execute(
+                "UPDATE uploads SET lock_token = ?1, lock_until = ?2 WHERE id = ?3",
+                params![token.as_bytes(), ms(until), id.as_bytes()],
+            )?;
+            Ok(AppendLock::Granted)
+        })
+        .await
+    }
+
+    async fn extend_upload_lock(
+        &self,
+        id: UploadId,
+        token: uuid::Uuid,
+        until: Timestamp,
+    ) -> StoreResult<bool> {
+        self.write(move |tx| {
+            let n = tx.execute(
+                "UPDATE uploads SET lock_until = ?1 WHERE id = ?2 AND lock_token = ?3",
+                params![ms(until), id.as_bytes(), token.as_bytes()],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn commit_chunk(
+        &self,
+        id: UploadId,
+        token: uuid::Uuid,
+        chunk: &UploadChunk,
+        expires_at: Timestamp,
+    ) -> StoreResult<bool> {
+        let chunk = chunk.clone();
+        self.write(move |tx| {
+            let n = tx.execute(
+                "UPDATE uploads SET upload_offset = upload_offset + ?1, lock_token = NULL, lock_until = NULL, \
+                 expires_at = ?2 WHERE id = ?3 AND lock_token = ?4 AND upload_offset = ?5",
+                params![
+                    chunk.length as i64,
+                    ms(expires_at),
+                    id.as_bytes(),
+                    token.as_bytes(),
+                    chunk.start as i64
+                ],
+            )?;
+            if n == 0 {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO upload_chunks (key, upload_id, start, length) VALUES (?1, ?2, ?3, ?4)",
+                params![chunk.key, id.as_bytes(), chunk.start as i64, chunk.length as i64],
+            )?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn unlock_upload(&self, id: UploadId, token: uuid::Uuid) -> StoreResult<()> {
+        self.write(move |tx| {
+            tx.execute(
+                "UPDATE uploads SET lock_token = NULL, lock_until = NULL WHERE id = ?1 AND lock_token = ?2",
+                params![id.as_bytes(), token.as_bytes()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn upload_chunks(&self, id: UploadId) -> StoreResult<Vec<UploadChunk>> {
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached("SELECT key, start, length FROM upload_chunks WHERE upload_id = ?1 ORDER BY start")?
+                .query_map([id.as_bytes()], |r| {
+                    Ok(UploadChunk {
+                        key: r.get(0)?,
+                        start: r.get::<_, i64>(1)? as u64,
+                        length: r.get::<_, i64>(2)? as u64,
+                    })
+                })?
+                .collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn delete_upload(&self, id: UploadId) -> StoreResult<bool> {
+        self.write(move |tx| {
+            queue_chunk_deletions(tx, id)?;
+            Ok(tx.execute("DELETE FROM uploads WHERE id = ?1", [id.as_bytes()])? == 1)
+        })
+        .await
+    }
+
+    async fn expired_uploads(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<UploadId>> {
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached("SELECT id FROM uploads WHERE expires_at <= ?1 LIMIT ?2")?
+                .query_map(params![ms(now), limit], |r| {
+                    uuid_col(r, 0, UploadId::from_slice)
+                })?
+                .collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+}
