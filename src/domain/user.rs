@@ -4,7 +4,7 @@ use super::{Timestamp, UserId};
 
 /// A username: 3–32 of `[a-z0-9_]`. Usernames are case-insensitive: input is
 /// lowercased, and the lowercase form is the one stored and shown.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct Username(String);
 
@@ -67,7 +67,7 @@ impl std::fmt::Debug for Password {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct User {
     pub id: UserId,
     pub username: Username,

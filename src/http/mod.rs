@@ -6,6 +6,7 @@ mod comments;
 mod edge;
 mod extract;
 mod health;
+mod idempotency;
 mod images;
 mod posts;
 mod problem;
@@ -30,6 +31,10 @@ pub fn router(services: Services) -> Router {
         .merge(uploads::router())
         .merge(health::router())
         .fallback(|| async { ApiError::not_found("no such resource") })
+        .layer(middleware::from_fn_with_state(
+            services.clone(),
+            idempotency::idempotency,
+        ))
         .with_state(services)
         // A panic becomes a 500 problem instead of a dropped connection.
         .layer(CatchPanicLayer::new())

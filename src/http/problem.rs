@@ -4,22 +4,25 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
 
 use crate::domain::{FieldError, ValidationErrors};
 use crate::service::ServiceError;
 
 /// A problem document, minus the request id, which the edge middleware adds.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Problem {
     #[serde(rename = "type")]
     pub kind: String,
-    pub title: &'static str,
+    pub title: Cow<'static, str>,
     pub status: u16,
     pub detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub errors: Vec<FieldError>,
 }
 
@@ -32,7 +35,7 @@ impl Problem {
     ) -> Self {
         Problem {
             kind: format!("/problems/{slug}"),
-            title,
+            title: Cow::Borrowed(title),
             status: status.as_u16(),
             detail: detail.into(),
             request_id: None,

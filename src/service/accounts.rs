@@ -130,6 +130,11 @@ impl Services {
             .await
     }
 
+    /// A new session for a user whose earlier session response is being replayed.
+    pub async fn reissue_session(&self, user: User) -> ServiceResult<Session> {
+        self.start_session(user).await
+    }
+
     async fn start_session(&self, user: User) -> ServiceResult<Session> {
         let token = Token::generate();
         self.store

@@ -4,6 +4,7 @@
 mod accounts;
 mod comments;
 mod errors;
+mod idempotency;
 mod pages;
 mod posts;
 mod uploads;
@@ -16,6 +17,7 @@ use crate::store::{BlobStore, Store};
 
 pub use accounts::{Session, Token};
 pub use errors::{ServiceError, ServiceResult};
+pub use idempotency::IDEMPOTENCY_RETENTION;
 pub use pages::Page;
 pub use posts::{CreatePost, MAX_IMAGE_BYTES, StagedImage};
 pub use uploads::AppendLease;

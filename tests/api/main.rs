@@ -5,6 +5,7 @@ mod accounts;
 mod comments;
 mod feed;
 mod helpers;
+mod idempotency;
 mod images;
 mod migrate;
 mod multinode;
