@@ -108,16 +108,9 @@ pub async fn serve(config: Config) -> anyhow::Result<Running> {
     let mut tasks = Vec::new();
     let app = crate::http::router(services.clone());
     let stop = shutdown.clone();
+    let idle = config.idle_timeout;
     tasks.push(tokio::spawn(async move {
-        let served = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
+        crate::http::server::serve(listener, app, idle, stop).await
     }));
     if config.workers > 0 {
         let w = worker(&services, &config);

@@ -10,6 +10,7 @@ mod idempotency;
 mod images;
 mod posts;
 mod problem;
+pub mod server;
 mod uploads;
 mod views;
 

@@ -12,4 +12,5 @@ mod multinode;
 mod platform;
 mod posts;
 mod restart;
+mod slow_clients;
 mod uploads;
