@@ -13,4 +13,5 @@ mod platform;
 mod posts;
 mod restart;
 mod slow_clients;
+mod tus_clients;
 mod uploads;

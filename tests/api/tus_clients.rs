@@ -1,0 +1,141 @@
+//! Real tus clients — tuspy (Python) and tus-js-client (Node) — uploading
+//! through a proxy that resets connections, adds latency, caps bandwidth and
+//! stalls. Every upload must finish with the stored original byte-identical.
+//! The clients are installed by `scripts/tus-clients` (run by `scripts/test`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use fault_proxy::{FaultProxy, Faults};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::helpers::TestApp;
+
+fn tools() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools")
+}
+
+/// A large, incompressible PNG: random noise survives no shortcut.
+fn noisy_png(width: u32, height: u32) -> Vec<u8> {
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let img = image::RgbImage::from_fn(width, height, |_, _| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        image::Rgb([state as u8, (state >> 8) as u8, (state >> 16) as u8])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+enum Client {
+    Tuspy,
+    TusJs,
+}
+
+impl Client {
+    fn command(&self) -> Option<tokio::process::Command> {
+        let clients = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients");
+        match self {
+            Client::Tuspy => {
+                let python = tools().join("venv/bin/python");
+                python.exists().then(|| {
+                    let mut c = tokio::process::Command::new(python);
+                    c.arg(clients.join("tuspy_upload.py"));
+                    c
+                })
+            }
+            Client::TusJs => {
+                let module = tools().join("node/node_modules");
+                module.join("tus-js-client").exists().then(|| {
+                    let mut c = tokio::process::Command::new("node");
+                    c.env("TUS_JS_CLIENT_DIR", &module)
+                        .arg(clients.join("tusjs_upload.mjs"));
+                    c
+                })
+            }
+        }
+    }
+}
+
+async fn upload_through_faults(client: Client, name: &str) {
+    let Some(mut command) = client.command() else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI needs the tus clients: run scripts/tus-clients"
+        );
+        eprintln!("SKIPPED: {name} is not installed (run scripts/tus-clients)");
+        return;
+    };
+    let app = TestApp::spawn().await;
+    let token = app.register(name).await;
+    let image = noisy_png(1600, 1200); // about 5.8 MB
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("photo.png");
+    std::fs::write(&file, &image).unwrap();
+    let upstream = app.base.trim_start_matches("http://").parse().unwrap();
+    let proxy = FaultProxy::start(
+        upstream,
+        Faults {
+            reset_after: Some(1_500_000),
+            latency: Duration::from_millis(2),
+            upload_bytes_per_sec: Some(64 << 20),
+            stall: Some((2_000_000, Duration::from_millis(1500))),
+        },
+    )
+    .await
+    .unwrap();
+    let endpoint = format!("http://{}/v1/uploads", proxy.addr());
+    command
+        .arg(&endpoint)
+        .arg(&token)
+        .arg(&file)
+        .arg((4 << 20).to_string());
+    let out = tokio::time::timeout(Duration::from_secs(180), command.output())
+        .await
+        .expect("the upload finished in time")
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{name} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        proxy.resets() >= 3,
+        "the proxy really cut the connection ({} resets)",
+        proxy.resets()
+    );
+    let url = String::from_utf8(out.stdout).unwrap();
+    let upload_id = url.trim().rsplit('/').next().unwrap().to_owned();
+    let post: Value = app
+        .post_json(
+            "/v1/posts",
+            Some(&token),
+            json!({"upload_id": upload_id, "caption": name}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = post["id"].as_str().expect("a post from the upload");
+    let stored = app.blob(&format!("originals/{id}")).await.unwrap();
+    assert_eq!(
+        Sha256::digest(&stored),
+        Sha256::digest(&image),
+        "byte-identical original"
+    );
+    app.wait_for_status(&token, id, "ready").await;
+}
+
+#[tokio::test]
+async fn tuspy_resumes_through_a_bad_network() {
+    upload_through_faults(Client::Tuspy, "tuspy_user").await;
+}
+
+#[tokio::test]
+async fn tus_js_client_resumes_through_a_bad_network() {
+    upload_through_faults(Client::TusJs, "tusjs_user").await;
+}
