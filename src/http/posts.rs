@@ -190,7 +190,7 @@ async fn spool(mut field: Field<'_>, s: &Services, max: u64) -> ApiResult<Staged
     let temp = tempfile::NamedTempFile::new_in(&s.staging_dir)
         .map_err(|e| crate::service::ServiceError::Internal(e.into()))?;
     let (file, path) = temp.into_parts();
-    let mut out = BufWriter::with_capacity(256 * 1024, tokio::fs::File::from_std(file));
+    let mut out = BufWriter::with_capacity(64 * 1024, tokio::fs::File::from_std(file));
     let mut size: u64 = 0;
     while let Some(chunk) = field
         .chunk()

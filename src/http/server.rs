@@ -53,6 +53,8 @@ pub async fn serve(
             .timer(TokioTimer::new())
             .header_read_timeout(idle_timeout)
             .keep_alive(true)
+            // Per-connection read buffer; uploads stream through it, so small keeps memory flat.
+            .max_buf_size(64 * 1024)
             .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         let connection = graceful.watch(connection);
         tokio::spawn(async move {

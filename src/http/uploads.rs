@@ -332,7 +332,7 @@ async fn receive(
     let internal = |e: std::io::Error| ApiError::from(ServiceError::Internal(e.into()));
     let temp = tempfile::NamedTempFile::new_in(&s.staging_dir).map_err(internal)?;
     let (file, path) = temp.into_parts();
-    let mut out = tokio::io::BufWriter::with_capacity(256 * 1024, tokio::fs::File::from_std(file));
+    let mut out = tokio::io::BufWriter::with_capacity(64 * 1024, tokio::fs::File::from_std(file));
     let mut stream = body.into_data_stream();
     let mut received = Received {
         file: path,

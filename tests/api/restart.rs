@@ -78,3 +78,75 @@ async fn a_job_interrupted_by_a_crash_finishes_after_restart() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Bytes an upload acknowledged survive kill -9; the upload resumes on the restarted server.
+#[tokio::test]
+async fn acknowledged_upload_bytes_survive_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = backend_args().await;
+    let client = reqwest::Client::new();
+    let mut node = Node::serve(dir.path(), &backend, &["--workers", "1"]);
+    let reg: Value = client
+        .post(format!("{}/v1/users", node.base))
+        .json(&serde_json::json!({"username": "durable", "password": "correct horse"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = reg["token"].as_str().unwrap().to_owned();
+    let image = jpeg(500, 400);
+    let half = image.len() / 2;
+    let tus = |method: reqwest::Method, url: String| {
+        client
+            .request(method, url)
+            .bearer_auth(&token)
+            .header("tus-resumable", "1.0.0")
+    };
+    let created = tus(reqwest::Method::POST, format!("{}/v1/uploads", node.base))
+        .header("upload-length", image.len().to_string())
+        .send()
+        .await
+        .unwrap();
+    let location = created.headers()["location"].to_str().unwrap().to_owned();
+    let first = tus(reqwest::Method::PATCH, format!("{}{location}", node.base))
+        .header("content-type", "application/offset+octet-stream")
+        .header("upload-offset", "0")
+        .body(image[..half].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 204);
+    node.kill();
+
+    let node = Node::serve(dir.path(), &backend, &["--workers", "1"]);
+    let head = tus(reqwest::Method::HEAD, format!("{}{location}", node.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.headers()["upload-offset"].to_str().unwrap(),
+        half.to_string()
+    );
+    let rest = tus(reqwest::Method::PATCH, format!("{}{location}", node.base))
+        .header("content-type", "application/offset+octet-stream")
+        .header("upload-offset", half.to_string())
+        .body(image[half..].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rest.status(), 204);
+    let upload_id = location.rsplit('/').next().unwrap();
+    let post: Value = client
+        .post(format!("{}/v1/posts", node.base))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"upload_id": upload_id}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(post["status"], "processing", "{post}");
+}

@@ -90,10 +90,13 @@ async fn relay(client: TcpStream, server: TcpStream, faults: Faults, counters: A
     let (server_read, server_write) = server.into_split();
     let down = tokio::spawn(pump_down(server_read, client_write, faults.latency));
     let reset = pump_up(client_read, server_write, &faults, &counters).await;
-    if let Some((client_read, server_write)) = reset {
-        // An abortive close: both peers see a connection reset, as on a dropped mobile link.
+    if let Some((client_read, mut server_write)) = reset {
+        // The client sees its connection reset. The server sees the stream end
+        // after the last byte the network delivered: an RST towards it would make
+        // its kernel discard data already received, which a dropped radio link
+        // does not do.
         let _ = client_read.as_ref().set_zero_linger();
-        let _ = server_write.as_ref().set_zero_linger();
+        let _ = server_write.shutdown().await;
         down.abort();
         counters.resets.fetch_add(1, Ordering::Relaxed);
     } else {
