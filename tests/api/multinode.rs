@@ -194,3 +194,71 @@ async fn api_nodes_and_workers_share_one_instance() {
     .await;
     assert_eq!(next["items"].as_array().unwrap().len(), 3);
 }
+
+/// A resumable upload whose PATCHes alternate between two API nodes still finishes.
+#[tokio::test]
+async fn an_upload_can_hop_between_api_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = backend_args().await;
+    let a = Node::serve(dir.path(), &backend, &["--workers", "1"]);
+    let b = Node::serve(dir.path(), &backend, &["--workers", "0"]);
+    let nodes = [a.base.clone(), b.base.clone()];
+    let client = reqwest::Client::new();
+    let reg: Value = client
+        .post(format!("{}/v1/users", nodes[0]))
+        .json(&json!({"username": "hopper", "password": "correct horse"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = reg["token"].as_str().unwrap().to_owned();
+    let image = jpeg(900, 700);
+    let created = client
+        .post(format!("{}/v1/uploads", nodes[1]))
+        .bearer_auth(&token)
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", image.len().to_string())
+        .send()
+        .await
+        .unwrap();
+    let location = created.headers()["location"].to_str().unwrap().to_owned();
+    let pieces: Vec<&[u8]> = image.chunks(image.len() / 4 + 1).collect();
+    let mut offset = 0;
+    for (n, piece) in pieces.iter().enumerate() {
+        let resp = client
+            .patch(format!("{}{location}", nodes[n % 2]))
+            .bearer_auth(&token)
+            .header("tus-resumable", "1.0.0")
+            .header("content-type", "application/offset+octet-stream")
+            .header("upload-offset", offset.to_string())
+            .body(piece.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 204, "PATCH {n} on node {}", n % 2);
+        offset += piece.len();
+    }
+    let upload_id = location.rsplit('/').next().unwrap();
+    let post: Value = client
+        .post(format!("{}/v1/posts", nodes[1]))
+        .bearer_auth(&token)
+        .json(&json!({"upload_id": upload_id}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = post["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let p = read(&client, format!("{}/v1/posts/{id}", nodes[0]), &token).await;
+        if p["status"] == "ready" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{p}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
