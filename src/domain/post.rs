@@ -174,9 +174,20 @@ pub struct Post {
     pub image: Option<ImageInfo>,
     /// At most the 2 newest comments, newest first.
     pub last_comments: Vec<Comment>,
+    /// Bumped by every change to the post's representation.
+    pub version: i64,
 }
 
 impl Post {
+    /// A strong entity tag: every change to the representation bumps `version`.
+    pub fn etag(&self) -> String {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(self.id.as_bytes());
+        h.update(self.version.to_be_bytes());
+        format!("\"{}\"", hex::encode(&h.finalize()[..16]))
+    }
+
     pub fn is_expired(&self, now: Timestamp) -> bool {
         self.expires_at.is_some_and(|t| t <= now)
     }

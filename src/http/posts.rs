@@ -6,14 +6,13 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncWriteExt, BufWriter};
 
 use super::extract::{AuthUser, JsonBody, MaybeUser, PageQuery, post_id};
 use super::problem::{ApiError, ApiResult};
 use super::views::{PageView, PostView, next_link};
 use crate::domain::{Post, ValidationErrors};
-use crate::service::{CreatePost, Services, StagedImage};
+use crate::service::{CreatePost, EditPost, Services, StagedImage};
 
 /// The image may be 100 MiB; the other fields and multipart framing get this much on top.
 const MULTIPART_OVERHEAD: u64 = 1024 * 1024;
@@ -26,7 +25,7 @@ pub fn router() -> Router<Services> {
             "/v1/posts",
             get(feed).post(create).layer(DefaultBodyLimit::disable()),
         )
-        .route("/v1/posts/{id}", get(show).delete(remove))
+        .route("/v1/posts/{id}", get(show).patch(edit).delete(remove))
         .route("/v1/users/{username}/posts", get(by_user))
 }
 
@@ -211,13 +210,6 @@ async fn spool(mut field: Field<'_>, s: &Services, max: u64) -> ApiResult<Staged
     Ok(StagedImage { file: path, size })
 }
 
-/// A strong ETag over the exact representation.
-fn etag_of(body: &[u8]) -> HeaderValue {
-    let digest = Sha256::digest(body);
-    HeaderValue::from_str(&format!("\"{}\"", hex::encode(&digest[..16])))
-        .expect("hex is a valid header")
-}
-
 fn if_none_match_hits(headers: &HeaderMap, etag: &HeaderValue) -> bool {
     headers
         .get_all(header::IF_NONE_MATCH)
@@ -235,9 +227,7 @@ async fn show(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let post = s.post(post_id(&id)?, viewer.as_ref()).await?;
-    let body = serde_json::to_vec(&PostView::from(&post))
-        .map_err(|e| crate::service::ServiceError::Internal(e.into()))?;
-    let etag = etag_of(&body);
+    let etag = HeaderValue::from_str(&post.etag()).expect("hex is a valid header");
     // Only the author sees unfinished posts, so those must not sit in shared caches.
     let cache = HeaderValue::from_static("private, no-cache");
     if if_none_match_hits(&headers, &etag) {
@@ -247,18 +237,66 @@ async fn show(
         )
             .into_response());
     }
-    Ok((
-        [
-            (header::ETAG, etag),
-            (header::CACHE_CONTROL, cache),
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            ),
-        ],
-        body,
-    )
-        .into_response())
+    Ok(with_etag(&post))
+}
+
+fn with_etag(post: &Post) -> Response {
+    let etag = HeaderValue::from_str(&post.etag()).expect("hex is a valid header");
+    let mut response = Json(PostView::from(post)).into_response();
+    response.headers_mut().insert(header::ETAG, etag);
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-cache"),
+    );
+    response
+}
+
+/// `PATCH /v1/posts/{id}` `{caption?, expires_in?}`; `expires_in: null` removes the expiry.
+async fn edit(
+    State(s): State<Services>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<serde_json::Map<String, serde_json::Value>>,
+) -> ApiResult<Response> {
+    let mut errors = ValidationErrors::default();
+    let mut input = EditPost::default();
+    for (key, value) in body {
+        match (key.as_str(), value) {
+            ("caption", serde_json::Value::String(c)) => input.caption = Some(c),
+            ("expires_in", serde_json::Value::Null) => input.expires_in = Some(None),
+            ("expires_in", serde_json::Value::Number(n)) => match n.as_i64() {
+                Some(n) => input.expires_in = Some(Some(n)),
+                None => errors.push("expires_in", "must be a whole number of seconds or null"),
+            },
+            ("caption", _) => errors.push("caption", "must be a string"),
+            ("expires_in", _) => {
+                errors.push("expires_in", "must be a whole number of seconds or null")
+            }
+            (other, _) => errors.push(other, "is not a field of a post that can be edited"),
+        }
+    }
+    if let Err(e) = input.validate(crate::domain::now()) {
+        errors.0.extend(e.0);
+    }
+    if !errors.0.is_empty() {
+        return Err(ApiError::validation(
+            errors,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ));
+    }
+    let if_match = headers.get(header::IF_MATCH).map(|v| {
+        v.to_str()
+            .unwrap_or_default()
+            .split(',')
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .collect::<Vec<_>>()
+    });
+    let post = s
+        .edit_post(post_id(&id)?, &auth.user, input, if_match)
+        .await?;
+    Ok(with_etag(&post))
 }
 
 fn page_response(posts: &crate::service::Page<Post>, uri: &axum::http::Uri) -> Response {

@@ -145,6 +145,12 @@ impl From<ServiceError> for ApiError {
                 e.to_string(),
             ),
             ServiceError::Gone(m) => ApiError::new(S::GONE, "gone", "Gone", m),
+            e @ ServiceError::PreconditionFailed => ApiError::new(
+                S::PRECONDITION_FAILED,
+                "precondition-failed",
+                "Precondition failed",
+                e.to_string(),
+            ),
             e @ ServiceError::BadCursor => ApiError::new(
                 S::BAD_REQUEST,
                 "bad-cursor",

@@ -22,6 +22,8 @@ pub enum ServiceError {
     ChecksumMismatch,
     #[error("{0}")]
     Gone(&'static str),
+    #[error("the post changed since the entity tag in If-Match was issued")]
+    PreconditionFailed,
     #[error("the cursor is malformed, was tampered with, or belongs to another listing")]
     BadCursor,
     #[error("the image is not a PNG, JPEG or BMP file (recognised by content)")]

@@ -19,7 +19,7 @@ pub use accounts::{Session, Token};
 pub use errors::{ServiceError, ServiceResult};
 pub use idempotency::IDEMPOTENCY_RETENTION;
 pub use pages::Page;
-pub use posts::{CreatePost, MAX_IMAGE_BYTES, StagedImage};
+pub use posts::{CreatePost, EditPost, MAX_IMAGE_BYTES, StagedImage};
 pub use uploads::AppendLease;
 
 /// Everything a request needs, shared by all handlers (cheap to clone).

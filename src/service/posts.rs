@@ -2,6 +2,8 @@
 
 use tempfile::TempPath;
 
+use crate::store::{EditOutcome, PostEdit};
+
 use super::{Page, ServiceError, ServiceResult, Services};
 use crate::domain::{
     Caption, ExpiresIn, FeedCursor, IdCursor, Limit, NewPost, Post, PostFilter, PostId, UploadId,
@@ -18,6 +20,36 @@ pub struct CreatePost {
     pub expires_in: Option<i64>,
     pub filter: Option<String>,
     pub dither_levels: Option<i64>,
+}
+
+/// Changes to a post as the client sent them; `expires_in: Some(None)` removes the expiry.
+#[derive(Debug, Default)]
+pub struct EditPost {
+    pub caption: Option<String>,
+    pub expires_in: Option<Option<i64>>,
+}
+
+impl EditPost {
+    /// The edit as stored, or every invalid field.
+    pub fn validate(&self, now: crate::domain::Timestamp) -> Result<PostEdit, ValidationErrors> {
+        let mut errors = ValidationErrors::default();
+        let caption = match &self.caption {
+            Some(c) => errors.check("caption", Caption::parse(c.clone())),
+            None => None,
+        };
+        let expires_at = match self.expires_in {
+            Some(Some(s)) => errors
+                .check("expires_in", ExpiresIn::parse(s))
+                .map(|e| Some(e.after(now))),
+            Some(None) => Some(None),
+            None => None,
+        };
+        errors.into_result()?;
+        Ok(PostEdit {
+            caption,
+            expires_at,
+        })
+    }
 }
 
 /// An uploaded image spooled to a local file, not yet checked.
@@ -182,6 +214,34 @@ impl Services {
         Ok(Page::from_overfetch(rows, limit.get(), |p| {
             IdCursor(*p.id.as_bytes()).encode(&scope, &self.cursor_key)
         }))
+    }
+
+    /// Edits caption and/or expiry. `if_match` holds the client's `If-Match`
+    /// entity tags (or `*`); the check and the update are one atomic step.
+    pub async fn edit_post(
+        &self,
+        id: PostId,
+        by: &User,
+        input: EditPost,
+        if_match: Option<Vec<String>>,
+    ) -> ServiceResult<Post> {
+        let post = self.post(id, Some(by)).await?;
+        if post.author.id != by.id {
+            return Err(ServiceError::Forbidden("only the author can edit a post"));
+        }
+        let t = now();
+        let edit = input.validate(t)?;
+        let if_version = match if_match {
+            None => None,
+            Some(tags) if tags.iter().any(|t| t == "*") => None,
+            Some(tags) if tags.contains(&post.etag()) => Some(post.version),
+            Some(_) => return Err(ServiceError::PreconditionFailed),
+        };
+        match self.store.edit_post(id, &edit, if_version, t).await? {
+            EditOutcome::Edited(post) => Ok(post),
+            EditOutcome::VersionMismatch => Err(ServiceError::PreconditionFailed),
+            EditOutcome::NotFound => Err(ServiceError::NotFound("no such post")),
+        }
     }
 
     /// Deletes a post with its comments, original and derived image.

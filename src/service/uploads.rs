@@ -259,6 +259,10 @@ impl Services {
     pub async fn sweep_expired(&self) -> anyhow::Result<u64> {
         let t = now();
         let mut removed = self.store.purge_keys(t).await?;
+        // Expired posts already vanished from every read; now their rows and blobs go.
+        for id in self.store.expired_posts(t, 500).await? {
+            removed += u64::from(self.store.delete_post(id).await?.is_some());
+        }
         for id in self.store.expired_uploads(t, 500).await? {
             removed += u64::from(self.store.delete_upload(id).await?);
         }

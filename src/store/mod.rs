@@ -12,8 +12,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::domain::{
-    Comment, CommentBody, CommentId, FeedCursor, IdCursor, ImageInfo, NewPost, Post, PostFilter,
-    PostId, Timestamp, UploadId, User, UserId, Username,
+    Caption, Comment, CommentBody, CommentId, FeedCursor, IdCursor, ImageInfo, NewPost, Post,
+    PostFilter, PostId, Timestamp, UploadId, User, UserId, Username,
 };
 
 pub use blobs::{BlobStore, LocalBlobStore, ObjectBlobStore};
@@ -83,9 +83,35 @@ pub trait PostStore: Send + Sync {
         limit: u32,
         now: Timestamp,
     ) -> StoreResult<Vec<Post>>;
+    /// Applies an edit, bumping the version; with `if_version`, only if the post
+    /// is still at that version (checked in the same statement).
+    async fn edit_post(
+        &self,
+        id: PostId,
+        edit: &PostEdit,
+        if_version: Option<i64>,
+        now: Timestamp,
+    ) -> StoreResult<EditOutcome>;
+    /// Posts whose expiry has passed, for the sweeper.
+    async fn expired_posts(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<PostId>>;
     /// Deletes the post, its comments and its job; the blobs it referenced are
     /// queued for deletion in the same transaction and returned.
     async fn delete_post(&self, id: PostId) -> StoreResult<Option<DeletedPost>>;
+}
+
+/// Changes to a post; `None` leaves a field alone.
+#[derive(Debug, Clone, Default)]
+pub struct PostEdit {
+    pub caption: Option<Caption>,
+    /// `Some(None)` removes the expiry.
+    pub expires_at: Option<Option<Timestamp>>,
+}
+
+#[derive(Debug, Clone)]
+pub enum EditOutcome {
+    Edited(Post),
+    VersionMismatch,
+    NotFound,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

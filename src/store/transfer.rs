@@ -94,6 +94,7 @@ pub const TABLES: &[Table] = &[
             ("created_at", Time),
             ("updated_at", Time),
             ("expires_at", Time),
+            ("version", Int("bigint")),
         ],
         replace: false,
     },

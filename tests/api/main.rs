@@ -3,6 +3,7 @@
 
 mod accounts;
 mod comments;
+mod edits;
 mod feed;
 mod helpers;
 mod idempotency;

@@ -83,7 +83,7 @@ impl JobQueue for PgStore {
         let updated = match outcome {
             JobOutcome::Ready(image) => sqlx::query(
                 "UPDATE posts SET status = 'ready', image_key = $1, image_width = $2, image_height = $3, \
-                 blurhash = $4, failure_reason = NULL, updated_at = $5 WHERE id = $6",
+                 blurhash = $4, failure_reason = NULL, updated_at = $5, version = version + 1 WHERE id = $6",
             )
             .bind(image.key)
             .bind(image.width as i32)
@@ -94,7 +94,7 @@ impl JobQueue for PgStore {
             .execute(&mut *tx)
             .await?,
             JobOutcome::Failed(reason) => {
-                sqlx::query("UPDATE posts SET status = 'failed', failure_reason = $1, updated_at = $2 WHERE id = $3")
+                sqlx::query("UPDATE posts SET status = 'failed', failure_reason = $1, updated_at = $2, version = version + 1 WHERE id = $3")
                     .bind(reason)
                     .bind(now)
                     .bind(job.post_id.as_uuid())

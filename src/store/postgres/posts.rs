@@ -8,7 +8,7 @@ use super::{JOBS_CHANNEL, PgStore};
 use crate::domain::{
     FeedCursor, IdCursor, NewPost, Post, PostId, Timestamp, UploadId, UserId, derived_blob_key,
 };
-use crate::store::{DeletedPost, PostStore, StoreError, StoreResult};
+use crate::store::{DeletedPost, EditOutcome, PostEdit, PostStore, StoreError, StoreResult};
 
 async fn load_post<'e>(conn: impl sqlx::PgExecutor<'e>, id: PostId) -> sqlx::Result<Option<Post>> {
     let sql = format!(
@@ -127,6 +127,48 @@ impl PostStore for PgStore {
             .try_map(|r: PgRow| post_from_row(&r))
             .fetch_all(&self.pool)
             .await?)
+    }
+
+    async fn edit_post(
+        &self,
+        id: PostId,
+        edit: &PostEdit,
+        if_version: Option<i64>,
+        now: Timestamp,
+    ) -> StoreResult<EditOutcome> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query(
+            "UPDATE posts SET caption = COALESCE($1, caption), \
+             expires_at = CASE WHEN $2 THEN $3 ELSE expires_at END, \
+             updated_at = $4, version = version + 1 \
+             WHERE id = $5 AND ($6::bigint IS NULL OR version = $6)",
+        )
+        .bind(edit.caption.as_ref().map(|c| c.as_str()))
+        .bind(edit.expires_at.is_some())
+        .bind(edit.expires_at.flatten())
+        .bind(now)
+        .bind(id.as_uuid())
+        .bind(if_version)
+        .execute(&mut *tx)
+        .await?;
+        let post = load_post(&mut *tx, id).await?;
+        tx.commit().await?;
+        Ok(match (n.rows_affected(), post) {
+            (1, Some(post)) => EditOutcome::Edited(post),
+            (_, Some(_)) => EditOutcome::VersionMismatch,
+            (_, None) => EditOutcome::NotFound,
+        })
+    }
+
+    async fn expired_posts(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<PostId>> {
+        let ids: Vec<uuid::Uuid> = sqlx::query_scalar(
+            "SELECT id FROM posts WHERE expires_at IS NOT NULL AND expires_at <= $1 LIMIT $2",
+        )
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids.into_iter().map(PostId::from_uuid).collect())
     }
 
     async fn delete_post(&self, id: PostId) -> StoreResult<Option<DeletedPost>> {

@@ -13,7 +13,7 @@ use crate::store::last_comments;
 pub const POST_COLUMNS: &str = "p.id, p.caption, p.status, p.failure_reason, p.filter, p.dither_levels, \
      p.created_at, p.updated_at, p.expires_at, p.comment_count, p.image_key, p.image_width, \
      p.image_height, p.blurhash, p.last_comments::text AS last_comments, \
-     u.id AS user_id, u.username, u.created_at AS user_created_at";
+     u.id AS user_id, u.username, u.created_at AS user_created_at, p.version";
 
 pub fn user_from_row(row: &PgRow, id: &str, created: &str) -> sqlx::Result<User> {
     Ok(User {
@@ -57,6 +57,7 @@ pub fn post_from_row(row: &PgRow) -> sqlx::Result<Post> {
         image,
         last_comments,
         author: user_from_row(row, "user_id", "user_created_at")?,
+        version: row.try_get("version")?,
     })
 }
 
@@ -89,7 +90,7 @@ pub async fn refresh_last_comments(
         .try_map(|r: PgRow| comment_from_row(&r))
         .fetch_all(&mut *conn)
         .await?;
-    sqlx::query("UPDATE posts SET last_comments = $1::jsonb WHERE id = $2")
+    sqlx::query("UPDATE posts SET last_comments = $1::jsonb, version = version + 1 WHERE id = $2")
         .bind(last_comments::encode(&newest))
         .bind(post_id.as_uuid())
         .execute(&mut *conn)

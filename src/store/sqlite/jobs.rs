@@ -88,11 +88,11 @@ impl JobQueue for SqliteStore {
             let updated = match outcome {
                 JobOutcome::Ready(image) => tx.execute(
                     "UPDATE posts SET status = 'ready', image_key = ?1, image_width = ?2, image_height = ?3, \
-                     blurhash = ?4, failure_reason = NULL, updated_at = ?5 WHERE id = ?6",
+                     blurhash = ?4, failure_reason = NULL, updated_at = ?5, version = version + 1 WHERE id = ?6",
                     params![image.key, image.width, image.height, image.blurhash, ms(now), post_id.as_bytes()],
                 )?,
                 JobOutcome::Failed(reason) => tx.execute(
-                    "UPDATE posts SET status = 'failed', failure_reason = ?1, updated_at = ?2 WHERE id = ?3",
+                    "UPDATE posts SET status = 'failed', failure_reason = ?1, updated_at = ?2, version = version + 1 WHERE id = ?3",
                     params![reason, ms(now), post_id.as_bytes()],
                 )?,
             };

@@ -29,6 +29,7 @@ use super::{BlobGc, Store, StoreError, StoreResult};
 const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0001_init.sql"),
     include_str!("../../../migrations/sqlite/0002_uploads_idempotency.sql"),
+    include_str!("../../../migrations/sqlite/0003_post_versions.sql"),
 ];
 
 pub struct SqliteStore {

@@ -7,7 +7,7 @@ use super::uploads::queue_chunk_deletions;
 use crate::domain::{
     FeedCursor, IdCursor, NewPost, Post, PostId, Timestamp, UploadId, UserId, derived_blob_key,
 };
-use crate::store::{DeletedPost, PostStore, StoreError, StoreResult};
+use crate::store::{DeletedPost, EditOutcome, PostEdit, PostStore, StoreError, StoreResult};
 
 fn load_post(conn: &rusqlite::Connection, id: PostId) -> rusqlite::Result<Option<Post>> {
     let sql = format!(
@@ -138,6 +138,48 @@ impl PostStore for SqliteStore {
                     post_from_row,
                 )?
                 .collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn edit_post(
+        &self,
+        id: PostId,
+        edit: &PostEdit,
+        if_version: Option<i64>,
+        now: Timestamp,
+    ) -> StoreResult<EditOutcome> {
+        let edit = edit.clone();
+        self.write(move |tx| {
+            let n = tx.execute(
+                "UPDATE posts SET caption = COALESCE(?1, caption), \
+                 expires_at = CASE WHEN ?2 THEN ?3 ELSE expires_at END, \
+                 updated_at = ?4, version = version + 1 \
+                 WHERE id = ?5 AND (?6 IS NULL OR version = ?6)",
+                params![
+                    edit.caption.as_ref().map(|c| c.as_str()),
+                    edit.expires_at.is_some(),
+                    edit.expires_at.flatten().map(ms),
+                    ms(now),
+                    id.as_bytes(),
+                    if_version,
+                ],
+            )?;
+            match (n, load_post(tx, id)?) {
+                (1, Some(post)) => Ok(EditOutcome::Edited(post)),
+                (_, Some(_)) => Ok(EditOutcome::VersionMismatch),
+                (_, None) => Ok(EditOutcome::NotFound),
+            }
+        })
+        .await
+    }
+
+    async fn expired_posts(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<PostId>> {
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached("SELECT id FROM posts WHERE expires_at IS NOT NULL AND expires_at <= ?1 LIMIT ?2")?
+                .query_map(params![ms(now), limit], |r| super::rows::uuid_col(r, 0, PostId::from_slice))?
+                .collect::<Result<_, _>>()?)
         })
         .await
     }

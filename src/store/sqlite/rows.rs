@@ -34,7 +34,7 @@ pub fn user_from_row(row: &Row<'_>, at: usize) -> rusqlite::Result<User> {
 /// Post columns in the order `post_from_row` reads them, for aliases `p` and `u`.
 pub const POST_COLUMNS: &str = "p.id, p.caption, p.status, p.failure_reason, p.filter, p.dither_levels, \
      p.created_at, p.updated_at, p.expires_at, p.comment_count, p.image_key, p.image_width, \
-     p.image_height, p.blurhash, p.last_comments, u.id, u.username, u.created_at";
+     p.image_height, p.blurhash, p.last_comments, u.id, u.username, u.created_at, p.version";
 
 pub fn post_from_row(row: &Row<'_>) -> rusqlite::Result<Post> {
     let id = uuid_col(row, 0, PostId::from_slice)?;
@@ -66,6 +66,7 @@ pub fn post_from_row(row: &Row<'_>) -> rusqlite::Result<Post> {
         image,
         last_comments,
         author: user_from_row(row, 15)?,
+        version: row.get(18)?,
     })
 }
 
@@ -103,7 +104,7 @@ pub fn refresh_post_comments(
         .collect::<Result<_, _>>()?;
     let json = last_comments::encode(&newest);
     conn.prepare_cached(
-        "UPDATE posts SET comment_count = comment_count + ?1, last_comments = ?2 WHERE id = ?3",
+        "UPDATE posts SET comment_count = comment_count + ?1, last_comments = ?2, version = version + 1 WHERE id = ?3",
     )?
     .execute(rusqlite::params![delta, json, post_id.as_bytes()])?;
     Ok(())
