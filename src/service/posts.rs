@@ -238,7 +238,7 @@ impl Services {
             Some(_) => return Err(ServiceError::PreconditionFailed),
         };
         match self.store.edit_post(id, &edit, if_version, t).await? {
-            EditOutcome::Edited(post) => Ok(post),
+            EditOutcome::Edited(post) => Ok(*post),
             EditOutcome::VersionMismatch => Err(ServiceError::PreconditionFailed),
             EditOutcome::NotFound => Err(ServiceError::NotFound("no such post")),
         }

@@ -109,7 +109,7 @@ pub struct PostEdit {
 
 #[derive(Debug, Clone)]
 pub enum EditOutcome {
-    Edited(Post),
+    Edited(Box<Post>),
     VersionMismatch,
     NotFound,
 }

@@ -154,7 +154,7 @@ impl PostStore for PgStore {
         let post = load_post(&mut *tx, id).await?;
         tx.commit().await?;
         Ok(match (n.rows_affected(), post) {
-            (1, Some(post)) => EditOutcome::Edited(post),
+            (1, Some(post)) => EditOutcome::Edited(Box::new(post)),
             (_, Some(_)) => EditOutcome::VersionMismatch,
             (_, None) => EditOutcome::NotFound,
         })

@@ -166,7 +166,7 @@ impl PostStore for SqliteStore {
                 ],
             )?;
             match (n, load_post(tx, id)?) {
-                (1, Some(post)) => Ok(EditOutcome::Edited(post)),
+                (1, Some(post)) => Ok(EditOutcome::Edited(Box::new(post))),
                 (_, Some(_)) => Ok(EditOutcome::VersionMismatch),
                 (_, None) => Ok(EditOutcome::NotFound),
             }
