@@ -51,6 +51,7 @@ pub async fn services(config: &Config) -> anyhow::Result<Services> {
     .await?;
     services.upload_ttl = config.upload_expiry;
     services.idle_timeout = config.idle_timeout;
+    services.event_retention = config.event_retention;
     Ok(services)
 }
 

@@ -93,6 +93,9 @@ pub struct ServerArgs {
     /// Seconds a connection may send nothing (headers or body) before it is dropped [default: 60].
     #[arg(long, env = "IMAGEGRAM_IDLE_TIMEOUT_SECS")]
     pub idle_timeout_secs: Option<u64>,
+    /// Seconds notifications are kept for event streams to resume from [default: 604800].
+    #[arg(long, env = "IMAGEGRAM_EVENT_RETENTION_SECS")]
+    pub event_retention_secs: Option<u64>,
     /// Log format [default: text].
     #[arg(long, env = "IMAGEGRAM_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -201,6 +204,7 @@ pub struct Config {
     pub job_lease: Duration,
     pub upload_expiry: Duration,
     pub idle_timeout: Duration,
+    pub event_retention: Duration,
     pub log_format: LogFormat,
     pub debug_job_delay: Duration,
 }
@@ -294,6 +298,12 @@ impl ServerArgs {
                 self.idle_timeout_secs
                     .or(file.idle_timeout_secs)
                     .unwrap_or(60)
+                    .max(1),
+            ),
+            event_retention: Duration::from_secs(
+                self.event_retention_secs
+                    .or(file.event_retention_secs)
+                    .unwrap_or(7 * 24 * 3600)
                     .max(1),
             ),
             log_format: self

@@ -4,6 +4,7 @@
 mod accounts;
 mod comments;
 mod edge;
+mod events;
 mod extract;
 mod health;
 mod idempotency;
@@ -30,6 +31,7 @@ pub fn router(services: Services) -> Router {
         .merge(comments::router())
         .merge(images::router())
         .merge(uploads::router())
+        .merge(events::router())
         .merge(health::router())
         .fallback(|| async { ApiError::not_found("no such resource") })
         .layer(middleware::from_fn_with_state(

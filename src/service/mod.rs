@@ -4,6 +4,7 @@
 mod accounts;
 mod comments;
 mod errors;
+mod events;
 mod idempotency;
 mod pages;
 mod posts;
@@ -35,6 +36,8 @@ pub struct Services {
     pub upload_ttl: std::time::Duration,
     /// How long a request body may send nothing before the request is cut off.
     pub idle_timeout: std::time::Duration,
+    /// How long notifications are kept for streams to resume from.
+    pub event_retention: std::time::Duration,
 }
 
 impl Services {
@@ -56,6 +59,7 @@ impl Services {
             staging_dir,
             upload_ttl: std::time::Duration::from_secs(24 * 3600),
             idle_timeout: std::time::Duration::from_secs(60),
+            event_retention: std::time::Duration::from_secs(7 * 24 * 3600),
         })
     }
 

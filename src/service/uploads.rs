@@ -259,6 +259,9 @@ impl Services {
     pub async fn sweep_expired(&self) -> anyhow::Result<u64> {
         let t = now();
         let mut removed = self.store.purge_keys(t).await?;
+        let retention =
+            chrono::Duration::from_std(self.event_retention).unwrap_or(chrono::Duration::days(7));
+        removed += self.store.purge_events(t - retention).await?;
         // Expired posts already vanished from every read; now their rows and blobs go.
         for id in self.store.expired_posts(t, 500).await? {
             removed += u64::from(self.store.delete_post(id).await?.is_some());

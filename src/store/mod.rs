@@ -260,6 +260,38 @@ pub trait UploadStore: Send + Sync {
     async fn expired_uploads(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<UploadId>>;
 }
 
+/// One notification for one user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub seq: i64,
+    pub kind: String,
+    /// JSON.
+    pub data: String,
+    pub created_at: Timestamp,
+}
+
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// The user's events after `after`, oldest first.
+    async fn events_after(&self, user: UserId, after: i64, limit: u32) -> StoreResult<Vec<Event>>;
+    /// The user's latest event number (0 if none).
+    async fn last_event_seq(&self, user: UserId) -> StoreResult<i64>;
+    /// Waits until some event may have been written, or `timeout`.
+    async fn wait_for_events(&self, timeout: Duration);
+    async fn purge_events(&self, before: Timestamp) -> StoreResult<u64>;
+}
+
+/// The payload of a `comment.created` event, the same on every backend.
+pub fn comment_event(c: &Comment) -> serde_json::Value {
+    serde_json::json!({
+        "post_id": c.post_id,
+        "comment_id": c.id,
+        "author": {"id": c.author.id, "username": c.author.username},
+        "body": c.body.as_str(),
+        "created_at": c.created_at,
+    })
+}
+
 /// A response kept for replaying to retries with the same idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredResponse {
@@ -306,6 +338,7 @@ pub trait Store:
     + BlobGc
     + UploadStore
     + IdempotencyStore
+    + EventStore
     + transfer::Transfer
 {
     /// The key that authenticates pagination cursors, shared by every node.

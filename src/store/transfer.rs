@@ -167,6 +167,19 @@ pub const TABLES: &[Table] = &[
         replace: false,
     },
     Table {
+        name: "events",
+        key: "key",
+        columns: &[
+            ("key", Text),
+            ("user_id", Uuid),
+            ("seq", Int("bigint")),
+            ("kind", Text),
+            ("data", Text),
+            ("created_at", Time),
+        ],
+        replace: false,
+    },
+    Table {
         name: "blob_deletions",
         key: "key",
         columns: &[("key", Text), ("created_at", Time)],

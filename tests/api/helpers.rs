@@ -298,6 +298,20 @@ pub fn error_fields(problem: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Registers `name` on the node at `base` and returns its bearer token.
+pub async fn register_at(base: &str, name: &str) -> String {
+    let body: Value = reqwest::Client::new()
+        .post(format!("{base}/v1/users"))
+        .json(&json!({"username": name, "password": "correct horse"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["token"].as_str().expect("registered").to_owned()
+}
+
 /// A real `imagegram` process, killed (SIGKILL) when dropped.
 pub struct Node {
     pub child: std::process::Child,

@@ -4,6 +4,7 @@
 mod accounts;
 mod comments;
 mod edits;
+mod events;
 mod feed;
 mod helpers;
 mod idempotency;

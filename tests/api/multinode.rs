@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 
-use crate::helpers::{Node, backend_args, jpeg, png};
+use crate::helpers::{Node, backend_args, jpeg, png, register_at};
 
 async fn read(client: &reqwest::Client, url: String, token: &str) -> Value {
     client
@@ -204,16 +204,7 @@ async fn an_upload_can_hop_between_api_nodes() {
     let b = Node::serve(dir.path(), &backend, &["--workers", "0"]);
     let nodes = [a.base.clone(), b.base.clone()];
     let client = reqwest::Client::new();
-    let reg: Value = client
-        .post(format!("{}/v1/users", nodes[0]))
-        .json(&json!({"username": "hopper", "password": "correct horse"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = reg["token"].as_str().unwrap().to_owned();
+    let token = register_at(&nodes[0], "hopper").await;
     let image = jpeg(900, 700);
     let created = client
         .post(format!("{}/v1/uploads", nodes[1]))

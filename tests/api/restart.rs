@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::{Node, backend_args, jpeg};
+use crate::helpers::{Node, backend_args, jpeg, register_at};
 
 #[tokio::test]
 async fn a_job_interrupted_by_a_crash_finishes_after_restart() {
@@ -24,16 +24,7 @@ async fn a_job_interrupted_by_a_crash_finishes_after_restart() {
             "60000",
         ],
     );
-    let reg: Value = client
-        .post(format!("{}/v1/users", node.base))
-        .json(&serde_json::json!({"username": "survivor", "password": "correct horse"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = reg["token"].as_str().unwrap().to_owned();
+    let token = register_at(&node.base, "survivor").await;
     let form = reqwest::multipart::Form::new()
         .text("caption", "crash test")
         .part(
@@ -86,16 +77,7 @@ async fn acknowledged_upload_bytes_survive_a_crash() {
     let backend = backend_args().await;
     let client = reqwest::Client::new();
     let mut node = Node::serve(dir.path(), &backend, &["--workers", "1"]);
-    let reg: Value = client
-        .post(format!("{}/v1/users", node.base))
-        .json(&serde_json::json!({"username": "durable", "password": "correct horse"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = reg["token"].as_str().unwrap().to_owned();
+    let token = register_at(&node.base, "durable").await;
     let image = jpeg(500, 400);
     let half = image.len() / 2;
     let tus = |method: reqwest::Method, url: String| {

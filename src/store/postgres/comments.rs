@@ -3,8 +3,9 @@ use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgRow;
 
 use super::PgStore;
-use super::rows::{COMMENT_COLUMNS, comment_from_row, refresh_last_comments};
+use super::rows::{COMMENT_COLUMNS, append_event, comment_from_row, refresh_last_comments};
 use crate::domain::{Comment, CommentBody, CommentId, IdCursor, PostId, Timestamp, User, UserId};
+use crate::store::comment_event;
 use crate::store::{CommentDeletion, CommentStore, StoreResult};
 
 #[async_trait]
@@ -46,6 +47,21 @@ impl CommentStore for PgStore {
             .execute(&mut *tx)
             .await?;
         refresh_last_comments(&mut tx, post_id).await?;
+        let post_author: uuid::Uuid =
+            sqlx::query_scalar("SELECT author_id FROM posts WHERE id = $1")
+                .bind(post_id.as_uuid())
+                .fetch_one(&mut *tx)
+                .await?;
+        // Commenting on your own post notifies no one.
+        if post_author != *author.id.as_uuid() {
+            append_event(
+                &mut tx,
+                post_author,
+                "comment.created",
+                &comment_event(&comment),
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(Some(comment))
     }

@@ -15,6 +15,7 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 
 use super::PgStore;
+use super::rows::append_event;
 use crate::domain::{PostFilter, PostId, Timestamp};
 use crate::store::{Job, JobOutcome, JobQueue, StoreResult};
 
@@ -80,30 +81,47 @@ impl JobQueue for PgStore {
         if n.rows_affected() == 0 {
             return Ok(false);
         }
-        let updated = match outcome {
-            JobOutcome::Ready(image) => sqlx::query(
-                "UPDATE posts SET status = 'ready', image_key = $1, image_width = $2, image_height = $3, \
-                 blurhash = $4, failure_reason = NULL, updated_at = $5, version = version + 1 WHERE id = $6",
-            )
-            .bind(image.key)
-            .bind(image.width as i32)
-            .bind(image.height as i32)
-            .bind(image.blurhash)
-            .bind(now)
-            .bind(job.post_id.as_uuid())
-            .execute(&mut *tx)
-            .await?,
+        let (author, kind, data): (Option<uuid::Uuid>, &str, serde_json::Value) = match outcome {
+            JobOutcome::Ready(image) => {
+                let author = sqlx::query_scalar(
+                    "UPDATE posts SET status = 'ready', image_key = $1, image_width = $2, image_height = $3, \
+                     blurhash = $4, failure_reason = NULL, updated_at = $5, version = version + 1 WHERE id = $6 \
+                     RETURNING author_id",
+                )
+                .bind(image.key)
+                .bind(image.width as i32)
+                .bind(image.height as i32)
+                .bind(image.blurhash)
+                .bind(now)
+                .bind(job.post_id.as_uuid())
+                .fetch_optional(&mut *tx)
+                .await?;
+                (
+                    author,
+                    "post.ready",
+                    serde_json::json!({"post_id": job.post_id, "status": "ready"}),
+                )
+            }
             JobOutcome::Failed(reason) => {
-                sqlx::query("UPDATE posts SET status = 'failed', failure_reason = $1, updated_at = $2, version = version + 1 WHERE id = $3")
-                    .bind(reason)
-                    .bind(now)
-                    .bind(job.post_id.as_uuid())
-                    .execute(&mut *tx)
-                    .await?
+                let author = sqlx::query_scalar(
+                    "UPDATE posts SET status = 'failed', failure_reason = $1, updated_at = $2, version = version + 1 \
+                     WHERE id = $3 RETURNING author_id",
+                )
+                .bind(&reason)
+                .bind(now)
+                .bind(job.post_id.as_uuid())
+                .fetch_optional(&mut *tx)
+                .await?;
+                let data = serde_json::json!({"post_id": job.post_id, "status": "failed", "failure_reason": reason});
+                (author, "post.failed", data)
             }
         };
+        let Some(author) = author else {
+            return Ok(false);
+        };
+        append_event(&mut tx, author, kind, &data).await?;
         tx.commit().await?;
-        Ok(updated.rows_affected() == 1)
+        Ok(true)
     }
 
     async fn retry_job(&self, job: &Job, error: &str, retry_at: Timestamp) -> StoreResult<()> {

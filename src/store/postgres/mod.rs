@@ -4,6 +4,7 @@
 
 mod accounts;
 mod comments;
+mod events;
 mod idempotency;
 mod jobs;
 mod posts;
@@ -27,6 +28,7 @@ const JOBS_CHANNEL: &str = "imagegram_jobs";
 pub struct PgStore {
     pool: PgPool,
     jobs_queued: Arc<Notify>,
+    events_written: Arc<Notify>,
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -56,8 +58,17 @@ impl PgStore {
             .execute(&pool)
             .await?;
         let jobs_queued = Arc::new(Notify::new());
-        tokio::spawn(listen_for_jobs(pool.clone(), jobs_queued.clone()));
-        Ok(PgStore { pool, jobs_queued })
+        let events_written = Arc::new(Notify::new());
+        tokio::spawn(listen(
+            pool.clone(),
+            jobs_queued.clone(),
+            events_written.clone(),
+        ));
+        Ok(PgStore {
+            pool,
+            jobs_queued,
+            events_written,
+        })
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -66,15 +77,21 @@ impl PgStore {
 }
 
 /// Forwards NOTIFYs to local waiters, reconnecting if the connection drops.
-/// A missed notification only delays a job until the workers' next poll.
-async fn listen_for_jobs(pool: PgPool, wake: Arc<Notify>) {
+/// A missed notification only delays a job or an event until the next poll.
+async fn listen(pool: PgPool, jobs: Arc<Notify>, events: Arc<Notify>) {
     loop {
         let listening = async {
             let mut listener = PgListener::connect_with(&pool).await?;
-            listener.listen(JOBS_CHANNEL).await?;
+            listener
+                .listen_all([JOBS_CHANNEL, rows::EVENTS_CHANNEL])
+                .await?;
             loop {
-                listener.recv().await?;
-                wake.notify_one();
+                let notification = listener.recv().await?;
+                if notification.channel() == JOBS_CHANNEL {
+                    jobs.notify_one();
+                } else {
+                    events.notify_waiters();
+                }
             }
             #[allow(unreachable_code)]
             Ok::<(), sqlx::Error>(())

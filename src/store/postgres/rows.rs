@@ -105,3 +105,35 @@ pub async fn queue_blob_deletion<'e>(conn: impl PgExecutor<'e>, key: &str) -> sq
         .await?;
     Ok(())
 }
+
+/// The channel event writers notify, so streams on every node wake up.
+pub const EVENTS_CHANNEL: &str = "imagegram_events";
+
+/// Appends an event for `user` inside the caller's transaction. The counter
+/// update takes the user row's lock, so this user's events commit in seq order.
+pub async fn append_event(
+    conn: &mut sqlx::PgConnection,
+    user: uuid::Uuid,
+    kind: &str,
+    data: &serde_json::Value,
+) -> sqlx::Result<()> {
+    let seq: i64 = sqlx::query_scalar(
+        "UPDATE users SET event_seq = event_seq + 1 WHERE id = $1 RETURNING event_seq",
+    )
+    .bind(user)
+    .fetch_one(&mut *conn)
+    .await?;
+    sqlx::query("INSERT INTO events (key, user_id, seq, kind, data, created_at) VALUES ($1, $2, $3, $4, $5, now())")
+        .bind(format!("{}:{seq:020}", user.simple()))
+        .bind(user)
+        .bind(seq)
+        .bind(kind)
+        .bind(data.to_string())
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(EVENTS_CHANNEL)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}

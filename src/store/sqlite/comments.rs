@@ -2,8 +2,11 @@ use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
-use super::rows::{COMMENT_COLUMNS, comment_from_row, ms, refresh_post_comments, uuid_col};
+use super::rows::{
+    COMMENT_COLUMNS, append_event, comment_from_row, ms, refresh_post_comments, uuid_col,
+};
 use crate::domain::{Comment, CommentBody, CommentId, IdCursor, PostId, Timestamp, User, UserId};
+use crate::store::comment_event;
 use crate::store::{CommentDeletion, CommentStore, StoreResult};
 
 #[async_trait]
@@ -45,9 +48,16 @@ impl CommentStore for SqliteStore {
                 ms(now),
             ])?;
             refresh_post_comments(tx, post_id, 1)?;
+            let post_author: Vec<u8> =
+                tx.query_row("SELECT author_id FROM posts WHERE id = ?1", [post_id.as_bytes()], |r| r.get(0))?;
+            // Commenting on your own post notifies no one.
+            if post_author != comment.author.id.as_bytes() {
+                append_event(tx, &post_author, "comment.created", &comment_event(&comment))?;
+            }
             Ok(Some(comment))
         })
         .await
+        .inspect(|_| self.events_written.notify_waiters())
     }
 
     async fn comments(

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
-use super::rows::{ms, uuid_col};
+use super::rows::{append_event, ms, uuid_col};
 use crate::domain::{PostFilter, PostId, Timestamp};
 use crate::store::{Job, JobOutcome, JobQueue, StoreResult};
 
@@ -77,28 +77,46 @@ impl JobQueue for SqliteStore {
         now: Timestamp,
     ) -> StoreResult<bool> {
         let (id, token, post_id) = (job.id, job.lease_token, job.post_id);
-        self.write(move |tx| {
-            let n = tx.execute(
-                "DELETE FROM jobs WHERE id = ?1 AND lease_token = ?2",
-                params![id.as_bytes(), token.as_bytes()],
-            )?;
-            if n == 0 {
-                return Ok(false);
-            }
-            let updated = match outcome {
-                JobOutcome::Ready(image) => tx.execute(
-                    "UPDATE posts SET status = 'ready', image_key = ?1, image_width = ?2, image_height = ?3, \
-                     blurhash = ?4, failure_reason = NULL, updated_at = ?5, version = version + 1 WHERE id = ?6",
-                    params![image.key, image.width, image.height, image.blurhash, ms(now), post_id.as_bytes()],
-                )?,
-                JobOutcome::Failed(reason) => tx.execute(
-                    "UPDATE posts SET status = 'failed', failure_reason = ?1, updated_at = ?2, version = version + 1 WHERE id = ?3",
-                    params![reason, ms(now), post_id.as_bytes()],
-                )?,
-            };
-            Ok(updated == 1)
-        })
-        .await
+        let applied = self
+            .write(move |tx| {
+                let n = tx.execute(
+                    "DELETE FROM jobs WHERE id = ?1 AND lease_token = ?2",
+                    params![id.as_bytes(), token.as_bytes()],
+                )?;
+                if n == 0 {
+                    return Ok(false);
+                }
+                let author: Option<Vec<u8>> = tx
+                    .query_row("SELECT author_id FROM posts WHERE id = ?1", [post_id.as_bytes()], |r| r.get(0))
+                    .optional()?;
+                let Some(author) = author else {
+                    return Ok(false);
+                };
+                let (kind, data) = match outcome {
+                    JobOutcome::Ready(image) => {
+                        tx.execute(
+                            "UPDATE posts SET status = 'ready', image_key = ?1, image_width = ?2, image_height = ?3, \
+                             blurhash = ?4, failure_reason = NULL, updated_at = ?5, version = version + 1 WHERE id = ?6",
+                            params![image.key, image.width, image.height, image.blurhash, ms(now), post_id.as_bytes()],
+                        )?;
+                        ("post.ready", serde_json::json!({"post_id": post_id, "status": "ready"}))
+                    }
+                    JobOutcome::Failed(reason) => {
+                        tx.execute(
+                            "UPDATE posts SET status = 'failed', failure_reason = ?1, updated_at = ?2, \
+                             version = version + 1 WHERE id = ?3",
+                            params![reason, ms(now), post_id.as_bytes()],
+                        )?;
+                        let data = serde_json::json!({"post_id": post_id, "status": "failed", "failure_reason": reason});
+                        ("post.failed", data)
+                    }
+                };
+                append_event(tx, &author, kind, &data)?;
+                Ok(true)
+            })
+            .await?;
+        self.events_written.notify_waiters();
+        Ok(applied)
     }
 
     async fn retry_job(&self, job: &Job, error: &str, retry_at: Timestamp) -> StoreResult<()> {

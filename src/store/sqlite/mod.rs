@@ -6,6 +6,7 @@
 
 mod accounts;
 mod comments;
+mod events;
 mod idempotency;
 mod jobs;
 mod posts;
@@ -30,6 +31,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0001_init.sql"),
     include_str!("../../../migrations/sqlite/0002_uploads_idempotency.sql"),
     include_str!("../../../migrations/sqlite/0003_post_versions.sql"),
+    include_str!("../../../migrations/sqlite/0004_events.sql"),
 ];
 
 pub struct SqliteStore {
@@ -37,6 +39,8 @@ pub struct SqliteStore {
     readers: r2d2::Pool<SqliteConnectionManager>,
     /// Wakes in-process workers when a job is queued.
     jobs_queued: Arc<Notify>,
+    /// Wakes event streams when an event is written.
+    events_written: Arc<Notify>,
 }
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
@@ -80,6 +84,7 @@ impl SqliteStore {
             writer: Arc::new(Mutex::new(writer)),
             readers,
             jobs_queued: Arc::new(Notify::new()),
+            events_written: Arc::new(Notify::new()),
         })
     }
 

@@ -115,3 +115,30 @@ pub fn queue_blob_deletion(conn: &Connection, key: &str) -> rusqlite::Result<()>
         .execute(rusqlite::params![key, ms(crate::domain::now())])?;
     Ok(())
 }
+
+/// Appends an event for `user` inside the caller's transaction, numbered by the
+/// user's own counter.
+pub fn append_event(
+    conn: &Connection,
+    user: &[u8],
+    kind: &str,
+    data: &serde_json::Value,
+) -> rusqlite::Result<()> {
+    let seq: i64 = conn
+        .prepare_cached(
+            "UPDATE users SET event_seq = event_seq + 1 WHERE id = ?1 RETURNING event_seq",
+        )?
+        .query_row([user], |r| r.get(0))?;
+    let user_id = uuid::Uuid::from_slice(user)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+    conn.prepare_cached("INSERT INTO events (key, user_id, seq, kind, data, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
+        .execute(rusqlite::params![
+            format!("{}:{seq:020}", user_id.simple()),
+            user,
+            seq,
+            kind,
+            data.to_string(),
+            ms(crate::domain::now())
+        ])?;
+    Ok(())
+}
