@@ -11,11 +11,16 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{BlobUrl, Config, DatabaseUrl};
 use crate::service::Services;
 use crate::store::postgres::PgStore;
+use crate::store::rate_limits::{MemoryRateLimits, RateLimits};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{BlobStore, LocalBlobStore, ObjectBlobStore, Store};
 use crate::worker::{Worker, WorkerConfig};
 
-pub async fn open_store(database: &DatabaseUrl) -> anyhow::Result<Arc<dyn Store>> {
+/// Opens the database, and the rate-limit state that goes with it: in memory
+/// for the single-node embedded default, shared in the database when scaled out.
+pub async fn open_backend(
+    database: &DatabaseUrl,
+) -> anyhow::Result<(Arc<dyn Store>, Arc<dyn RateLimits>)> {
     match database {
         DatabaseUrl::Sqlite(path) => {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -24,10 +29,17 @@ pub async fn open_store(database: &DatabaseUrl) -> anyhow::Result<Arc<dyn Store>
             }
             let path = path.clone();
             let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path, 8)).await??;
-            Ok(Arc::new(store))
+            Ok((Arc::new(store), Arc::new(MemoryRateLimits::default())))
         }
-        DatabaseUrl::Postgres(url) => Ok(Arc::new(PgStore::connect(url, 16).await?)),
+        DatabaseUrl::Postgres(url) => {
+            let store = Arc::new(PgStore::connect(url, 16).await?);
+            Ok((store.clone(), store))
+        }
     }
+}
+
+pub async fn open_store(database: &DatabaseUrl) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(open_backend(database).await?.0)
 }
 
 pub fn open_blobs(blobs: &BlobUrl) -> anyhow::Result<Arc<dyn BlobStore>> {
@@ -40,7 +52,7 @@ pub fn open_blobs(blobs: &BlobUrl) -> anyhow::Result<Arc<dyn BlobStore>> {
 pub async fn services(config: &Config) -> anyhow::Result<Services> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-    let store = open_store(&config.database).await?;
+    let (store, rate_limits) = open_backend(&config.database).await?;
     let blobs = open_blobs(&config.blobs)?;
     let mut services = Services::new(
         store,
@@ -52,6 +64,8 @@ pub async fn services(config: &Config) -> anyhow::Result<Services> {
     services.upload_ttl = config.upload_expiry;
     services.idle_timeout = config.idle_timeout;
     services.event_retention = config.event_retention;
+    services.rate_limits = config.rate_limits.map(|budgets| (rate_limits, budgets));
+    services.trusted_proxies = config.trusted_proxies.clone();
     Ok(services)
 }
 

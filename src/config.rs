@@ -78,6 +78,18 @@ pub struct ServerArgs {
     /// Rate limiting, on or off [default: on].
     #[arg(long, env = "IMAGEGRAM_RATE_LIMIT")]
     pub rate_limit: Option<OnOff>,
+    /// Requests per minute per user (per client address when anonymous): reads [default: 1200].
+    #[arg(long, env = "IMAGEGRAM_RATE_LIMIT_READS")]
+    pub rate_limit_reads: Option<u32>,
+    /// Requests per minute per user or client: writes (comments, edits, deletes, accounts) [default: 300].
+    #[arg(long, env = "IMAGEGRAM_RATE_LIMIT_WRITES")]
+    pub rate_limit_writes: Option<u32>,
+    /// Requests per minute per user or client: uploads (new posts, tus requests) [default: 60].
+    #[arg(long, env = "IMAGEGRAM_RATE_LIMIT_UPLOADS")]
+    pub rate_limit_uploads: Option<u32>,
+    /// Comma-separated proxy addresses or CIDR ranges whose X-Forwarded-For is trusted [default: none].
+    #[arg(long, env = "IMAGEGRAM_TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<String>,
     /// Largest image accepted, in pixels, checked from the header [default: 100000000].
     #[arg(long, env = "IMAGEGRAM_MAX_PIXELS")]
     pub max_pixels: Option<u64>,
@@ -199,12 +211,14 @@ pub struct Config {
     pub database: DatabaseUrl,
     pub blobs: BlobUrl,
     pub workers: usize,
-    pub rate_limit: bool,
     pub image_limits: imaging::Limits,
     pub job_lease: Duration,
     pub upload_expiry: Duration,
     pub idle_timeout: Duration,
     pub event_retention: Duration,
+    /// `None` when rate limiting is off.
+    pub rate_limits: Option<crate::service::Budgets>,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub log_format: LogFormat,
     pub debug_job_delay: Duration,
 }
@@ -237,6 +251,21 @@ pub fn parse_blob_url(url: &str) -> anyhow::Result<BlobUrl> {
     } else {
         bail!("unsupported blob URL {url:?}: expected file://DIR or s3://BUCKET")
     }
+}
+
+/// Proxy addresses (`10.0.0.7`) or ranges (`10.0.0.0/8`), comma-separated.
+fn parse_proxies(raw: &str) -> anyhow::Result<Vec<ipnet::IpNet>> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<ipnet::IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .with_context(|| {
+                    format!("--trusted-proxies: {s:?} is not an address or CIDR range")
+                })
+        })
+        .collect()
 }
 
 fn read_file(path: &Path) -> anyhow::Result<ServerArgs> {
@@ -273,6 +302,28 @@ impl ServerArgs {
             .or(file.job_lease_secs)
             .unwrap_or(30)
             .max(1);
+        let defaults = crate::service::Budgets::default();
+        let limits_on = self.rate_limit.or(file.rate_limit).unwrap_or(OnOff::On) == OnOff::On;
+        let rate_limits = limits_on.then(|| crate::service::Budgets {
+            reads: self
+                .rate_limit_reads
+                .or(file.rate_limit_reads)
+                .unwrap_or(defaults.reads),
+            writes: self
+                .rate_limit_writes
+                .or(file.rate_limit_writes)
+                .unwrap_or(defaults.writes),
+            uploads: self
+                .rate_limit_uploads
+                .or(file.rate_limit_uploads)
+                .unwrap_or(defaults.uploads),
+        });
+        let trusted_proxies = parse_proxies(
+            self.trusted_proxies
+                .as_deref()
+                .or(file.trusted_proxies.as_deref())
+                .unwrap_or(""),
+        )?;
         Ok(Config {
             listen: self
                 .listen
@@ -285,7 +336,8 @@ impl ServerArgs {
                 .workers
                 .or(file.workers)
                 .unwrap_or_else(default_workers),
-            rate_limit: self.rate_limit.or(file.rate_limit).unwrap_or(OnOff::On) == OnOff::On,
+            rate_limits,
+            trusted_proxies,
             image_limits: limits,
             job_lease: Duration::from_secs(lease),
             upload_expiry: Duration::from_secs(
@@ -367,7 +419,7 @@ mod tests {
             c.database,
             DatabaseUrl::Sqlite("/from/file/imagegram.db".into())
         );
-        assert!(c.rate_limit);
+        assert!(c.rate_limits.is_some());
     }
 
     #[test]

@@ -31,6 +31,14 @@ fn bearer(parts: &Parts) -> Result<Option<Token>, ApiError> {
     }
 }
 
+/// A user already authenticated for this request (by the rate limiter), so the
+/// token is looked up once per request.
+#[derive(Clone)]
+pub struct Authenticated {
+    pub user: User,
+    pub token: Token,
+}
+
 /// A signed-in user; the request is rejected with 401 without a valid token.
 pub struct AuthUser {
     pub user: User,
@@ -41,6 +49,12 @@ impl FromRequestParts<Services> for AuthUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, services: &Services) -> Result<Self, ApiError> {
+        if let Some(known) = parts.extensions.get::<Authenticated>() {
+            return Ok(AuthUser {
+                user: known.user.clone(),
+                token: known.token.clone(),
+            });
+        }
         let token = bearer(parts)?
             .ok_or_else(|| ApiError::unauthorized("this call needs a bearer token"))?;
         match services.authenticate(&token).await? {

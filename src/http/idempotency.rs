@@ -77,10 +77,8 @@ async fn scope_of(services: &Services, headers: &HeaderMap, peer: Option<SocketA
     {
         return format!("user:{}", user.id);
     }
-    format!(
-        "client:{}",
-        peer.map(|p| p.ip().to_string()).unwrap_or_default()
-    )
+    let ip = peer.map(|p| super::rate_limit::client_ip(p.ip(), headers, &services.trusted_proxies));
+    format!("client:{}", ip.map(|ip| ip.to_string()).unwrap_or_default())
 }
 
 /// Hashes the request; returns it with its body intact.

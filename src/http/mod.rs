@@ -11,6 +11,7 @@ mod idempotency;
 mod images;
 mod posts;
 mod problem;
+mod rate_limit;
 pub mod server;
 mod uploads;
 mod views;
@@ -37,6 +38,11 @@ pub fn router(services: Services) -> Router {
         .layer(middleware::from_fn_with_state(
             services.clone(),
             idempotency::idempotency,
+        ))
+        // Outside idempotency: a refused request claims no key.
+        .layer(middleware::from_fn_with_state(
+            services.clone(),
+            rate_limit::rate_limit,
         ))
         .with_state(services)
         // A panic becomes a 500 problem instead of a dropped connection.

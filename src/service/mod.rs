@@ -8,6 +8,7 @@ mod events;
 mod idempotency;
 mod pages;
 mod posts;
+mod rate_limits;
 mod uploads;
 
 use std::path::PathBuf;
@@ -21,6 +22,7 @@ pub use errors::{ServiceError, ServiceResult};
 pub use idempotency::IDEMPOTENCY_RETENTION;
 pub use pages::Page;
 pub use posts::{CreatePost, EditPost, MAX_IMAGE_BYTES, StagedImage};
+pub use rate_limits::{Budgets, Class, RateCheck};
 pub use uploads::AppendLease;
 
 /// Everything a request needs, shared by all handlers (cheap to clone).
@@ -38,6 +40,10 @@ pub struct Services {
     pub idle_timeout: std::time::Duration,
     /// How long notifications are kept for streams to resume from.
     pub event_retention: std::time::Duration,
+    /// Rate-limit state and budgets; `None` when limits are off.
+    pub rate_limits: Option<rate_limits::Limiter>,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Services {
@@ -60,6 +66,8 @@ impl Services {
             upload_ttl: std::time::Duration::from_secs(24 * 3600),
             idle_timeout: std::time::Duration::from_secs(60),
             event_retention: std::time::Duration::from_secs(7 * 24 * 3600),
+            rate_limits: None,
+            trusted_proxies: Vec::new(),
         })
     }
 

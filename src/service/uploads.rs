@@ -269,6 +269,9 @@ impl Services {
         for id in self.store.expired_uploads(t, 500).await? {
             removed += u64::from(self.store.delete_upload(id).await?);
         }
+        if let Some((limits, _)) = &self.rate_limits {
+            limits.forget_idle().await?;
+        }
         self.collect_garbage().await?;
         Ok(removed)
     }

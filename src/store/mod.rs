@@ -4,6 +4,7 @@
 pub mod blobs;
 pub mod last_comments;
 pub mod postgres;
+pub mod rate_limits;
 pub mod sqlite;
 pub mod transfer;
 

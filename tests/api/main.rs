@@ -13,6 +13,7 @@ mod migrate;
 mod multinode;
 mod platform;
 mod posts;
+mod rate_limits;
 mod restart;
 mod slow_clients;
 mod tus_clients;

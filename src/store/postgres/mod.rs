@@ -8,6 +8,7 @@ mod events;
 mod idempotency;
 mod jobs;
 mod posts;
+mod rate_limits;
 mod rows;
 mod transfer;
 mod uploads;

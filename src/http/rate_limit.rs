@@ -1,0 +1,177 @@
+//! Rate limiting at the edge: every call but the probes spends from the
+//! caller's budget for its class. Answers carry the IETF draft's
+//! `RateLimit-Policy` and `RateLimit` headers; over budget is a 429 problem with
+//! `Retry-After`. If the limit store fails, the request is let through (and the
+//! failure logged): an outage of the limiter must not become an outage of the API.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::extract::Authenticated;
+use super::problem::ApiError;
+use crate::service::{Class, RateCheck, Services, Token};
+use crate::store::rate_limits::Decision;
+
+fn classify(method: &Method, path: &str) -> Class {
+    let uploading =
+        path.starts_with("/v1/uploads") || (path == "/v1/posts" && method == Method::POST);
+    match *method {
+        Method::GET | Method::HEAD | Method::OPTIONS => Class::Reads,
+        _ if uploading => Class::Uploads,
+        _ => Class::Writes,
+    }
+}
+
+/// The client's address: the peer's, or — when the peer is a trusted proxy — the
+/// nearest untrusted address in `X-Forwarded-For`, read from the right.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let forwarded: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    forwarded
+        .iter()
+        .rev()
+        .find(|ip| !is_trusted(ip))
+        .or(forwarded.first())
+        .copied()
+        .unwrap_or(peer)
+}
+
+fn bearer(headers: &HeaderMap) -> Option<Token> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| Token::from_header(token.trim()))
+}
+
+fn headers_for(check: &RateCheck) -> [(&'static str, HeaderValue); 2] {
+    let name = check.class.name();
+    let policy = format!(
+        "\"{name}\";q={};w={}",
+        check.budget.limit,
+        check.budget.window.as_secs()
+    );
+    let (remaining, reset) = match check.decision {
+        Decision::Allowed { remaining, reset } => (remaining, reset),
+        Decision::Limited { retry_after } => (0, retry_after),
+    };
+    let state = format!(
+        "\"{name}\";r={remaining};t={}",
+        reset.as_secs_f64().ceil() as u64
+    );
+    [
+        (
+            "ratelimit-policy",
+            HeaderValue::from_str(&policy).expect("ASCII"),
+        ),
+        ("ratelimit", HeaderValue::from_str(&state).expect("ASCII")),
+    ]
+}
+
+pub async fn rate_limit(State(s): State<Services>, mut request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    if s.rate_limits.is_none() || path == "/healthz" || path == "/readyz" || path == "/metrics" {
+        return next.run(request).await;
+    }
+    let class = classify(request.method(), path);
+    let mut principal = None;
+    if let Some(token) = bearer(request.headers())
+        && let Ok(Some(user)) = s.authenticate(&token).await
+    {
+        principal = Some(format!("user:{}", user.id));
+        request
+            .extensions_mut()
+            .insert(Authenticated { user, token });
+    }
+    let principal = principal.unwrap_or_else(|| {
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        format!(
+            "client:{}",
+            client_ip(peer, request.headers(), &s.trusted_proxies)
+        )
+    });
+    let check = match s.check_rate(class, &principal).await {
+        Ok(Some(check)) => check,
+        Ok(None) => return next.run(request).await,
+        Err(e) => {
+            tracing::error!(error = %e, "rate limiter unavailable; letting the request through");
+            return next.run(request).await;
+        }
+    };
+    let headers = headers_for(&check);
+    let mut response = match check.decision {
+        Decision::Allowed { .. } => next.run(request).await,
+        Decision::Limited { retry_after } => {
+            let seconds = (retry_after.as_secs_f64().ceil() as u64).max(1);
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too many requests",
+                format!(
+                    "the {} budget is spent; retry in {seconds} s",
+                    check.class.name()
+                ),
+            );
+            e.headers
+                .push((header::RETRY_AFTER, HeaderValue::from(seconds)));
+            e.into_response()
+        }
+    };
+    for (name, value) in headers {
+        response.headers_mut().insert(name, value);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_addresses_count_only_behind_trusted_proxies() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("6.6.6.6, 1.2.3.4, 10.0.0.2"),
+        );
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let outsider: IpAddr = "8.8.8.8".parse().unwrap();
+        // Spoofed entries to the left of the first untrusted hop are ignored.
+        assert_eq!(
+            client_ip(proxy, &h, &trusted),
+            "1.2.3.4".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(client_ip(outsider, &h, &trusted), outsider);
+        assert_eq!(client_ip(proxy, &HeaderMap::new(), &trusted), proxy);
+    }
+
+    #[test]
+    fn classes() {
+        assert_eq!(classify(&Method::GET, "/v1/posts"), Class::Reads);
+        assert_eq!(classify(&Method::POST, "/v1/posts"), Class::Uploads);
+        assert_eq!(classify(&Method::PATCH, "/v1/uploads/x"), Class::Uploads);
+        assert_eq!(
+            classify(&Method::POST, "/v1/posts/x/comments"),
+            Class::Writes
+        );
+        assert_eq!(classify(&Method::DELETE, "/v1/posts/x"), Class::Writes);
+    }
+}
