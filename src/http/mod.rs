@@ -9,6 +9,7 @@ mod extract;
 mod health;
 mod idempotency;
 mod images;
+pub mod metrics;
 mod posts;
 mod problem;
 mod rate_limit;
@@ -26,6 +27,7 @@ pub use problem::{ApiError, Problem};
 
 /// Every route, with the layers every response passes through.
 pub fn router(services: Services) -> Router {
+    metrics::recorder();
     let routes = Router::new()
         .merge(accounts::router())
         .merge(posts::router())
@@ -33,6 +35,7 @@ pub fn router(services: Services) -> Router {
         .merge(images::router())
         .merge(uploads::router())
         .merge(events::router())
+        .merge(metrics::router())
         .merge(health::router())
         .fallback(|| async { ApiError::not_found("no such resource") })
         .layer(middleware::from_fn_with_state(

@@ -207,6 +207,7 @@ async fn spool(mut field: Field<'_>, s: &Services, max: u64) -> ApiResult<Staged
     out.flush()
         .await
         .map_err(|e| crate::service::ServiceError::Internal(e.into()))?;
+    metrics::counter!("upload_bytes_total", "kind" => "multipart").increment(size);
     Ok(StagedImage { file: path, size })
 }
 

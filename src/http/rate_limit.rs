@@ -120,6 +120,8 @@ pub async fn rate_limit(State(s): State<Services>, mut request: Request, next: N
         Decision::Allowed { .. } => next.run(request).await,
         Decision::Limited { retry_after } => {
             let seconds = (retry_after.as_secs_f64().ceil() as u64).max(1);
+            metrics::counter!("rate_limit_rejections_total", "class" => check.class.name())
+                .increment(1);
             let mut e = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate-limited",

@@ -381,6 +381,7 @@ async fn receive(
         }
     }
     out.flush().await.map_err(internal)?;
+    metrics::counter!("upload_bytes_total", "kind" => "tus").increment(received.len);
     Ok(received)
 }
 

@@ -153,6 +153,8 @@ pub struct Job {
     pub id: uuid::Uuid,
     pub post_id: PostId,
     pub original_key: String,
+    /// The original's format (`png`, `jpeg`, `bmp`), for metrics.
+    pub format: String,
     pub filter: PostFilter,
     /// How many times this job had been claimed before, including this claim.
     pub attempt: u32,
@@ -179,6 +181,8 @@ pub trait JobQueue: Send + Sync {
     -> StoreResult<bool>;
     /// Releases the job to run again at `retry_at`, recording `error`.
     async fn retry_job(&self, job: &Job, error: &str, retry_at: Timestamp) -> StoreResult<()>;
+    /// Jobs waiting or running, and the age of the oldest.
+    async fn queue_stats(&self, now: Timestamp) -> StoreResult<(u64, Option<Duration>)>;
     /// Waits until a job may be runnable or `timeout` passes (whichever first).
     async fn wait_for_jobs(&self, timeout: Duration);
 }

@@ -70,6 +70,13 @@ impl Worker {
                 JobOutcome::Failed("the image could not be processed".into())
             }
         };
+        let result = if matches!(outcome, JobOutcome::Ready(_)) {
+            "ready"
+        } else {
+            "failed"
+        };
+        metrics::histogram!("image_processing_seconds", "format" => job.format.clone(), "outcome" => result)
+            .record(started.elapsed().as_secs_f64());
         let produced = match &outcome {
             JobOutcome::Ready(image) => Some(image.blob_key()),
             JobOutcome::Failed(_) => None,

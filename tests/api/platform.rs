@@ -83,3 +83,38 @@ async fn json_is_compressed_when_accepted() {
         assert_eq!(resp.headers()["content-encoding"], encoding);
     }
 }
+
+#[tokio::test]
+async fn metrics_are_exposed_for_prometheus() {
+    let app = TestApp::spawn_with(|a| a.rate_limit_writes = Some(1)).await;
+    let token = app.register("measured").await; // spends the anonymous client's one write
+    app.ready_post(&token, "counted").await;
+    let limited = app
+        .post_json(
+            "/v1/users",
+            None,
+            serde_json::json!({"username": "second", "password": "12345678"}),
+        )
+        .await;
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    let resp = app.get("/metrics", None).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = resp.text().await.unwrap();
+    for needle in [
+        "http_requests_total{method=\"GET\",route=\"/v1/posts/{id}\",status=\"200\"}",
+        "http_request_duration_seconds_bucket{method=\"POST\",route=\"/v1/posts\"",
+        "image_processing_seconds_count{format=\"jpeg\",outcome=\"ready\"}",
+        "image_jobs_queued",
+        "image_jobs_oldest_age_seconds",
+        "upload_bytes_total{kind=\"multipart\"}",
+        "rate_limit_rejections_total{class=\"writes\"}",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+}

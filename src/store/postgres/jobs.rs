@@ -32,7 +32,7 @@ impl JobQueue for PgStore {
                UPDATE jobs SET attempts = attempts + 1, lease_token = $1, run_at = $2 \
                WHERE id = (SELECT id FROM jobs WHERE run_at <= $3 ORDER BY run_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
                RETURNING id, post_id, attempts) \
-             SELECT c.id, c.post_id, c.attempts, p.original_key, p.filter, p.dither_levels \
+             SELECT c.id, c.post_id, c.attempts, p.original_key, p.original_format, p.filter, p.dither_levels \
              FROM claimed c JOIN posts p ON p.id = c.post_id",
         )
         .bind(token)
@@ -44,6 +44,7 @@ impl JobQueue for PgStore {
                 post_id: PostId::from_uuid(r.try_get("post_id")?),
                 attempt: r.try_get::<i32, _>("attempts")? as u32,
                 original_key: r.try_get("original_key")?,
+                format: r.try_get("original_format")?,
                 filter: PostFilter::from_stored(
                     &r.try_get::<String, _>("filter")?,
                     r.try_get::<Option<i16>, _>("dither_levels")?.map(i64::from),
@@ -135,6 +136,15 @@ impl JobQueue for PgStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn queue_stats(&self, now: Timestamp) -> StoreResult<(u64, Option<Duration>)> {
+        let (n, oldest): (i64, Option<Timestamp>) =
+            sqlx::query_as("SELECT count(*), min(created_at) FROM jobs")
+                .fetch_one(&self.pool)
+                .await?;
+        let age = oldest.map(|t| (now - t).to_std().unwrap_or_default());
+        Ok((n as u64, age))
     }
 
     async fn wait_for_jobs(&self, timeout: Duration) {

@@ -39,17 +39,14 @@ impl JobQueue for SqliteStore {
             let Some((id, post_id, attempt)) = claimed else {
                 return Ok(None);
             };
-            let (original_key, filter, levels): (String, String, Option<i64>) = tx
-                .prepare_cached(
-                    "SELECT original_key, filter, dither_levels FROM posts WHERE id = ?1",
-                )?
-                .query_row([post_id.as_bytes()], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })?;
+            let (original_key, filter, levels, format): (String, String, Option<i64>, String) = tx
+                .prepare_cached("SELECT original_key, filter, dither_levels, original_format FROM posts WHERE id = ?1")?
+                .query_row([post_id.as_bytes()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
             Ok(Some(Job {
                 id,
                 post_id,
                 original_key,
+                format,
                 filter: PostFilter::from_stored(&filter, levels),
                 attempt,
                 lease_token: token,
@@ -127,6 +124,18 @@ impl JobQueue for SqliteStore {
                 params![ms(retry_at), error, id.as_bytes(), token.as_bytes()],
             )?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn queue_stats(&self, now: Timestamp) -> StoreResult<(u64, Option<Duration>)> {
+        self.read(move |conn| {
+            let (n, oldest): (i64, Option<i64>) =
+                conn.query_row("SELECT count(*), min(created_at) FROM jobs", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
+            let age = oldest.map(|t| Duration::from_millis((ms(now) - t).max(0) as u64));
+            Ok((n as u64, age))
         })
         .await
     }
