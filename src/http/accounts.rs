@@ -20,14 +20,17 @@ pub fn router() -> Router<Services> {
         .route("/v1/me", get(me))
 }
 
-#[derive(Deserialize)]
-struct Credentials {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(super) struct Credentials {
+    #[schema(example = "alice")]
     username: String,
     password: String,
 }
 
-#[derive(Serialize)]
-struct SessionView {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Session)]
+pub(super) struct SessionView {
+    #[schema(value_type = super::openapi::UserDoc)]
     user: User,
     token: String,
 }
@@ -41,7 +44,11 @@ impl From<Session> for SessionView {
     }
 }
 
-async fn register(
+#[utoipa::path(post, path = "/v1/users", tag = "accounts", request_body = Credentials,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+    responses((status = 201, description = "Account created; the token authenticates later calls", body = SessionView),
+        (status = 400, description = "Malformed JSON", body = super::problem::Problem, content_type = "application/problem+json"), (status = 409, description = "Username taken", body = super::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "Invalid username or password", body = super::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "Rate limited", body = super::problem::Problem, content_type = "application/problem+json")))]
+pub(super) async fn register(
     State(s): State<Services>,
     JsonBody(c): JsonBody<Credentials>,
 ) -> ApiResult<impl IntoResponse> {
@@ -49,7 +56,10 @@ async fn register(
     Ok((StatusCode::CREATED, Json(SessionView::from(session))))
 }
 
-async fn login(
+#[utoipa::path(post, path = "/v1/sessions", tag = "accounts", request_body = Credentials,
+    responses((status = 201, description = "Logged in", body = SessionView),
+        (status = 401, description = "Wrong username or password", body = super::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "Invalid request", body = super::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "Rate limited", body = super::problem::Problem, content_type = "application/problem+json")))]
+pub(super) async fn login(
     State(s): State<Services>,
     JsonBody(c): JsonBody<Credentials>,
 ) -> ApiResult<impl IntoResponse> {
@@ -57,11 +67,15 @@ async fn login(
     Ok((StatusCode::CREATED, Json(SessionView::from(session))))
 }
 
-async fn logout(State(s): State<Services>, auth: AuthUser) -> ApiResult<StatusCode> {
+#[utoipa::path(delete, path = "/v1/sessions/current", tag = "accounts", security(("bearer" = [])),
+    responses((status = 204, description = "The token used is revoked"), (status = 401, description = "Missing or invalid token", body = super::problem::Problem, content_type = "application/problem+json")))]
+pub(super) async fn logout(State(s): State<Services>, auth: AuthUser) -> ApiResult<StatusCode> {
     s.logout(&auth.token).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn me(auth: AuthUser) -> Json<User> {
+#[utoipa::path(get, path = "/v1/me", tag = "accounts", security(("bearer" = [])),
+    responses((status = 200, description = "The caller", body = super::openapi::UserDoc), (status = 401, description = "Missing or invalid token", body = super::problem::Problem, content_type = "application/problem+json")))]
+pub(super) async fn me(auth: AuthUser) -> Json<User> {
     Json(auth.user)
 }

@@ -19,12 +19,16 @@ pub fn router() -> Router<Services> {
         .route("/v1/posts/{post_id}/comments/{comment_id}", delete(remove))
 }
 
-#[derive(Deserialize)]
-struct NewComment {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(super) struct NewComment {
+    #[schema(example = "What a view!")]
     body: String,
 }
 
-async fn create(
+#[utoipa::path(post, path = "/v1/posts/{id}/comments", tag = "comments", security(("bearer" = [])), params(("id" = String, Path)),
+    request_body = NewComment,
+    responses((status = 201, description = "Created", body = CommentView), (status = 401, description = "Missing or invalid token", body = super::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such post (or not ready, or expired)", body = super::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "Body must be 1–1000 characters", body = super::problem::Problem, content_type = "application/problem+json")))]
+pub(super) async fn create(
     State(s): State<Services>,
     auth: AuthUser,
     Path(id): Path<String>,
@@ -40,7 +44,9 @@ async fn create(
         .into_response())
 }
 
-async fn list(
+#[utoipa::path(get, path = "/v1/posts/{id}/comments", tag = "comments", params(("id" = String, Path), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, description = "Newest first", body = PageView<CommentView>), (status = 400, description = "Invalid limit or cursor", body = super::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such post", body = super::problem::Problem, content_type = "application/problem+json")))]
+pub(super) async fn list(
     State(s): State<Services>,
     MaybeUser(viewer): MaybeUser,
     Path(id): Path<String>,
@@ -62,7 +68,10 @@ async fn list(
     Ok(response)
 }
 
-async fn remove(
+#[utoipa::path(delete, path = "/v1/posts/{post_id}/comments/{comment_id}", tag = "comments", security(("bearer" = [])),
+    params(("post_id" = String, Path), ("comment_id" = String, Path)),
+    responses((status = 204, description = "Deleted"), (status = 401, description = "Missing or invalid token", body = super::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "Not the comment's author", body = super::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such comment on that post", body = super::problem::Problem, content_type = "application/problem+json")))]
+pub(super) async fn remove(
     State(s): State<Services>,
     auth: AuthUser,
     Path((post, comment)): Path<(String, String)>,

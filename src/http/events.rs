@@ -19,7 +19,10 @@ pub fn router() -> Router<Services> {
     Router::new().route("/v1/events", get(events))
 }
 
-async fn events(
+#[utoipa::path(get, path = "/v1/events", tag = "notifications", security(("bearer" = [])), params(("Last-Event-ID" = Option<String>, Header)),
+    responses((status = 200, description = "text/event-stream: post.ready, post.failed, comment.created", content_type = "text/event-stream"),
+        (status = 401, description = "Missing or invalid token", body = super::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "Invalid Last-Event-ID", body = super::problem::Problem, content_type = "application/problem+json")))]
+pub(super) async fn events(
     State(s): State<Services>,
     auth: AuthUser,
     headers: HeaderMap,

@@ -15,11 +15,13 @@ pub fn router() -> Router<Services> {
         .route("/readyz", get(readyz))
 }
 
-async fn healthz() -> Json<Value> {
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "The process is alive")))]
+pub(super) async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-async fn readyz(State(s): State<Services>) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "Database and blob store answer"), (status = 503, description = "Not ready", body = super::problem::Problem, content_type = "application/problem+json")))]
+pub(super) async fn readyz(State(s): State<Services>) -> ApiResult<Json<Value>> {
     match s.readiness().await {
         Ok(()) => Ok(Json(json!({"status": "ready"}))),
         Err(e) => {

@@ -26,7 +26,10 @@ fn key_of(file: &str) -> Option<&str> {
 }
 
 /// GET and HEAD (axum answers HEAD from the GET route, without the body).
-async fn image(
+#[utoipa::path(get, path = "/v1/images/{file}", tag = "images", params(("file" = String, Path, description = "{key}.jpg")),
+    responses((status = 200, description = "The JPEG (also HEAD); immutable", content_type = "image/jpeg"), (status = 206, description = "One byte range"),
+        (status = 304, description = "Not modified"), (status = 404, description = "No such image", body = super::problem::Problem, content_type = "application/problem+json"), (status = 416, description = "Range not satisfiable", body = super::problem::Problem, content_type = "application/problem+json")))]
+pub(super) async fn image(
     State(s): State<Services>,
     Path(file): Path<String>,
     headers: HeaderMap,

@@ -35,7 +35,8 @@ pub fn router() -> Router<Services> {
     Router::new().route("/metrics", get(render))
 }
 
-async fn render(State(s): State<Services>) -> Response {
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub(super) async fn render(State(s): State<Services>) -> Response {
     let handle = recorder();
     match s.store.queue_stats(now()).await {
         Ok((queued, oldest)) => {

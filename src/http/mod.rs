@@ -10,6 +10,7 @@ mod health;
 mod idempotency;
 mod images;
 pub mod metrics;
+pub mod openapi;
 mod posts;
 mod problem;
 mod rate_limit;
@@ -36,6 +37,7 @@ pub fn router(services: Services) -> Router {
         .merge(uploads::router())
         .merge(events::router())
         .merge(metrics::router())
+        .merge(openapi::router())
         .merge(health::router())
         .fallback(|| async { ApiError::not_found("no such resource") })
         .layer(middleware::from_fn_with_state(

@@ -29,7 +29,18 @@ pub fn router() -> Router<Services> {
         .route("/v1/users/{username}/posts", get(by_user))
 }
 
-async fn create(
+#[utoipa::path(post, path = "/v1/posts", tag = "posts", security(("bearer" = [])),
+    request_body(content(
+        (super::openapi::PostForm = "multipart/form-data"),
+        (super::openapi::PostFromUpload = "application/json"))),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+    responses(
+        (status = 202, description = "Accepted; the image is being processed", body = PostView),
+        (status = 201, description = "Created and already processed", body = PostView),
+        (status = 400, description = "Malformed body", body = super::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or invalid token", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Image over 100 MiB", body = super::problem::Problem, content_type = "application/problem+json"), (status = 415, description = "Not a PNG, JPEG or BMP (by content), or not multipart/JSON", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, unreadable image header, or image over the pixel limit", body = super::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "Rate limited", body = super::problem::Problem, content_type = "application/problem+json")))]
+pub(super) async fn create(
     State(s): State<Services>,
     auth: AuthUser,
     request: Request,
@@ -221,7 +232,10 @@ fn if_none_match_hits(headers: &HeaderMap, etag: &HeaderValue) -> bool {
         .any(|t| t == "*" || t.trim_start_matches("W/") == etag.to_str().unwrap_or_default())
 }
 
-async fn show(
+#[utoipa::path(get, path = "/v1/posts/{id}", tag = "posts", params(("id" = String, Path)),
+    responses((status = 200, description = "The post, with a strong ETag", body = PostView), (status = 304, description = "Not modified (If-None-Match)"),
+        (status = 401, description = "Invalid token", body = super::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such post (or not visible to the caller)", body = super::problem::Problem, content_type = "application/problem+json")))]
+pub(super) async fn show(
     State(s): State<Services>,
     MaybeUser(viewer): MaybeUser,
     Path(id): Path<String>,
@@ -253,7 +267,11 @@ fn with_etag(post: &Post) -> Response {
 }
 
 /// `PATCH /v1/posts/{id}` `{caption?, expires_in?}`; `expires_in: null` removes the expiry.
-async fn edit(
+#[utoipa::path(patch, path = "/v1/posts/{id}", tag = "posts", security(("bearer" = [])), params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+    request_body = super::openapi::PostEditDoc,
+    responses((status = 200, description = "Edited; new ETag", body = PostView), (status = 401, description = "Missing or invalid token", body = super::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "Not the author", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such post", body = super::problem::Problem, content_type = "application/problem+json"), (status = 412, description = "If-Match does not match the current ETag", body = super::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "Invalid fields", body = super::problem::Problem, content_type = "application/problem+json")))]
+pub(super) async fn edit(
     State(s): State<Services>,
     auth: AuthUser,
     Path(id): Path<String>,
@@ -308,7 +326,11 @@ fn page_response(posts: &crate::service::Page<Post>, uri: &axum::http::Uri) -> R
     response
 }
 
-async fn feed(
+#[utoipa::path(get, path = "/v1/posts", tag = "posts",
+    params(("limit" = Option<u32>, Query, description = "1..=100, default 20"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
+    responses((status = 200, description = "Ready, unexpired posts by comment_count desc, then newest; Link: rel=next", body = PageView<PostView>),
+        (status = 400, description = "Invalid limit or cursor", body = super::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "Rate limited", body = super::problem::Problem, content_type = "application/problem+json")))]
+pub(super) async fn feed(
     State(s): State<Services>,
     OriginalUri(uri): OriginalUri,
     page: PageQuery,
@@ -317,7 +339,10 @@ async fn feed(
     Ok(page_response(&posts, &uri))
 }
 
-async fn by_user(
+#[utoipa::path(get, path = "/v1/users/{username}/posts", tag = "posts",
+    params(("username" = String, Path), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, description = "The user's ready posts, newest first", body = PageView<PostView>), (status = 400, description = "Invalid limit or cursor", body = super::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such user", body = super::problem::Problem, content_type = "application/problem+json")))]
+pub(super) async fn by_user(
     State(s): State<Services>,
     Path(username): Path<String>,
     OriginalUri(uri): OriginalUri,
@@ -329,7 +354,9 @@ async fn by_user(
     Ok(page_response(&posts, &uri))
 }
 
-async fn remove(
+#[utoipa::path(delete, path = "/v1/posts/{id}", tag = "posts", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 204, description = "Deleted with its comments and images"), (status = 401, description = "Missing or invalid token", body = super::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "Not the author", body = super::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such post", body = super::problem::Problem, content_type = "application/problem+json")))]
+pub(super) async fn remove(
     State(s): State<Services>,
     auth: AuthUser,
     Path(id): Path<String>,

@@ -12,10 +12,12 @@ use crate::domain::{FieldError, ValidationErrors};
 use crate::service::ServiceError;
 
 /// A problem document, minus the request id, which the edge middleware adds.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Problem {
     #[serde(rename = "type")]
+    #[schema(example = "/problems/validation")]
     pub kind: String,
+    #[schema(value_type = String, example = "Invalid request")]
     pub title: Cow<'static, str>,
     pub status: u16,
     pub detail: String,
@@ -23,6 +25,7 @@ pub struct Problem {
     pub request_id: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[serde(default)]
+    #[schema(value_type = Vec<super::openapi::FieldErrorDoc>)]
     pub errors: Vec<FieldError>,
 }
 

@@ -69,7 +69,9 @@ async fn tus_resumable(request: Request, next: Next) -> Response {
     response
 }
 
-async fn capabilities() -> Response {
+#[utoipa::path(options, path = "/v1/uploads", tag = "uploads",
+    responses((status = 204, description = "tus capabilities: Tus-Version, Tus-Max-Size, Tus-Extension, Tus-Checksum-Algorithm")))]
+pub(super) async fn capabilities() -> Response {
     (
         StatusCode::NO_CONTENT,
         [
@@ -144,7 +146,11 @@ fn is_offset_stream(headers: &HeaderMap) -> bool {
         == Some(OFFSET_STREAM)
 }
 
-async fn create(
+#[utoipa::path(post, path = "/v1/uploads", tag = "uploads", security(("bearer" = [])),
+    params(("Tus-Resumable" = String, Header), ("Upload-Length" = u64, Header), ("Upload-Metadata" = Option<String>, Header)),
+    responses((status = 201, description = "Created; Location, Upload-Expires (and Upload-Offset with creation-with-upload)"),
+        (status = 400, description = "Missing or invalid Upload-Length", body = super::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or invalid token", body = super::problem::Problem, content_type = "application/problem+json"), (status = 412, description = "Unsupported Tus-Resumable", body = super::problem::Problem, content_type = "application/problem+json"), (status = 413, description = "Upload-Length over 104857600", body = super::problem::Problem, content_type = "application/problem+json")))]
+pub(super) async fn create(
     State(s): State<Services>,
     auth: AuthUser,
     request: Request,
@@ -203,7 +209,9 @@ fn offsets(upload: &Upload) -> [(HeaderName, HeaderValue); 4] {
     ]
 }
 
-async fn status(
+#[utoipa::path(head, path = "/v1/uploads/{id}", tag = "uploads", security(("bearer" = [])), params(("id" = String, Path), ("Tus-Resumable" = String, Header)),
+    responses((status = 200, description = "Upload-Offset, Upload-Length, Upload-Expires"), (status = 404, description = "No such upload"), (status = 410, description = "Expired")))]
+pub(super) async fn status(
     State(s): State<Services>,
     auth: AuthUser,
     Path(id): Path<String>,
@@ -220,7 +228,12 @@ async fn status(
     Ok(response)
 }
 
-async fn append(
+#[utoipa::path(patch, path = "/v1/uploads/{id}", tag = "uploads", security(("bearer" = [])),
+    params(("id" = String, Path), ("Tus-Resumable" = String, Header), ("Upload-Offset" = u64, Header), ("Upload-Checksum" = Option<String>, Header)),
+    request_body(content = Vec<u8>, content_type = "application/offset+octet-stream"),
+    responses((status = 204, description = "Appended; new Upload-Offset"), (status = 409, description = "Offset mismatch, or another PATCH is running", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Past Upload-Length", body = super::problem::Problem, content_type = "application/problem+json"), (status = 415, description = "Wrong Content-Type", body = super::problem::Problem, content_type = "application/problem+json"), (status = 460, description = "Checksum mismatch; chunk discarded", body = super::problem::Problem, content_type = "application/problem+json")))]
+pub(super) async fn append(
     State(s): State<Services>,
     auth: AuthUser,
     Path(id): Path<String>,
@@ -257,7 +270,9 @@ async fn append(
     Ok(response)
 }
 
-async fn terminate(
+#[utoipa::path(delete, path = "/v1/uploads/{id}", tag = "uploads", security(("bearer" = [])), params(("id" = String, Path), ("Tus-Resumable" = String, Header)),
+    responses((status = 204, description = "Terminated; bytes removed"), (status = 404, description = "No such upload", body = super::problem::Problem, content_type = "application/problem+json")))]
+pub(super) async fn terminate(
     State(s): State<Services>,
     auth: AuthUser,
     Path(id): Path<String>,

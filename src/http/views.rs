@@ -2,16 +2,22 @@
 
 use axum::http::{HeaderValue, Uri};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::domain::{Comment, CommentId, ImageInfo, Post, PostId, Timestamp, User};
 use crate::service::Page;
 
-#[derive(Serialize)]
+/// The derived 600x600 JPEG of a ready post.
+#[derive(Serialize, ToSchema)]
 pub struct ImageView {
+    /// Path of the image on this API (`/v1/images/{key}.jpg`); immutable.
+    #[schema(example = "/v1/images/3f2a0c1b9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a.jpg")]
     pub url: String,
     pub width: u32,
     pub height: u32,
+    #[schema(value_type = String, example = "image/jpeg")]
     pub content_type: &'static str,
+    #[schema(example = "LEHV6nWB2yk8pyo0adR*.7kCMdnj")]
     pub blurhash: String,
 }
 
@@ -27,12 +33,18 @@ impl From<&ImageInfo> for ImageView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Comment)]
 pub struct CommentView<'a> {
+    #[schema(value_type = String, format = Uuid)]
     pub id: CommentId,
+    #[schema(value_type = String, format = Uuid)]
     pub post_id: PostId,
+    #[schema(value_type = super::openapi::UserDoc)]
     pub author: &'a User,
+    #[schema(value_type = String, example = "What a view!")]
     pub body: &'a str,
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
 }
 
@@ -48,20 +60,34 @@ impl<'a> From<&'a Comment> for CommentView<'a> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Post)]
 pub struct PostView<'a> {
+    #[schema(value_type = String, format = Uuid)]
     pub id: PostId,
+    #[schema(value_type = super::openapi::UserDoc)]
     pub author: &'a User,
+    #[schema(value_type = String, example = "Sunset over the bay")]
     pub caption: &'a str,
+    /// `processing`, `ready` or `failed`.
+    #[schema(value_type = String, example = "ready")]
     pub status: &'static str,
+    #[schema(value_type = Option<String>)]
     pub failure_reason: Option<&'a str>,
+    /// `none`, `grayscale` or `dither`.
+    #[schema(value_type = String, example = "none")]
     pub filter: &'static str,
     pub dither_levels: Option<u8>,
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<Timestamp>,
     pub comment_count: i64,
     pub image: Option<ImageView>,
+    /// At most the 2 newest comments, newest first.
+    #[schema(value_type = Vec<CommentView>)]
     pub last_comments: Vec<CommentView<'a>>,
 }
 
@@ -85,9 +111,10 @@ impl<'a> From<&'a Post> for PostView<'a> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct PageView<V> {
     pub items: Vec<V>,
+    /// Pass as `cursor` for the next page; null on the last page.
     pub next_cursor: Option<String>,
 }
 

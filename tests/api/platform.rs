@@ -118,3 +118,73 @@ async fn metrics_are_exposed_for_prometheus() {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route() {
+    let app = TestApp::spawn().await;
+    let resp = app.get("/v1/openapi.json", None).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let doc: serde_json::Value = resp.json().await.unwrap();
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    let routes = [
+        ("/v1/users", "post"),
+        ("/v1/sessions", "post"),
+        ("/v1/sessions/current", "delete"),
+        ("/v1/me", "get"),
+        ("/v1/posts", "get"),
+        ("/v1/posts", "post"),
+        ("/v1/posts/{id}", "get"),
+        ("/v1/posts/{id}", "patch"),
+        ("/v1/posts/{id}", "delete"),
+        ("/v1/users/{username}/posts", "get"),
+        ("/v1/posts/{id}/comments", "get"),
+        ("/v1/posts/{id}/comments", "post"),
+        ("/v1/posts/{post_id}/comments/{comment_id}", "delete"),
+        ("/v1/images/{file}", "get"),
+        ("/v1/uploads", "options"),
+        ("/v1/uploads", "post"),
+        ("/v1/uploads/{id}", "head"),
+        ("/v1/uploads/{id}", "patch"),
+        ("/v1/uploads/{id}", "delete"),
+        ("/v1/events", "get"),
+        ("/v1/openapi.json", "get"),
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/metrics", "get"),
+    ];
+    for (path, method) in routes {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} is not described"
+        );
+    }
+    let documented: usize = doc["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|p| p.as_object().unwrap().len())
+        .sum();
+    assert_eq!(
+        documented,
+        routes.len(),
+        "every described operation is a real route"
+    );
+    for schema in [
+        "Post",
+        "Comment",
+        "User",
+        "Problem",
+        "Session",
+        "FieldError",
+    ] {
+        assert!(
+            doc["components"]["schemas"][schema].is_object(),
+            "schema {schema}"
+        );
+    }
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+}
