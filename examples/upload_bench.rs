@@ -1,6 +1,6 @@
 //! Upload benchmarks (figures in BENCHMARKS.md).
 //!
-//! cargo build --release && ./scripts/tus-clients
+//! cargo build --release && ./scripts/test-tools
 //! cargo run --release --example upload_bench -- resume   # 100 MiB, connection reset every 10 MiB
 //! cargo run --release --example upload_bench -- memory   # server RSS with 50 concurrent 100 MiB uploads
 //!

@@ -70,6 +70,39 @@ pub struct PostEditDoc {
     expires_in: Option<i64>,
 }
 
+/// Any status an operation does not list (a bad token on a read, 412 from the
+/// tus version check, 415, 429 …) is still a problem document: say so once.
+struct DefaultProblem;
+
+impl Modify for DefaultProblem {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let problem = ResponseBuilder::new()
+            .description("Any other outcome: an RFC 9457 problem document")
+            .content(
+                "application/problem+json",
+                ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
+            )
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.options,
+                &mut item.head,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                op.responses.responses.entry("default".into()).or_insert_with(|| problem.clone().into());
+            }
+        }
+    }
+}
+
 struct BearerAuth;
 
 impl Modify for BearerAuth {
@@ -118,7 +151,7 @@ impl Modify for BearerAuth {
         document,
     ),
     components(schemas(UserDoc, FieldErrorDoc, PostForm, PostFromUpload, PostEditDoc, super::problem::Problem)),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &DefaultProblem)
 )]
 pub struct ApiDoc;
 

@@ -1,7 +1,7 @@
 //! Real tus clients — tuspy (Python) and tus-js-client (Node) — uploading
 //! through a proxy that resets connections, adds latency, caps bandwidth and
 //! stalls. Every upload must finish with the stored original byte-identical.
-//! The clients are installed by `scripts/tus-clients` (run by `scripts/test`).
+//! The clients are installed by `scripts/test-tools` (run by `scripts/test`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -64,9 +64,9 @@ async fn upload_through_faults(client: Client, name: &str) {
     let Some(mut command) = client.command() else {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
-            "CI needs the tus clients: run scripts/tus-clients"
+            "CI needs the tus clients: run scripts/test-tools"
         );
-        eprintln!("SKIPPED: {name} is not installed (run scripts/tus-clients)");
+        eprintln!("SKIPPED: {name} is not installed (run scripts/test-tools)");
         return;
     };
     let app = TestApp::spawn().await;
