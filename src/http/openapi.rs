@@ -81,7 +81,9 @@ impl Modify for DefaultProblem {
             .description("Any other outcome: an RFC 9457 problem document")
             .content(
                 "application/problem+json",
-                ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
             )
             .build();
         for item in openapi.paths.paths.values_mut() {
@@ -97,7 +99,10 @@ impl Modify for DefaultProblem {
             .into_iter()
             .flatten()
             {
-                op.responses.responses.entry("default".into()).or_insert_with(|| problem.clone().into());
+                op.responses
+                    .responses
+                    .entry("default".into())
+                    .or_insert_with(|| problem.clone().into());
             }
         }
     }
