@@ -37,6 +37,9 @@ enum Client {
 
 impl Client {
     fn command(&self) -> Option<tokio::process::Command> {
+        if !tools().join("ready").exists() {
+            return None;
+        }
         let clients = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients");
         match self {
             Client::Tuspy => {
