@@ -53,6 +53,8 @@ async fn start_server(data_dir: &Path) -> (tokio::process::Child, String) {
         .arg(data_dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
+        // The benchmark's server ends with it, even on a panic.
+        .kill_on_drop(true)
         .spawn()
         .expect("build it first: cargo build --release");
     let mut line = String::new();
