@@ -104,12 +104,6 @@ impl Running {
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
     }
-
-    pub async fn wait(self) {
-        for task in self.tasks {
-            let _ = task.await;
-        }
-    }
 }
 
 /// Starts the API server (and workers unless `config.workers` is 0).
@@ -154,9 +148,4 @@ pub async fn work(mut config: Config) -> anyhow::Result<Running> {
         shutdown,
         tasks: vec![task],
     })
-}
-
-/// A worker over the same storage as `services`, for tests that drain the queue step by step.
-pub fn worker_for(services: &Services, config: &Config) -> Worker {
-    worker(services, config)
 }

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use super::problem::{ApiError, ApiResult};
+use super::views::if_none_match_hits;
 use crate::domain::derived_blob_key;
 use crate::service::{ServiceError, Services};
 
@@ -41,13 +42,7 @@ pub(super) async fn image(
         (header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE)),
         (header::ACCEPT_RANGES, HeaderValue::from_static("bytes")),
     ];
-    let cached = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|t| t.trim() == "*" || t.trim().trim_start_matches("W/") == etag)
-        });
+    let cached = if_none_match_hits(&headers, &etag);
     let bytes = s
         .blobs
         .get(&derived_blob_key(key))

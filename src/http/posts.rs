@@ -10,7 +10,7 @@ use tokio::io::{AsyncWriteExt, BufWriter};
 
 use super::extract::{AuthUser, JsonBody, MaybeUser, PageQuery, post_id};
 use super::problem::{ApiError, ApiResult};
-use super::views::{PageView, PostView, next_link};
+use super::views::{PageView, PostView, if_none_match_hits, next_link};
 use crate::domain::{Post, ValidationErrors};
 use crate::service::{CreatePost, EditPost, Services, StagedImage};
 
@@ -220,16 +220,6 @@ async fn spool(mut field: Field<'_>, s: &Services, max: u64) -> ApiResult<Staged
         .map_err(|e| crate::service::ServiceError::Internal(e.into()))?;
     metrics::counter!("upload_bytes_total", "kind" => "multipart").increment(size);
     Ok(StagedImage { file: path, size })
-}
-
-fn if_none_match_hits(headers: &HeaderMap, etag: &HeaderValue) -> bool {
-    headers
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .any(|t| t == "*" || t.trim_start_matches("W/") == etag.to_str().unwrap_or_default())
 }
 
 #[utoipa::path(get, path = "/v1/posts/{id}", tag = "posts", params(("id" = String, Path)),

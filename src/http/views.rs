@@ -1,6 +1,6 @@
 //! The JSON representations clients see.
 
-use axum::http::{HeaderValue, Uri};
+use axum::http::{HeaderMap, HeaderValue, Uri, header};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -144,4 +144,15 @@ pub fn next_link(uri: &Uri, next_cursor: Option<&str>) -> Option<HeaderValue> {
         .extend_pairs(query)
         .finish();
     HeaderValue::from_str(&format!("<{}?{}>; rel=\"next\"", uri.path(), encoded)).ok()
+}
+
+/// Whether `If-None-Match` (any of its lines and tags, weak or strong) names `etag`.
+pub fn if_none_match_hits(headers: &HeaderMap, etag: &HeaderValue) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|t| t == "*" || t.trim_start_matches("W/") == etag.to_str().unwrap_or_default())
 }
