@@ -31,12 +31,34 @@ fn bearer(parts: &Parts) -> Result<Option<Token>, ApiError> {
     }
 }
 
-/// A user already authenticated for this request (by the rate limiter), so the
-/// token is looked up once per request.
+/// A user already authenticated for this request (see `authenticate_once`).
 #[derive(Clone)]
 pub struct Authenticated {
     pub user: User,
     pub token: Token,
+}
+
+/// The bearer token of a request, if it sends a well-formed one (no judgement on it).
+pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<Token> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty())
+        .then(|| Token::from_header(token.trim()))
+}
+
+/// The user a request's bearer token belongs to, looked up once per request:
+/// the middlewares and extractors after the first find it in the extensions.
+pub async fn authenticate_once(services: &Services, request: &mut Request) -> Option<User> {
+    if let Some(known) = request.extensions().get::<Authenticated>() {
+        return Some(known.user.clone());
+    }
+    let token = bearer_token(request.headers())?;
+    let user = services.authenticate(&token).await.ok()??;
+    request.extensions_mut().insert(Authenticated {
+        user: user.clone(),
+        token,
+    });
+    Some(user)
 }
 
 /// A signed-in user; the request is rejected with 401 without a valid token.

@@ -24,8 +24,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
+use super::extract::authenticate_once;
 use super::problem::{ApiError, Problem};
-use crate::service::{Services, Token};
+use crate::service::Services;
 use crate::store::{KeyClaim, StoredResponse};
 
 const BUFFERED_BODY_MAX: usize = 1024 * 1024;
@@ -65,19 +66,18 @@ fn key_of(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(key.to_owned()))
 }
 
-async fn scope_of(services: &Services, headers: &HeaderMap, peer: Option<SocketAddr>) -> String {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| Token::from_header(t.trim()));
-    if let Some(token) = token
-        && let Ok(Some(user)) = services.authenticate(&token).await
-    {
+/// The user, or for anonymous calls the client's address.
+async fn scope_of(services: &Services, request: &mut Request) -> String {
+    if let Some(user) = authenticate_once(services, request).await {
         return format!("user:{}", user.id);
     }
-    let ip = peer.map(|p| super::rate_limit::client_ip(p.ip(), headers, &services.trusted_proxies));
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let ip = peer.map(|p| {
+        super::rate_limit::client_ip(p.ip(), request.headers(), &services.trusted_proxies)
+    });
     format!("client:{}", ip.map(|ip| ip.to_string()).unwrap_or_default())
 }
 
@@ -210,7 +210,7 @@ impl Drop for ClaimGuard {
 
 pub async fn idempotency(
     State(services): State<Services>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     if request.method() != Method::POST {
@@ -221,14 +221,7 @@ pub async fn idempotency(
         Ok(None) => return next.run(request).await,
         Err(e) => return e.into_response(),
     };
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0);
-    let scope_key = format!(
-        "{} {key}",
-        scope_of(&services, request.headers(), peer).await
-    );
+    let scope_key = format!("{} {key}", scope_of(&services, &mut request).await);
     let (fp, request) = match fingerprint(request).await {
         Ok(x) => x,
         Err(e) => return e.into_response(),

@@ -11,9 +11,9 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::extract::Authenticated;
+use super::extract::authenticate_once;
 use super::problem::ApiError;
-use crate::service::{Class, RateCheck, Services, Token};
+use crate::service::{Class, RateCheck, Services};
 use crate::store::rate_limits::Decision;
 
 fn classify(method: &Method, path: &str) -> Class {
@@ -49,14 +49,6 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) ->
         .unwrap_or(peer)
 }
 
-fn bearer(headers: &HeaderMap) -> Option<Token> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| Token::from_header(token.trim()))
-}
-
 fn headers_for(check: &RateCheck) -> [(&'static str, HeaderValue); 2] {
     let name = check.class.name();
     let policy = format!(
@@ -87,15 +79,9 @@ pub async fn rate_limit(State(s): State<Services>, mut request: Request, next: N
         return next.run(request).await;
     }
     let class = classify(request.method(), path);
-    let mut principal = None;
-    if let Some(token) = bearer(request.headers())
-        && let Ok(Some(user)) = s.authenticate(&token).await
-    {
-        principal = Some(format!("user:{}", user.id));
-        request
-            .extensions_mut()
-            .insert(Authenticated { user, token });
-    }
+    let principal = authenticate_once(&s, &mut request)
+        .await
+        .map(|user| format!("user:{}", user.id));
     let principal = principal.unwrap_or_else(|| {
         let peer = request
             .extensions()
