@@ -1,9 +1,20 @@
 //! Format recognition by content and header-only checks, done before any
-//! pixel buffer exists so hostile files are refused cheaply.
+//! pixel buffer exists so hostile files are refused cheaply. The header also
+//! yields the decode's memory estimate, which the worker admits jobs against.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek};
 use std::path::Path;
+
+use crate::jpeg;
+use crate::shrink::shrink_factor;
+
+/// Side of the square every image is served at.
+pub const OUTPUT_SIZE: u32 = 600;
+
+/// Memory every render needs whatever its input: output-size buffers, the
+/// resizer's scratch, the encoder, code and allocator slack.
+const FIXED_OVERHEAD: u64 = 24 << 20;
 
 /// The formats Imagegram accepts, recognised by magic bytes only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,14 +39,6 @@ impl ImageFormat {
             "jpeg" => Some(ImageFormat::Jpeg),
             "bmp" => Some(ImageFormat::Bmp),
             _ => None,
-        }
-    }
-
-    pub(crate) fn to_image_crate(self) -> image::ImageFormat {
-        match self {
-            ImageFormat::Png => image::ImageFormat::Png,
-            ImageFormat::Jpeg => image::ImageFormat::Jpeg,
-            ImageFormat::Bmp => image::ImageFormat::Bmp,
         }
     }
 }
@@ -75,6 +78,8 @@ pub struct Header {
     pub format: ImageFormat,
     pub width: u32,
     pub height: u32,
+    /// Estimated peak memory of rendering this image, in bytes.
+    pub decode_bytes: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -107,18 +112,82 @@ pub fn probe_reader<R: BufRead + Seek>(
     limits: &Limits,
 ) -> Result<Header, ProbeError> {
     let format = sniff_reader(&mut reader)?;
-    let (width, height) = image::ImageReader::with_format(reader, format.to_image_crate())
+    let header = match format {
+        ImageFormat::Jpeg => jpeg_header(&mut reader)?,
+        ImageFormat::Png => png_header(&mut reader)?,
+        ImageFormat::Bmp => bmp_header(&mut reader)?,
+    };
+    reader.rewind()?;
+    check_limits(header.width, header.height, limits)?;
+    Ok(header)
+}
+
+fn jpeg_header<R: BufRead>(reader: &mut R) -> Result<Header, ProbeError> {
+    let frame = jpeg::read_frame(reader)?;
+    let scaled = jpeg::scaled_size(frame.width, frame.height);
+    let channels = if frame.components.len() == 4 { 4 } else { 3 };
+    let mut bytes = FIXED_OVERHEAD + pixels(scaled.0, scaled.1) * channels;
+    // libjpeg's row buffers: a few MCU rows of every component at full width.
+    bytes += u64::from(frame.width) * 16 * 2 * frame.components.len() as u64;
+    if frame.progressive {
+        // Every coefficient of every component is kept until the last scan:
+        // 2 bytes per sample.
+        bytes += 2 * frame.samples();
+    }
+    Ok(Header {
+        format: ImageFormat::Jpeg,
+        width: frame.width,
+        height: frame.height,
+        decode_bytes: bytes,
+    })
+}
+
+fn png_header<R: BufRead + Seek>(reader: &mut R) -> Result<Header, ProbeError> {
+    let decoder = png::Decoder::new(&mut *reader);
+    let png = decoder
+        .read_info()
+        .map_err(|e| ProbeError::Unreadable(e.to_string()))?;
+    let info = png.info();
+    let (width, height) = (info.width, info.height);
+    nonzero(width, height)?;
+    let shrunk = u64::from(width.min(height) / shrink_factor(width.min(height)));
+    // Rows stream through; only the shrunk square and a few rows stay.
+    let mut bytes = FIXED_OVERHEAD + shrunk * shrunk * 3 + u64::from(width) * 8 * 3;
+    if info.interlaced {
+        // Adam7 passes cover the whole image before any row is final.
+        bytes += pixels(width, height) * 4;
+    }
+    Ok(Header {
+        format: ImageFormat::Png,
+        width,
+        height,
+        decode_bytes: bytes,
+    })
+}
+
+fn bmp_header<R: BufRead + Seek>(reader: &mut R) -> Result<Header, ProbeError> {
+    let (width, height) = image::ImageReader::with_format(&mut *reader, image::ImageFormat::Bmp)
         .into_dimensions()
         .map_err(|e| ProbeError::Unreadable(e.to_string()))?;
+    nonzero(width, height)?;
+    Ok(Header {
+        format: ImageFormat::Bmp,
+        width,
+        height,
+        // BMP is decoded whole, to 8-bit RGB or RGBA.
+        decode_bytes: FIXED_OVERHEAD + pixels(width, height) * 4,
+    })
+}
+
+fn pixels(width: u32, height: u32) -> u64 {
+    u64::from(width) * u64::from(height)
+}
+
+pub(crate) fn nonzero(width: u32, height: u32) -> Result<(), ProbeError> {
     if width == 0 || height == 0 {
         return Err(ProbeError::Unreadable("the image has no pixels".into()));
     }
-    check_limits(width, height, limits)?;
-    Ok(Header {
-        format,
-        width,
-        height,
-    })
+    Ok(())
 }
 
 pub(crate) fn sniff_reader<R: Read + Seek>(reader: &mut R) -> Result<ImageFormat, ProbeError> {

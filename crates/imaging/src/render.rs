@@ -1,6 +1,7 @@
-//! Decoding and the 600x600 output. This first pipeline favours correctness:
-//! the `image` crate decodes whole frames, `fast_image_resize` (SIMD) does the
-//! crop-resize and `jpeg-encoder` writes the progressive JPEG.
+//! The pipeline: decode reduced (DCT scale or row-fed shrink) → Lanczos3 to
+//! 600x600 over the centre square (fast_image_resize, SIMD) → colour to sRGB →
+//! EXIF orientation → filter → progressive JPEG + blurhash. Everything after
+//! decoding works on the 600x600 output, so its cost does not grow with the input.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Cursor, Seek};
@@ -8,20 +9,13 @@ use std::path::Path;
 
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
-use image::{DynamicImage, ImageDecoder, ImageReader};
-use jpeg_encoder::{ColorType, Encoder, SamplingFactor};
+use image::{DynamicImage, RgbImage};
 
+use crate::color::{cmyk_to_srgb, rgb_to_srgb};
+use crate::decode::{Decoded, Pixels, decode};
+use crate::encode::{Encoding, blurhash_of, encode_jpeg};
 use crate::filter::{self, Filter};
-use crate::probe::{Limits, ProbeError, check_limits, sniff_reader};
-
-/// Side of the square every image is served at.
-pub const OUTPUT_SIZE: u32 = 600;
-const QUALITY: u8 = 80;
-/// Dither patterns are high-frequency detail that ordinary JPEG settings smear
-/// away, so dithered output keeps full chroma resolution and a higher quality.
-const DITHER_QUALITY: u8 = 92;
-/// Blurhash is computed on a small thumbnail: the result is the same at a fraction of the cost.
-const BLURHASH_SOURCE: u32 = 32;
+use crate::probe::{Limits, OUTPUT_SIZE, ProbeError};
 
 /// The image as served, plus what the API reports about it.
 #[derive(Debug, Clone)]
@@ -55,7 +49,7 @@ impl RenderError {
 /// Renders the image file at `path` as Imagegram serves it.
 pub fn render(path: &Path, limits: &Limits, filter: Filter) -> Result<Rendered, RenderError> {
     let file = File::open(path).map_err(ProbeError::Io)?;
-    render_reader(BufReader::new(file), limits, filter)
+    render_reader(BufReader::with_capacity(64 * 1024, file), limits, filter)
 }
 
 /// Renders an in-memory image as Imagegram serves it.
@@ -68,21 +62,18 @@ pub fn render_bytes(
 }
 
 fn render_reader<R: BufRead + Seek>(
-    mut reader: R,
+    reader: R,
     limits: &Limits,
     filter: Filter,
 ) -> Result<Rendered, RenderError> {
-    let image = decode(&mut reader, limits)?;
-    let rgb = flatten_on_white(image);
-    let square = crop_resize(&rgb)?;
-    let (pixels, color) = apply_filter(square, filter);
-    let quality = if matches!(filter, Filter::Dither { .. }) {
-        DITHER_QUALITY
-    } else {
-        QUALITY
+    let decoded = decode(reader, limits)?;
+    let rgb = to_output(decoded)?;
+    let (pixels, encoding) = apply_filter(rgb, filter);
+    let jpeg = encode_jpeg(&pixels, encoding)?;
+    let blurhash = match encoding {
+        Encoding::Gray => blurhash_of(&pixels.iter().flat_map(|&v| [v, v, v]).collect::<Vec<_>>())?,
+        _ => blurhash_of(&pixels)?,
     };
-    let jpeg = encode_jpeg(&pixels, color, quality)?;
-    let blurhash = blurhash_of(&pixels, color)?;
     Ok(Rendered {
         jpeg,
         width: OUTPUT_SIZE,
@@ -91,127 +82,66 @@ fn render_reader<R: BufRead + Seek>(
     })
 }
 
-/// Decodes with the header limits enforced again by the decoder itself, and
-/// applies the EXIF orientation.
-fn decode<R: BufRead + Seek>(reader: &mut R, limits: &Limits) -> Result<DynamicImage, RenderError> {
-    let format = sniff_reader(reader)?;
-    // Header first, so an oversized image is refused as such before a decoder exists.
-    let (width, height) = ImageReader::with_format(&mut *reader, format.to_image_crate())
-        .into_dimensions()
-        .map_err(|e| ProbeError::Unreadable(e.to_string()))?;
-    check_limits(width, height, limits)?;
-    reader.rewind().map_err(ProbeError::Io)?;
-    let mut image_reader = ImageReader::with_format(reader, format.to_image_crate());
-    let decoder_limits = decoder_limits(limits);
-    image_reader.limits(decoder_limits.clone());
-    let mut decoder = image_reader
-        .into_decoder()
-        .map_err(|e| RenderError::Decode(e.to_string()))?;
-    // `into_decoder` does not carry the reader's limits over, so set them again.
-    decoder
-        .set_limits(decoder_limits)
-        .map_err(|e| RenderError::Decode(e.to_string()))?;
-    let orientation = decoder
-        .orientation()
-        .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut image =
-        DynamicImage::from_decoder(decoder).map_err(|e| RenderError::Decode(e.to_string()))?;
-    image.apply_orientation(orientation);
-    Ok(image)
-}
-
-fn decoder_limits(limits: &Limits) -> image::Limits {
-    let mut l = image::Limits::default();
-    l.max_image_width = Some(limits.max_side);
-    l.max_image_height = Some(limits.max_side);
-    // Room for the largest allowed image at 16 bits x 4 channels, plus decoder scratch.
-    l.max_alloc = Some(limits.max_pixels.saturating_mul(8).saturating_add(64 << 20));
-    l
-}
-
-/// 8-bit RGB with any alpha composited over white.
-fn flatten_on_white(image: DynamicImage) -> image::RgbImage {
-    if !image.color().has_alpha() {
-        return image.into_rgb8();
-    }
-    let rgba = image.into_rgba8();
-    let (w, h) = rgba.dimensions();
-    let mut out = Vec::with_capacity(w as usize * h as usize * 3);
-    for p in rgba.pixels() {
-        let a = u32::from(p[3]);
-        for c in 0..3 {
-            let v = (u32::from(p[c]) * a + 255 * (255 - a) + 127) / 255;
-            out.push(v as u8);
+/// Resizes the decoded square to the output, converts it to sRGB and orients it.
+fn to_output(decoded: Decoded) -> Result<Vec<u8>, RenderError> {
+    let Decoded {
+        pixels,
+        width,
+        height,
+        crop,
+        icc,
+        orientation,
+    } = decoded;
+    let icc = icc.as_deref();
+    let rgb = match pixels {
+        Pixels::Rgb(data) => {
+            let mut rgb = resize(&data, width, height, crop, PixelType::U8x3)?;
+            rgb_to_srgb(&mut rgb, icc);
+            rgb
         }
-    }
-    image::RgbImage::from_raw(w, h, out).expect("buffer sized for the image")
+        Pixels::Cmyk { data, inverted } => {
+            let cmyk = resize(&data, width, height, crop, PixelType::U8x4)?;
+            cmyk_to_srgb(&cmyk, inverted, icc)
+        }
+    };
+    let mut image = DynamicImage::ImageRgb8(
+        RgbImage::from_raw(OUTPUT_SIZE, OUTPUT_SIZE, rgb)
+            .ok_or_else(|| RenderError::Internal("resized buffer has the wrong size".into()))?,
+    );
+    image.apply_orientation(orientation);
+    Ok(image.into_rgb8().into_raw())
 }
 
-/// Centre-crops the largest square and scales it to the output size (cover, no distortion).
-fn crop_resize(rgb: &image::RgbImage) -> Result<Vec<u8>, RenderError> {
-    let (w, h) = rgb.dimensions();
-    let side = w.min(h);
-    let left = f64::from(w - side) / 2.0;
-    let top = f64::from(h - side) / 2.0;
-    let src = ImageRef::new(w, h, rgb.as_raw(), PixelType::U8x3)
-        .map_err(|e| RenderError::Internal(e.to_string()))?;
-    let mut dst = Image::new(OUTPUT_SIZE, OUTPUT_SIZE, PixelType::U8x3);
+/// Lanczos3 from the crop square to 600x600. Four channels are CMYK, not
+/// RGBA: the fourth is ink, so no alpha weighting.
+fn resize(
+    data: &[u8],
+    width: u32,
+    height: u32,
+    crop: crate::decode::Crop,
+    pixel: PixelType,
+) -> Result<Vec<u8>, RenderError> {
+    let internal = |e: &dyn std::fmt::Display| RenderError::Internal(e.to_string());
+    let src = ImageRef::new(width, height, data, pixel).map_err(|e| internal(&e))?;
+    let mut dst = Image::new(OUTPUT_SIZE, OUTPUT_SIZE, pixel);
     let options = ResizeOptions::new()
-        .crop(left, top, f64::from(side), f64::from(side))
+        .crop(crop.left, crop.top, crop.side, crop.side)
+        .use_alpha(false)
         .resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
     Resizer::new()
         .resize(&src, &mut dst, &options)
-        .map_err(|e| RenderError::Internal(e.to_string()))?;
+        .map_err(|e| internal(&e))?;
     Ok(dst.into_vec())
 }
 
-fn apply_filter(rgb: Vec<u8>, filter: Filter) -> (Vec<u8>, ColorType) {
-    let width = OUTPUT_SIZE as usize;
+fn apply_filter(rgb: Vec<u8>, filter: Filter) -> (Vec<u8>, Encoding) {
     match filter {
-        Filter::None => (rgb, ColorType::Rgb),
-        Filter::Grayscale => (filter::grayscale(&rgb), ColorType::Luma),
+        Filter::None => (rgb, Encoding::Colour),
+        Filter::Grayscale => (filter::grayscale(&rgb), Encoding::Gray),
         Filter::Dither { levels } => {
             let mut rgb = rgb;
-            filter::dither(&mut rgb, width, 3, levels);
-            (rgb, ColorType::Rgb)
+            filter::dither(&mut rgb, OUTPUT_SIZE as usize, 3, levels);
+            (rgb, Encoding::Dithered)
         }
     }
-}
-
-fn encode_jpeg(pixels: &[u8], color: ColorType, quality: u8) -> Result<Vec<u8>, RenderError> {
-    let mut out = Vec::with_capacity(128 * 1024);
-    let mut encoder = Encoder::new(&mut out, quality);
-    encoder.set_progressive(true);
-    if quality == DITHER_QUALITY {
-        encoder.set_sampling_factor(SamplingFactor::R_4_4_4);
-    }
-    let side = OUTPUT_SIZE as u16;
-    encoder
-        .encode(pixels, side, side, color)
-        .map_err(|e| RenderError::Internal(e.to_string()))?;
-    Ok(out)
-}
-
-fn blurhash_of(pixels: &[u8], color: ColorType) -> Result<String, RenderError> {
-    let rgb: Vec<u8> = match color {
-        ColorType::Luma => pixels.iter().flat_map(|&v| [v, v, v]).collect(),
-        _ => pixels.to_vec(),
-    };
-    let src = ImageRef::new(OUTPUT_SIZE, OUTPUT_SIZE, &rgb, PixelType::U8x3)
-        .map_err(|e| RenderError::Internal(e.to_string()))?;
-    let mut small = Image::new(BLURHASH_SOURCE, BLURHASH_SOURCE, PixelType::U8x3);
-    Resizer::new()
-        .resize(
-            &src,
-            &mut small,
-            &ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)),
-        )
-        .map_err(|e| RenderError::Internal(e.to_string()))?;
-    let rgba: Vec<u8> = small
-        .buffer()
-        .chunks_exact(3)
-        .flat_map(|p| [p[0], p[1], p[2], 255])
-        .collect();
-    blurhash::encode(4, 4, BLURHASH_SOURCE, BLURHASH_SOURCE, &rgba)
-        .map_err(|e| RenderError::Internal(e.to_string()))
 }

@@ -1,64 +1,14 @@
 //! The pipeline fed generated images of every accepted class and hostile files.
 
+mod common;
+
 use std::io::Cursor;
 
+use common::{decode_output, encode, halves, is_blue, is_red, png_claiming, with_exif_orientation};
 use image::{DynamicImage, ImageFormat as Fmt, Rgb, RgbImage, Rgba, RgbaImage};
 use imaging::{
     Filter, ImageFormat, Limits, OUTPUT_SIZE, ProbeError, RenderError, probe_reader, render_bytes,
 };
-
-fn encode(img: &DynamicImage, fmt: Fmt) -> Vec<u8> {
-    let mut out = Cursor::new(Vec::new());
-    img.write_to(&mut out, fmt).unwrap();
-    out.into_inner()
-}
-
-/// Left half red, right half blue.
-fn halves(w: u32, h: u32) -> RgbImage {
-    RgbImage::from_fn(w, h, |x, _| {
-        if x < w / 2 {
-            Rgb([255, 0, 0])
-        } else {
-            Rgb([0, 0, 255])
-        }
-    })
-}
-
-fn decode_output(jpeg: &[u8]) -> RgbImage {
-    assert_eq!(&jpeg[..3], &[0xFF, 0xD8, 0xFF], "output is a JPEG");
-    image::load_from_memory_with_format(jpeg, Fmt::Jpeg)
-        .unwrap()
-        .to_rgb8()
-}
-
-fn is_red(p: &Rgb<u8>) -> bool {
-    p[0] > 180 && p[2] < 80
-}
-
-fn is_blue(p: &Rgb<u8>) -> bool {
-    p[2] > 180 && p[0] < 80
-}
-
-/// Inserts an EXIF APP1 segment carrying `orientation` right after the SOI marker.
-fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
-    let mut tiff = Vec::new();
-    tiff.extend_from_slice(b"MM\0\x2A\0\0\0\x08"); // big-endian TIFF, IFD at offset 8
-    tiff.extend_from_slice(&1u16.to_be_bytes()); // one entry
-    tiff.extend_from_slice(&0x0112u16.to_be_bytes()); // Orientation
-    tiff.extend_from_slice(&3u16.to_be_bytes()); // SHORT
-    tiff.extend_from_slice(&1u32.to_be_bytes()); // count
-    tiff.extend_from_slice(&orientation.to_be_bytes());
-    tiff.extend_from_slice(&[0, 0]);
-    tiff.extend_from_slice(&0u32.to_be_bytes()); // no next IFD
-    let mut app1 = b"Exif\0\0".to_vec();
-    app1.extend_from_slice(&tiff);
-    let mut out = jpeg[..2].to_vec();
-    out.extend_from_slice(&[0xFF, 0xE1]);
-    out.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
-    out.extend_from_slice(&app1);
-    out.extend_from_slice(&jpeg[2..]);
-    out
-}
 
 fn limits() -> Limits {
     Limits::default()
@@ -239,13 +189,7 @@ fn probe_reads_headers_only_and_enforces_limits() {
 /// A PNG whose header claims 50000x50000 with almost no data: refused from the header.
 #[test]
 fn decompression_bomb_is_refused_before_decoding() {
-    let mut png = encode(&DynamicImage::ImageRgb8(RgbImage::new(1, 1)), Fmt::Png);
-    // IHDR width/height live at bytes 16..24; the CRC that follows is not checked by the header reader,
-    // so also fix it up to keep the file otherwise valid.
-    png[16..20].copy_from_slice(&50_000u32.to_be_bytes());
-    png[20..24].copy_from_slice(&50_000u32.to_be_bytes());
-    let crc = crc32(&png[12..29]);
-    png[29..33].copy_from_slice(&crc.to_be_bytes());
+    let png = png_claiming(50_000);
     let started = std::time::Instant::now();
     let err = render_bytes(&png, &limits(), Filter::None).unwrap_err();
     assert!(
@@ -254,21 +198,6 @@ fn decompression_bomb_is_refused_before_decoding() {
     );
     assert!(err.is_bad_input());
     assert!(started.elapsed().as_secs() < 1);
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
 }
 
 #[test]
