@@ -69,11 +69,12 @@ pub async fn services(config: &Config) -> anyhow::Result<Services> {
     Ok(services)
 }
 
-fn worker(services: &Services, config: &Config) -> Worker {
+fn worker(services: &Services, config: &Config) -> anyhow::Result<Worker> {
     Worker::new(
         services.clone(),
         WorkerConfig {
             concurrency: config.workers,
+            memory_budget: config.image_memory_budget,
             lease: config.job_lease,
             poll_interval: std::time::Duration::from_secs(2),
             max_attempts: 5,
@@ -122,7 +123,7 @@ pub async fn serve(config: Config) -> anyhow::Result<Running> {
         crate::http::server::serve(listener, app, idle, stop).await
     }));
     if config.workers > 0 {
-        let w = worker(&services, &config);
+        let w = worker(&services, &config)?;
         let stop = shutdown.clone();
         tasks.push(tokio::spawn(async move { w.run(stop).await }));
     }
@@ -139,7 +140,7 @@ pub async fn work(mut config: Config) -> anyhow::Result<Running> {
     config.workers = config.workers.max(1);
     let services = services(&config).await?;
     let shutdown = CancellationToken::new();
-    let w = worker(&services, &config);
+    let w = worker(&services, &config)?;
     let stop = shutdown.clone();
     let task = tokio::spawn(async move { w.run(stop).await });
     Ok(Running {

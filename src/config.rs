@@ -96,6 +96,9 @@ pub struct ServerArgs {
     /// Largest image side accepted, in pixels [default: 30000].
     #[arg(long, env = "IMAGEGRAM_MAX_SIDE")]
     pub max_side: Option<u32>,
+    /// Estimated decode memory all of a process's image renders may hold at once, in MiB [default: 1024].
+    #[arg(long, env = "IMAGEGRAM_IMAGE_MEMORY_MIB")]
+    pub image_memory_mib: Option<u64>,
     /// Seconds a worker holds a job without renewing it before another may take it over [default: 30].
     #[arg(long, env = "IMAGEGRAM_JOB_LEASE_SECS")]
     pub job_lease_secs: Option<u64>,
@@ -212,6 +215,8 @@ pub struct Config {
     pub blobs: BlobUrl,
     pub workers: usize,
     pub image_limits: imaging::Limits,
+    /// Bytes of estimated decode memory admitted at once.
+    pub image_memory_budget: u64,
     pub job_lease: Duration,
     pub upload_expiry: Duration,
     pub idle_timeout: Duration,
@@ -339,6 +344,12 @@ impl ServerArgs {
             rate_limits,
             trusted_proxies,
             image_limits: limits,
+            image_memory_budget: self
+                .image_memory_mib
+                .or(file.image_memory_mib)
+                .unwrap_or(1024)
+                .max(1)
+                << 20,
             job_lease: Duration::from_secs(lease),
             upload_expiry: Duration::from_secs(
                 self.upload_expiry_secs

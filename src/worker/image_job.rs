@@ -41,8 +41,11 @@ impl Worker {
         let limits = self.config.image_limits;
         let filter = to_imaging(job.filter);
         let started = std::time::Instant::now();
-        let rendered =
-            tokio::task::spawn_blocking(move || imaging::render(&path, &limits, filter)).await;
+        let cost = self.decode_cost(&path).await;
+        let rendered = self
+            .pool
+            .run(cost, move || imaging::render(&path, &limits, filter))
+            .await;
         drop(original);
         let outcome = match rendered {
             Ok(Ok(r)) => {
@@ -64,9 +67,9 @@ impl Worker {
                 JobOutcome::Failed(e.to_string())
             }
             Ok(Err(e)) => return Err(e.into()),
-            Err(join) => {
+            Err(panic) => {
                 // A panic inside a codec: the input triggered a bug; retrying cannot help.
-                tracing::error!(post_id = %job.post_id, error = %join, "image processing panicked");
+                tracing::error!(post_id = %job.post_id, error = %panic, "image processing panicked");
                 JobOutcome::Failed("the image could not be processed".into())
             }
         };
@@ -86,6 +89,18 @@ impl Worker {
             self.discard_unless_used(job, &key).await?;
         }
         Ok(())
+    }
+
+    /// The render's memory estimate from the header; a header that cannot be
+    /// read costs the minimum (rendering then fails at once on the same header).
+    async fn decode_cost(&self, path: &std::path::Path) -> u64 {
+        let path = path.to_owned();
+        let limits = self.config.image_limits;
+        tokio::task::spawn_blocking(move || imaging::probe(&path, &limits))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map_or(1 << 20, |header| header.decode_bytes)
     }
 
     /// The job was taken over or its post deleted meanwhile: keep the blob only

@@ -1,10 +1,14 @@
-//! Image workers: claim a job, render its image on the blocking pool, store the
+//! Image workers: claim a job, render its image on the render pool, store the
 //! result, finish the job. Jobs are leased, and the lease is extended while the
 //! work runs, so a worker that dies simply lets its lease run out and another
 //! (or the same process after a restart) picks the job up again.
 
 mod image_job;
+mod pool;
 
+pub use pool::{PoolError, RenderPool};
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -15,8 +19,10 @@ use crate::store::{Job, JobOutcome};
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
-    /// Jobs processed at once; each holds one blocking thread while it renders.
+    /// Jobs processed at once; each holds one render thread while it renders.
     pub concurrency: usize,
+    /// Estimated decode memory admitted at once, in bytes, over all jobs.
+    pub memory_budget: u64,
     pub lease: Duration,
     /// Longest sleep between looks at the queue when no wake-up arrives.
     pub poll_interval: Duration,
@@ -31,11 +37,17 @@ pub struct WorkerConfig {
 pub struct Worker {
     services: Services,
     config: WorkerConfig,
+    pool: Arc<RenderPool>,
 }
 
 impl Worker {
-    pub fn new(services: Services, config: WorkerConfig) -> Self {
-        Worker { services, config }
+    pub fn new(services: Services, config: WorkerConfig) -> anyhow::Result<Self> {
+        let pool = Arc::new(RenderPool::new(config.concurrency, config.memory_budget)?);
+        Ok(Worker {
+            services,
+            config,
+            pool,
+        })
     }
 
     /// Runs `concurrency` job loops and the blob sweeper until `shutdown`.
