@@ -1,7 +1,8 @@
 //! The embedded backend: one SQLite file in WAL mode with `synchronous=FULL`
 //! (a commit is on disk before it is acknowledged). Writes go through one
-//! connection — SQLite has one writer anyway, and serialising in-process is
-//! cheaper than lock retries — while reads use a pool of connections.
+//! connection with group commit (`writer.rs`) — SQLite has one writer anyway,
+//! and serialising in-process is cheaper than lock retries — while reads use a
+//! pool of connections.
 //! rusqlite runs on blocking threads (`spawn_blocking`), never on the runtime.
 
 mod accounts;
@@ -14,6 +15,7 @@ mod rows;
 mod seed;
 mod transfer;
 mod uploads;
+mod writer;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -21,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use async_trait::async_trait;
 use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, Transaction};
 use rusqlite_migration::{M, Migrations};
 use tokio::sync::Notify;
 
@@ -35,7 +37,9 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 pub struct SqliteStore {
+    /// The one write connection; the group writer's thread holds it while it commits.
     writer: Arc<Mutex<Connection>>,
+    group: writer::GroupWriter,
     readers: r2d2::Pool<SqliteConnectionManager>,
     /// Wakes in-process workers when a job is queued.
     jobs_queued: Arc<Notify>,
@@ -80,8 +84,10 @@ impl SqliteStore {
             .max_size(readers.max(1))
             .build(manager)
             .context("opening SQLite read connections")?;
+        let writer = Arc::new(Mutex::new(writer));
         Ok(SqliteStore {
-            writer: Arc::new(Mutex::new(writer)),
+            group: writer::GroupWriter::start(writer.clone())?,
+            writer,
             readers,
             jobs_queued: Arc::new(Notify::new()),
             events_written: Arc::new(Notify::new()),
@@ -104,26 +110,14 @@ impl SqliteStore {
         .map_err(StoreError::from)
     }
 
-    /// Runs `f` in one IMMEDIATE transaction on the writer, committing if it returns Ok.
+    /// Runs `f` in a transaction on the writer, committing if it returns Ok
+    /// (with whatever other writes are waiting: see `writer.rs`).
     async fn write<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     {
-        let writer = self.writer.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = writer
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(anyhow::Error::from)?;
-            let value = f(&tx)?;
-            tx.commit().map_err(anyhow::Error::from)?;
-            Ok(value)
-        })
-        .await
-        .map_err(|e| StoreError::Backend(e.into()))?
+        self.group.write(f).await
     }
 }
 
