@@ -99,6 +99,12 @@ pub struct ServerArgs {
     /// Estimated decode memory all of a process's image renders may hold at once, in MiB [default: 1024].
     #[arg(long, env = "IMAGEGRAM_IMAGE_MEMORY_MIB")]
     pub image_memory_mib: Option<u64>,
+    /// Milliseconds a cached first feed page may live when the change that outdates it was made by another process; 0 disables the cache [default: 1000].
+    #[arg(long, env = "IMAGEGRAM_FEED_CACHE_MS")]
+    pub feed_cache_ms: Option<u64>,
+    /// Benchmarks: serve a fixed body of this many bytes at GET /v1/_bench/ceiling.
+    #[arg(long, hide = true)]
+    pub bench_ceiling_bytes: Option<usize>,
     /// Seconds a worker holds a job without renewing it before another may take it over [default: 30].
     #[arg(long, env = "IMAGEGRAM_JOB_LEASE_SECS")]
     pub job_lease_secs: Option<u64>,
@@ -217,6 +223,8 @@ pub struct Config {
     pub image_limits: imaging::Limits,
     /// Bytes of estimated decode memory admitted at once.
     pub image_memory_budget: u64,
+    pub feed_cache_ttl: Duration,
+    pub bench_ceiling_bytes: usize,
     pub job_lease: Duration,
     pub upload_expiry: Duration,
     pub idle_timeout: Duration,
@@ -350,6 +358,13 @@ impl ServerArgs {
                 .unwrap_or(1024)
                 .max(1)
                 << 20,
+            feed_cache_ttl: Duration::from_millis(
+                self.feed_cache_ms.or(file.feed_cache_ms).unwrap_or(1000),
+            ),
+            bench_ceiling_bytes: self
+                .bench_ceiling_bytes
+                .or(file.bench_ceiling_bytes)
+                .unwrap_or(0),
             job_lease: Duration::from_secs(lease),
             upload_expiry: Duration::from_secs(
                 self.upload_expiry_secs

@@ -2,6 +2,7 @@
 //! the services and never touches storage directly.
 
 mod accounts;
+mod bench;
 mod comments;
 mod edge;
 mod events;
@@ -39,6 +40,7 @@ pub fn router(services: Services) -> Router {
         .merge(metrics::router())
         .merge(openapi::router())
         .merge(health::router())
+        .merge(bench::router())
         .fallback(|| async { ApiError::not_found("no such resource") })
         .layer(middleware::from_fn_with_state(
             services.clone(),

@@ -12,7 +12,7 @@ use super::extract::{AuthUser, JsonBody, MaybeUser, PageQuery, post_id};
 use super::problem::{ApiError, ApiResult};
 use super::views::{PageView, PostView, if_none_match_hits, next_link};
 use crate::domain::{Post, ValidationErrors};
-use crate::service::{CreatePost, EditPost, Services, StagedImage};
+use crate::service::{CachedPage, CreatePost, EditPost, Services, StagedImage};
 
 /// The image may be 100 MiB; the other fields and multipart framing get this much on top.
 const MULTIPART_OVERHEAD: u64 = 1024 * 1024;
@@ -325,8 +325,40 @@ pub(super) async fn feed(
     OriginalUri(uri): OriginalUri,
     page: PageQuery,
 ) -> ApiResult<Response> {
+    if page.cursor.is_none() && s.feed_cache.enabled() {
+        let cached = s
+            .first_feed_page(page.limit, |posts| render_page(posts, &uri))
+            .await?;
+        return Ok(cached_response(cached));
+    }
     let posts = s.feed(page.cursor.as_deref(), page.limit).await?;
     Ok(page_response(&posts, &uri))
+}
+
+/// A feed page rendered once, for the cache.
+fn render_page(posts: &crate::service::Page<Post>, uri: &axum::http::Uri) -> CachedPage {
+    let body = serde_json::to_vec(&PageView::of(posts, PostView::from))
+        .expect("a page view always serialises");
+    CachedPage {
+        body: body.into(),
+        link: next_link(uri, posts.next_cursor.as_deref())
+            .and_then(|v| v.to_str().ok().map(str::to_owned)),
+    }
+}
+
+fn cached_response(page: CachedPage) -> Response {
+    let mut response = (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        page.body,
+    )
+        .into_response();
+    if let Some(link) = page.link.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        response.headers_mut().insert(header::LINK, link);
+    }
+    response
 }
 
 #[utoipa::path(get, path = "/v1/users/{username}/posts", tag = "posts",

@@ -14,10 +14,13 @@ impl Services {
         body: String,
     ) -> ServiceResult<Comment> {
         let body = CommentBody::parse(body).map_err(|m| ValidationErrors::single("body", m))?;
-        self.store
+        let comment = self
+            .store
             .create_comment(post_id, author, &body, now())
             .await?
-            .ok_or(ServiceError::NotFound("no such post"))
+            .ok_or(ServiceError::NotFound("no such post"))?;
+        self.feed_cache.invalidate();
+        Ok(comment)
     }
 
     pub async fn comments(
@@ -53,7 +56,10 @@ impl Services {
             .delete_comment(post_id, comment_id, by.id)
             .await?
         {
-            CommentDeletion::Deleted => Ok(()),
+            CommentDeletion::Deleted => {
+                self.feed_cache.invalidate();
+                Ok(())
+            }
             CommentDeletion::NotFound => {
                 Err(ServiceError::NotFound("no such comment on this post"))
             }

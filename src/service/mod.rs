@@ -5,6 +5,7 @@ mod accounts;
 mod comments;
 mod errors;
 mod events;
+mod feed_cache;
 mod idempotency;
 mod pages;
 mod posts;
@@ -26,6 +27,8 @@ pub use rate_limits::{Budgets, Class, RateCheck};
 pub use uploads::AppendLease;
 
 /// Everything a request needs, shared by all handlers (cheap to clone).
+pub use feed_cache::{CachedPage, FeedCache};
+
 #[derive(Clone)]
 pub struct Services {
     pub store: Arc<dyn Store>,
@@ -44,6 +47,10 @@ pub struct Services {
     pub rate_limits: Option<rate_limits::Limiter>,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Rendered first pages of the feed (see `feed_cache.rs`).
+    pub feed_cache: Arc<FeedCache>,
+    /// Benchmarks only: the size of the fixed body `GET /v1/_bench/ceiling` returns; 0 = no such route.
+    pub bench_ceiling_bytes: usize,
 }
 
 impl Services {
@@ -68,6 +75,8 @@ impl Services {
             event_retention: std::time::Duration::from_secs(7 * 24 * 3600),
             rate_limits: None,
             trusted_proxies: Vec::new(),
+            feed_cache: Arc::new(FeedCache::new(std::time::Duration::from_secs(1))),
+            bench_ceiling_bytes: 0,
         })
     }
 

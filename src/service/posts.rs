@@ -4,7 +4,7 @@ use tempfile::TempPath;
 
 use crate::store::{EditOutcome, PostEdit};
 
-use super::{Page, ServiceError, ServiceResult, Services};
+use super::{CachedPage, Page, ServiceError, ServiceResult, Services};
 use crate::domain::{
     Caption, ExpiresIn, FeedCursor, IdCursor, Limit, NewPost, Post, PostFilter, PostId, UploadId,
     User, Username, ValidationErrors, now,
@@ -170,6 +170,22 @@ impl Services {
         }
     }
 
+    /// The first feed page of `limit` items, rendered by `render` and cached
+    /// (see `feed_cache.rs`); any other page goes to [`Services::feed`].
+    pub async fn first_feed_page(
+        &self,
+        limit: Limit,
+        render: impl FnOnce(&Page<Post>) -> CachedPage,
+    ) -> ServiceResult<CachedPage> {
+        if let Some(page) = self.feed_cache.get(limit.get()) {
+            return Ok(page);
+        }
+        let generation = self.feed_cache.generation();
+        let page = render(&self.feed(None, limit).await?);
+        self.feed_cache.put(limit.get(), generation, page.clone());
+        Ok(page)
+    }
+
     pub async fn feed(&self, cursor: Option<&str>, limit: Limit) -> ServiceResult<Page<Post>> {
         let after = match cursor {
             Some(c) => {
@@ -238,7 +254,10 @@ impl Services {
             Some(_) => return Err(ServiceError::PreconditionFailed),
         };
         match self.store.edit_post(id, &edit, if_version, t).await? {
-            EditOutcome::Edited(post) => Ok(*post),
+            EditOutcome::Edited(post) => {
+                self.feed_cache.invalidate();
+                Ok(*post)
+            }
             EditOutcome::VersionMismatch => Err(ServiceError::PreconditionFailed),
             EditOutcome::NotFound => Err(ServiceError::NotFound("no such post")),
         }
@@ -251,6 +270,7 @@ impl Services {
             return Err(ServiceError::Forbidden("only the author can delete a post"));
         }
         if self.store.delete_post(id).await?.is_some() {
+            self.feed_cache.invalidate();
             // The rows are gone and the blobs are queued; removing them now is a
             // courtesy, the sweeper retries whatever fails.
             if let Err(e) = self.collect_garbage().await {

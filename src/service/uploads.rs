@@ -265,6 +265,7 @@ impl Services {
         // Expired posts already vanished from every read; now their rows and blobs go.
         for id in self.store.expired_posts(t, 500).await? {
             removed += u64::from(self.store.delete_post(id).await?.is_some());
+            self.feed_cache.invalidate();
         }
         for id in self.store.expired_uploads(t, 500).await? {
             removed += u64::from(self.store.delete_upload(id).await?);

@@ -85,6 +85,9 @@ impl Worker {
             JobOutcome::Failed(_) => None,
         };
         let applied = self.services.store.finish_job(job, outcome, now()).await?;
+        if applied {
+            self.services.feed_cache.invalidate(); // a ready post joins the feed
+        }
         if !applied && let Some(key) = produced {
             self.discard_unless_used(job, &key).await?;
         }

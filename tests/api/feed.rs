@@ -153,3 +153,69 @@ async fn a_tampered_cursor_is_400_not_a_restart() {
         200
     );
 }
+
+/// The first page is served from an in-process cache: every write must show in
+/// the very next read (read-your-writes), with a cache TTL far longer than the test.
+#[tokio::test]
+async fn the_cached_first_page_shows_every_write_at_once() {
+    let app = TestApp::spawn_with(|a| a.feed_cache_ms = Some(600_000)).await;
+    let alice = app.register("cache_alice").await;
+    let first = app.ready_post(&alice, "first").await;
+    let second = app.ready_post(&alice, "second").await;
+    let first_id = first["id"].as_str().unwrap();
+    let second_id = second["id"].as_str().unwrap();
+    // Newest first while counts are equal; the page is now cached.
+    assert_eq!(ids(&app.get_json("/v1/posts", None).await)[0], second_id);
+    assert_eq!(ids(&app.get_json("/v1/posts", None).await)[0], second_id);
+
+    let comment = app.comment(&alice, first_id, "moves it up").await;
+    assert_eq!(comment.status(), 201);
+    let comment: Value = comment.json().await.unwrap();
+    let page = app.get_json("/v1/posts", None).await;
+    assert_eq!(ids(&page)[0], first_id, "a new comment re-ranks at once");
+    assert_eq!(page["items"][0]["last_comments"][0]["body"], "moves it up");
+
+    let deleted = app
+        .delete(
+            &format!(
+                "/v1/posts/{first_id}/comments/{}",
+                comment["id"].as_str().unwrap()
+            ),
+            &alice,
+        )
+        .await;
+    assert_eq!(deleted.status(), 204);
+    assert_eq!(ids(&app.get_json("/v1/posts", None).await)[0], second_id);
+
+    let edit = app
+        .client
+        .patch(app.url(&format!("/v1/posts/{second_id}")))
+        .bearer_auth(&alice)
+        .json(&serde_json::json!({"caption": "edited"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(edit.status(), 200);
+    assert_eq!(
+        app.get_json("/v1/posts", None).await["items"][0]["caption"],
+        "edited"
+    );
+
+    assert_eq!(
+        app.delete(&format!("/v1/posts/{second_id}"), &alice)
+            .await
+            .status(),
+        204
+    );
+    assert_eq!(
+        ids(&app.get_json("/v1/posts", None).await),
+        vec![first_id.to_owned()]
+    );
+
+    // A post becoming ready (the worker's write) shows at once too.
+    let third = app.ready_post(&alice, "third").await;
+    assert!(
+        ids(&app.get_json("/v1/posts", None).await)
+            .contains(&third["id"].as_str().unwrap().to_owned())
+    );
+}
