@@ -1,0 +1,81 @@
+-- wrk scenarios for Imagegram (driven by examples/load.rs; see BENCHMARKS.md).
+-- Environment: SCENARIO (ceiling|first|deep|post|create|delete|mix),
+-- BENCH_DATA (folder with cursors.txt, posts.txt, comments.txt), TOKEN (bearer),
+-- RESULT (JSON file written when the run ends).
+
+local scenario = os.getenv("SCENARIO")
+local data = os.getenv("BENCH_DATA")
+local token = os.getenv("TOKEN")
+local result = os.getenv("RESULT")
+
+local function lines(name)
+  local t = {}
+  local f = io.open(data .. "/" .. name, "r")
+  if f == nil then return t end
+  for l in f:lines() do t[#t + 1] = l end
+  f:close()
+  return t
+end
+
+local cursors = lines("cursors.txt")
+local posts = lines("posts.txt")
+local comments = (scenario == "delete" or scenario == "mix") and lines("comments.txt") or {}
+local created = (scenario == "create" or scenario == "mix") and io.open(data .. "/created.txt", "a") or nil
+if created ~= nil then created:setvbuf("line") end
+local next_comment = 0
+local auth = { ["Authorization"] = "Bearer " .. (token or ""), ["Content-Type"] = "application/json" }
+math.randomseed(os.time())
+
+local function pick(t) return t[math.random(#t)] end
+
+local function first() return wrk.format("GET", "/v1/posts") end
+local function deep() return wrk.format("GET", "/v1/posts?cursor=" .. pick(cursors)) end
+local function post() return wrk.format("GET", "/v1/posts/" .. pick(posts)) end
+local function create()
+  local body = '{"body":"load test comment ' .. math.random(1000000) .. ', a sentence of ordinary length"}'
+  return wrk.format("POST", "/v1/posts/" .. pick(posts) .. "/comments", auth, body)
+end
+local function delete()
+  next_comment = next_comment + 1
+  local line = comments[next_comment]
+  if line == nil then return first() end -- ids used up: the run is longer than planned
+  local p, c = line:match("(%S+) (%S+)")
+  return wrk.format("DELETE", "/v1/posts/" .. p .. "/comments/" .. c, auth)
+end
+
+-- The forecast (100 reads/s, 100,000 comments and 1,000 images an hour) scaled
+-- up: reads dominate, about one request in five writes a comment.
+local function mix()
+  local r = math.random(100)
+  if r <= 60 then return first()
+  elseif r <= 70 then return deep()
+  elseif r <= 78 then return post()
+  elseif r <= 99 then return create()
+  else return delete() end
+end
+
+local scenarios = {
+  ceiling = function() return wrk.format("GET", "/v1/_bench/ceiling") end,
+  first = first, deep = deep, post = post, create = create, delete = delete, mix = mix,
+}
+request = scenarios[scenario]
+
+function response(status, headers, body)
+  if created ~= nil and status == 201 then
+    local c, p = body:match('"id":"([^"]+)","post_id":"([^"]+)"')
+    if c ~= nil then created:write(p .. " " .. c .. "\n") end
+  end
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  local f = io.open(result, "w")
+  f:write(string.format(
+    '{"scenario":"%s","requests":%d,"seconds":%.3f,"rps":%.1f,"p50_ms":%.3f,"p90_ms":%.3f,"p99_ms":%.3f,"p999_ms":%.3f,"max_ms":%.3f,' ..
+    '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d}}\n',
+    scenario, summary.requests, summary.duration / 1e6, summary.requests / (summary.duration / 1e6),
+    latency:percentile(50) / 1000, latency:percentile(90) / 1000, latency:percentile(99) / 1000,
+    latency:percentile(99.9) / 1000, latency.max / 1000,
+    e.connect, e.read, e.write, e.status, e.timeout))
+  f:close()
+end

@@ -1,0 +1,405 @@
+//! The load benchmark: a dataset, the real server, and `wrk` scenarios.
+//!
+//! ./scripts/bench-load [POSTS]     (installs wrk and runs this for SQLite, then PostgreSQL)
+//! cargo run --release --example load -- [--posts N] [--postgres URL] [--duration SECS]
+//!     [--connections C] [--uploads N] [--image PATH]
+//!
+//! 1. Dataset: N posts (default 1,000,000) and about 10 comments per post with a
+//!    skewed distribution, bulk-loaded into `.bench/dataset-N/` (kept for reuse);
+//!    with `--postgres`, copied into that (empty) database by `imagegram migrate`.
+//! 2. The release server on a loopback port (`--rate-limit off`, one image worker),
+//!    with the ceiling endpoint sized like a first feed page.
+//! 3. wrk (`bench/wrk/imagegram.lua`, -t1 -cC -dSECS) runs each scenario: ceiling,
+//!    first page, random deep pages via real cursors, single post, comment create,
+//!    comment delete, and the mix — the last while the worker renders a backlog
+//!    of uploads of a 12-megapixel photograph.
+//!    Results: `.bench/load-<backend>-<N>.json` and a table on stdout.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use imagegram::config::{BlobUrl, DatabaseUrl, parse_database_url};
+use imagegram::migrate::{Instance, Options};
+use imagegram::store::sqlite::SqliteStore;
+use indicatif::{ProgressBar, ProgressStyle};
+use reqwest::multipart::{Form, Part};
+use serde_json::{Value, json};
+use tokio::io::AsyncBufReadExt;
+
+struct Args {
+    posts: usize,
+    postgres: Option<String>,
+    duration: u64,
+    connections: u32,
+    uploads: usize,
+    image: PathBuf,
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut args = Args {
+        posts: 1_000_000,
+        postgres: None,
+        duration: 10,
+        connections: 64,
+        uploads: 60,
+        image: root().join(".bench/corpus/sunset_by_Aitzol_Berasategi.jpg"),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .ok_or_else(|| anyhow::anyhow!("{flag} needs a value"))
+        };
+        match flag.as_str() {
+            "--posts" => args.posts = value()?.parse()?,
+            "--postgres" => args.postgres = Some(value()?),
+            "--duration" => args.duration = value()?.parse()?,
+            "--connections" => args.connections = value()?.parse()?,
+            "--uploads" => args.uploads = value()?.parse()?,
+            "--image" => args.image = value()?.into(),
+            other => anyhow::bail!("unknown argument {other}"),
+        }
+    }
+    Ok(args)
+}
+
+/// The SQLite dataset, generated once per size.
+fn dataset(posts: usize) -> anyhow::Result<PathBuf> {
+    let dir = root().join(format!(".bench/dataset-{posts}"));
+    let done = dir.join("complete");
+    if done.exists() {
+        println!("dataset: reusing {}", dir.display());
+        return Ok(dir);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let bar = ProgressBar::new(posts as u64).with_style(ProgressStyle::with_template(
+        "seeding {bar:40} {pos}/{len} posts, {msg} [{elapsed_precise}, eta {eta}]",
+    )?);
+    let started = Instant::now();
+    let store = SqliteStore::open(&dir.join("imagegram.db"), 2)?;
+    let comments = store.seed_synthetic_with_progress(1_000, posts, 42, &|p, c| {
+        bar.set_position(p);
+        bar.set_message(format!("{c} comments"));
+    })?;
+    bar.finish();
+    println!(
+        "dataset: {posts} posts, {comments} comments in {:.1?}",
+        started.elapsed()
+    );
+    std::fs::write(&done, format!("{posts} {comments}\n"))?;
+    Ok(dir)
+}
+
+/// Copies the dataset into PostgreSQL once (a marker file remembers it).
+async fn into_postgres(dir: &Path, url: &str) -> anyhow::Result<()> {
+    let marker = dir.join(format!(
+        "postgres-{:x}",
+        url.bytes()
+            .fold(0u64, |h, b| h.wrapping_mul(31) ^ u64::from(b))
+    ));
+    if marker.exists() {
+        println!("dataset: already in PostgreSQL");
+        return Ok(());
+    }
+    let started = Instant::now();
+    let blobs = BlobUrl::Local(dir.join("blobs"));
+    imagegram::migrate::run(
+        Instance {
+            database: DatabaseUrl::Sqlite(dir.join("imagegram.db")),
+            blobs: blobs.clone(),
+        },
+        Instance {
+            database: parse_database_url(url)?,
+            blobs,
+        },
+        Options {
+            batch_size: 10_000,
+            stop_after_rows: None,
+        },
+    )
+    .await?;
+    println!(
+        "dataset: copied into PostgreSQL in {:.1?}",
+        started.elapsed()
+    );
+    std::fs::write(marker, "")?;
+    Ok(())
+}
+
+struct Server {
+    _child: tokio::process::Child,
+    base: String,
+}
+
+async fn start(dir: &Path, postgres: Option<&str>, extra: &[String]) -> anyhow::Result<Server> {
+    let mut cmd = tokio::process::Command::new(root().join("target/release/imagegram"));
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--rate-limit",
+        "off",
+        "--workers",
+        "1",
+    ])
+    .arg("--data-dir")
+    .arg(dir)
+    .args(extra)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .kill_on_drop(true);
+    if let Some(url) = postgres {
+        cmd.args(["--database-url", url]);
+    }
+    let mut child = cmd.spawn()?;
+    let mut line = String::new();
+    tokio::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .await?;
+    let base = line
+        .trim()
+        .strip_prefix("imagegram listening on ")
+        .ok_or_else(|| anyhow::anyhow!("the server did not start: {line}"))?
+        .to_owned();
+    Ok(Server {
+        _child: child,
+        base,
+    })
+}
+
+async fn get_json(client: &reqwest::Client, url: &str) -> anyhow::Result<Value> {
+    Ok(client
+        .get(url)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?)
+}
+
+/// Walks the whole feed for real cursors; keeps one post id per page.
+async fn prepare(client: &reqwest::Client, base: &str, data: &Path) -> anyhow::Result<usize> {
+    let mut cursors = Vec::new();
+    let mut posts = Vec::new();
+    let mut url = format!("{base}/v1/posts?limit=100");
+    loop {
+        let page = get_json(client, &url).await?;
+        if let Some(id) = page["items"][0]["id"].as_str() {
+            posts.push(id.to_owned());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => {
+                cursors.push(c.to_owned());
+                url = format!("{base}/v1/posts?limit=100&cursor={c}");
+            }
+            None => break,
+        }
+    }
+    std::fs::write(data.join("cursors.txt"), cursors.join("\n") + "\n")?;
+    std::fs::write(data.join("posts.txt"), posts.join("\n") + "\n")?;
+    Ok(cursors.len())
+}
+
+async fn register(client: &reqwest::Client, base: &str) -> anyhow::Result<String> {
+    let name = format!("load_{}", std::process::id());
+    let v: Value = client
+        .post(format!("{base}/v1/users"))
+        .json(&json!({"username": name, "password": "benchmark password"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(v["token"].as_str().unwrap_or_default().to_owned())
+}
+
+fn wrk(args: &Args, base: &str, scenario: &str, data: &Path, token: &str) -> anyhow::Result<Value> {
+    let result = data.join(format!("{scenario}.json"));
+    let status = std::process::Command::new("wrk")
+        .args([
+            "-t1",
+            &format!("-c{}", args.connections),
+            &format!("-d{}s", args.duration),
+        ])
+        .args(["--timeout", "5s", "-s"])
+        .arg(root().join("bench/wrk/imagegram.lua"))
+        .arg(base)
+        .env("SCENARIO", scenario)
+        .env("BENCH_DATA", data)
+        .env("TOKEN", token)
+        .env("RESULT", &result)
+        .stdout(Stdio::null())
+        .status()?;
+    anyhow::ensure!(status.success(), "wrk failed for {scenario}");
+    Ok(serde_json::from_str(&std::fs::read_to_string(result)?)?)
+}
+
+/// Queues `n` uploads of `image` so the worker has a backlog; returns their ids.
+async fn upload_backlog(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    image: &Path,
+    n: usize,
+) -> anyhow::Result<Vec<String>> {
+    let bytes = std::fs::read(image)
+        .map_err(|e| anyhow::anyhow!("{}: {e} (run scripts/image-corpus)", image.display()))?;
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let form = Form::new()
+            .text("caption", format!("backlog {i}"))
+            .part("image", Part::bytes(bytes.clone()).file_name("photo.jpg"));
+        let v: Value = client
+            .post(format!("{base}/v1/posts"))
+            .bearer_auth(token)
+            .multipart(form)
+            .send()
+            .await?
+            .json()
+            .await?;
+        ids.push(v["id"].as_str().unwrap_or_default().to_owned());
+    }
+    Ok(ids)
+}
+
+async fn still_processing(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    ids: &[String],
+) -> usize {
+    let mut n = 0;
+    for id in ids {
+        let v: Value = match client
+            .get(format!("{base}/v1/posts/{id}"))
+            .bearer_auth(token)
+            .send()
+            .await
+        {
+            Ok(r) => r.json().await.unwrap_or_default(),
+            Err(_) => Value::Null,
+        };
+        n += usize::from(v["status"] == "processing");
+    }
+    n
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    let backend = if args.postgres.is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    let dir = dataset(args.posts)?;
+    if let Some(url) = &args.postgres {
+        into_postgres(&dir, url).await?;
+    }
+    // The server writes into its data dir; work on a copy so the dataset stays pristine.
+    let run_dir = root().join(format!(".bench/run-{backend}"));
+    let _ = std::fs::remove_dir_all(&run_dir);
+    std::fs::create_dir_all(&run_dir)?;
+    if args.postgres.is_none() {
+        let started = Instant::now();
+        std::fs::copy(dir.join("imagegram.db"), run_dir.join("imagegram.db"))?;
+        println!(
+            "copied the dataset for this run in {:.1?}",
+            started.elapsed()
+        );
+    }
+    let data = root().join(format!(".bench/load-{backend}"));
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&data)?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()?;
+
+    // The first page's size decides the ceiling's body.
+    let size = {
+        let server = start(&run_dir, args.postgres.as_deref(), &[]).await?;
+        client
+            .get(format!("{}/v1/posts", server.base))
+            .send()
+            .await?
+            .bytes()
+            .await?
+            .len()
+    };
+    let server = start(
+        &run_dir,
+        args.postgres.as_deref(),
+        &["--bench-ceiling-bytes".into(), size.to_string()],
+    )
+    .await?;
+    let base = server.base.clone();
+    let started = Instant::now();
+    let pages = prepare(&client, &base, &data).await?;
+    println!(
+        "backend {backend}: {pages} cursors collected in {:.1?}; first page {size} bytes",
+        started.elapsed()
+    );
+    let token = register(&client, &base).await?;
+
+    let mut results = Vec::new();
+    for scenario in ["ceiling", "first", "deep", "post", "create", "delete"] {
+        if scenario == "delete" {
+            std::fs::rename(data.join("created.txt"), data.join("comments.txt"))?;
+        }
+        let r = wrk(&args, &base, scenario, &data, &token)?;
+        println!("{r}");
+        results.push(r);
+    }
+    let backlog = upload_backlog(&client, &base, &token, &args.image, args.uploads).await?;
+    let mut mix = wrk(&args, &base, "mix", &data, &token)?;
+    mix["uploads_still_processing_after"] =
+        json!(still_processing(&client, &base, &token, &backlog).await);
+    mix["uploads_queued_before"] = json!(backlog.len());
+    println!("{mix}");
+    results.push(mix);
+
+    let ceiling = results[0]["rps"].as_f64().unwrap_or(1.0);
+    for r in &mut results {
+        let fraction = r["rps"].as_f64().unwrap_or(0.0) / ceiling;
+        r["fraction_of_ceiling"] = json!((fraction * 1000.0).round() / 1000.0);
+    }
+    let report = json!({
+        "backend": backend,
+        "posts": args.posts,
+        "dataset": std::fs::read_to_string(dir.join("complete"))?.trim(),
+        "cpus": std::thread::available_parallelism()?.get(),
+        "wrk": format!("-t1 -c{} -d{}s", args.connections, args.duration),
+        "first_page_bytes": size,
+        "scenarios": results,
+    });
+    let out = root().join(format!(".bench/load-{backend}-{}.json", args.posts));
+    std::fs::write(&out, serde_json::to_string_pretty(&report)?)?;
+    println!(
+        "\n{:<8} {:>9} {:>8} {:>8} {:>8} {:>9} {:>7}",
+        "scenario", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "ceiling", "errors"
+    );
+    for r in report["scenarios"].as_array().unwrap() {
+        let e = &r["errors"];
+        let errors: u64 = ["connect", "read", "write", "status", "timeout"]
+            .iter()
+            .map(|k| e[k].as_u64().unwrap_or(0))
+            .sum();
+        println!(
+            "{:<8} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>8.0}% {:>7}",
+            r["scenario"].as_str().unwrap_or(""),
+            r["rps"].as_f64().unwrap_or(0.0),
+            r["p50_ms"].as_f64().unwrap_or(0.0),
+            r["p99_ms"].as_f64().unwrap_or(0.0),
+            r["p999_ms"].as_f64().unwrap_or(0.0),
+            r["fraction_of_ceiling"].as_f64().unwrap_or(0.0) * 100.0,
+            errors
+        );
+    }
+    println!("results: {}", out.display());
+    Ok(())
+}
