@@ -54,6 +54,11 @@ pub struct SqliteStore {
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    // Query-planner stability: without it, a build with STAT4 (rusqlite's bundled
+    // SQLite) re-plans every statement whose range bounds are bound parameters each
+    // time the values change — every deep feed page spent a fifth of its CPU in
+    // sqlite3Reprepare. Our statements are written for one plan (see posts.rs).
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
