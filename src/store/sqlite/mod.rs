@@ -58,7 +58,10 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     // SQLite) re-plans every statement whose range bounds are bound parameters each
     // time the values change — every deep feed page spent a fifth of its CPU in
     // sqlite3Reprepare. Our statements are written for one plan (see posts.rs).
-    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
