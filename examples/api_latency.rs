@@ -9,27 +9,14 @@
 //! the first feed page, random deep pages reached through real cursors, and
 //! durable comment creation (one client in sequence, then 32 at once).
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use imagegram::config::{BlobUrl, DatabaseUrl, OnOff, ServerArgs, parse_database_url};
 use imagegram::migrate::{Instance, Options};
 use imagegram::store::sqlite::SqliteStore;
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-fn report(name: &str, mut samples: Vec<Duration>) {
-    samples.sort();
-    println!(
-        "{name:<28} n={:<6} p50={:>8.3?} p99={:>8.3?} p99.9={:>8.3?} max={:>8.3?}",
-        samples.len(),
-        percentile(&samples, 0.50),
-        percentile(&samples, 0.99),
-        percentile(&samples, 0.999),
-        samples[samples.len() - 1]
-    );
-}
+use support::report;
 
 async fn timed(client: &reqwest::Client, url: &str) -> (Duration, serde_json::Value) {
     let started = Instant::now();

@@ -9,28 +9,15 @@
 //! corpus's 12.2-megapixel progressive JPEG), and times the same request for
 //! as long as the workers are rendering that backlog.
 
+mod support;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use imagegram::config::{OnOff, ServerArgs};
 use imagegram::store::sqlite::SqliteStore;
 use reqwest::multipart::{Form, Part};
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-fn report(name: &str, mut samples: Vec<Duration>) {
-    samples.sort();
-    println!(
-        "{name:<34} n={:<6} p50={:>8.3?} p99={:>8.3?} p99.9={:>8.3?} max={:>8.3?}",
-        samples.len(),
-        percentile(&samples, 0.50),
-        percentile(&samples, 0.99),
-        percentile(&samples, 0.999),
-        samples[samples.len() - 1]
-    );
-}
+use support::report;
 
 async fn feed(client: &reqwest::Client, base: &str) -> Duration {
     let started = Instant::now();
