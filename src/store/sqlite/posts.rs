@@ -18,7 +18,28 @@ fn load_post(conn: &rusqlite::Connection, id: PostId) -> rusqlite::Result<Option
         .optional()
 }
 
-const UNEXPIRED: &str = "(expires_at IS NULL OR expires_at > ?3)";
+// The feed's statements name their index: each is written as one walk of
+// `posts_feed` in its own order, and that plan must not depend on statistics.
+const FIRST_PAGE: &str = "WHERE p.status = 'ready' AND (p.expires_at IS NULL OR p.expires_at > ?1) \
+     ORDER BY p.comment_count DESC, p.id DESC LIMIT ?2";
+const SAME_COUNT: &str = "WHERE p.status = 'ready' AND p.comment_count = ?1 AND p.id < ?2 \
+     AND (p.expires_at IS NULL OR p.expires_at > ?3) ORDER BY p.comment_count DESC, p.id DESC LIMIT ?4";
+const LOWER_COUNTS: &str = "WHERE p.status = 'ready' AND p.comment_count < ?1 \
+     AND (p.expires_at IS NULL OR p.expires_at > ?2) ORDER BY p.comment_count DESC, p.id DESC LIMIT ?3";
+
+/// Feed posts matching `filter` (a WHERE … LIMIT clause), walking `posts_feed`.
+fn query_posts(
+    conn: &rusqlite::Connection,
+    filter: &str,
+    params: impl rusqlite::Params,
+) -> rusqlite::Result<Vec<Post>> {
+    let sql = format!(
+        "SELECT {POST_COLUMNS} FROM posts p INDEXED BY posts_feed JOIN users u ON u.id = p.author_id {filter}"
+    );
+    conn.prepare_cached(&sql)?
+        .query_map(params, post_from_row)?
+        .collect()
+}
 
 #[async_trait]
 impl PostStore for SqliteStore {
@@ -79,38 +100,28 @@ impl PostStore for SqliteStore {
         now: Timestamp,
     ) -> StoreResult<Vec<Post>> {
         self.read(move |conn| {
-            let posts = match after {
-                None => {
-                    let sql = format!(
-                        "SELECT {POST_COLUMNS} FROM posts p JOIN users u ON u.id = p.author_id \
-                         WHERE p.status = 'ready' AND (p.expires_at IS NULL OR p.expires_at > ?1) \
-                         ORDER BY p.comment_count DESC, p.id DESC LIMIT ?2"
-                    );
-                    conn.prepare_cached(&sql)?
-                        .query_map(params![ms(now), limit], post_from_row)?
-                        .collect::<Result<Vec<_>, _>>()?
-                }
-                Some(c) => {
-                    // Two index seeks joined by UNION ALL: SQLite seeks a row-value
-                    // comparison on its first column only, which scans at depth.
-                    let sql = format!(
-                        "SELECT {POST_COLUMNS} FROM ( \
-                           SELECT * FROM (SELECT id FROM posts WHERE status = 'ready' AND comment_count = ?1 \
-                             AND id < ?2 AND {UNEXPIRED} ORDER BY comment_count DESC, id DESC LIMIT ?4) \
-                           UNION ALL \
-                           SELECT * FROM (SELECT id FROM posts WHERE status = 'ready' AND comment_count < ?1 \
-                             AND {UNEXPIRED} ORDER BY comment_count DESC, id DESC LIMIT ?4) \
-                         ) page JOIN posts p ON p.id = page.id JOIN users u ON u.id = p.author_id \
-                         ORDER BY p.comment_count DESC, p.id DESC LIMIT ?4"
-                    );
-                    conn.prepare_cached(&sql)?
-                        .query_map(
-                            params![c.comment_count, c.post_id.as_bytes(), ms(now), limit],
-                            post_from_row,
-                        )?
-                        .collect::<Result<Vec<_>, _>>()?
-                }
+            let now = ms(now);
+            let Some(c) = after else {
+                return Ok(query_posts(conn, FIRST_PAGE, params![now, limit])?);
             };
+            // A page after (count, id) is the rest of that count's posts, then the
+            // lower counts: two index walks that each come out in feed order, so
+            // neither needs a sort, and the second runs only when the first ends
+            // short. (As one statement, SQLite can seek a row-value comparison on
+            // its first column only, and a UNION ALL needs a sort to be ordered.)
+            let mut posts = query_posts(
+                conn,
+                SAME_COUNT,
+                params![c.comment_count, c.post_id.as_bytes(), now, limit],
+            )?;
+            let missing = limit.saturating_sub(posts.len() as u32);
+            if missing > 0 {
+                posts.extend(query_posts(
+                    conn,
+                    LOWER_COUNTS,
+                    params![c.comment_count, now, missing],
+                )?);
+            }
             Ok(posts)
         })
         .await
