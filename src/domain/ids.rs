@@ -55,7 +55,10 @@ macro_rules! id_type {
 
         impl serde::Serialize for $name {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_str(&self.0.hyphenated())
+                // Straight from a stack buffer: `collect_str` goes through
+                // `core::fmt`, and a feed page writes 160 ids.
+                let mut buf = Uuid::encode_buffer();
+                s.serialize_str(self.0.hyphenated().encode_lower(&mut buf))
             }
         }
 

@@ -5,6 +5,7 @@ mod comment;
 mod cursor;
 mod ids;
 mod post;
+pub mod timestamp;
 mod user;
 mod validation;
 

@@ -71,6 +71,7 @@ impl std::fmt::Debug for Password {
 pub struct User {
     pub id: UserId,
     pub username: Username,
+    #[serde(serialize_with = "super::timestamp::serialize")]
     pub created_at: Timestamp,
 }
 

@@ -4,7 +4,7 @@ use axum::http::{HeaderMap, HeaderValue, Uri, header};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::domain::{Comment, CommentId, ImageInfo, Post, PostId, Timestamp, User};
+use crate::domain::{Comment, CommentId, ImageInfo, Post, PostId, Timestamp, User, timestamp};
 use crate::service::Page;
 
 /// The derived 600x600 JPEG of a ready post.
@@ -45,6 +45,7 @@ pub struct CommentView<'a> {
     #[schema(value_type = String, example = "What a view!")]
     pub body: &'a str,
     #[schema(value_type = String, format = DateTime)]
+    #[serde(serialize_with = "timestamp::serialize")]
     pub created_at: Timestamp,
 }
 
@@ -79,10 +80,13 @@ pub struct PostView<'a> {
     pub filter: &'static str,
     pub dither_levels: Option<u8>,
     #[schema(value_type = String, format = DateTime)]
+    #[serde(serialize_with = "timestamp::serialize")]
     pub created_at: Timestamp,
     #[schema(value_type = String, format = DateTime)]
+    #[serde(serialize_with = "timestamp::serialize")]
     pub updated_at: Timestamp,
     #[schema(value_type = Option<String>, format = DateTime)]
+    #[serde(serialize_with = "timestamp::serialize_option")]
     pub expires_at: Option<Timestamp>,
     pub comment_count: i64,
     pub image: Option<ImageView>,

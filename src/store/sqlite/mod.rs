@@ -11,6 +11,7 @@ mod events;
 mod idempotency;
 mod jobs;
 mod posts;
+mod readers;
 mod rows;
 mod seed;
 mod transfer;
@@ -22,7 +23,6 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use async_trait::async_trait;
-use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags, Transaction};
 use rusqlite_migration::{M, Migrations};
 use tokio::sync::Notify;
@@ -40,20 +40,18 @@ pub struct SqliteStore {
     /// The one write connection; the group writer's thread holds it while it commits.
     writer: Arc<Mutex<Connection>>,
     group: writer::GroupWriter,
-    readers: r2d2::Pool<SqliteConnectionManager>,
-    /// One permit per read connection, taken before a blocking thread is: waiting
-    /// for a connection then costs an async wait, not a parked OS thread (under
-    /// load, dozens of threads blocked in the pool spent a third of the CPU in
-    /// context switches).
-    read_slots: Arc<tokio::sync::Semaphore>,
+    readers: readers::Readers,
     /// Wakes in-process workers when a job is queued.
     jobs_queued: Arc<Notify>,
     /// Wakes event streams when an event is written.
     events_written: Arc<Notify>,
 }
 
+/// How long a connection waits for a lock another connection holds.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     // Query-planner stability: without it, a build with STAT4 (rusqlite's bundled
     // SQLite) re-plans every statement whose range bounds are bound parameters each
     // time the values change — every deep feed page spent a fifth of its CPU in
@@ -75,6 +73,19 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     )
 }
 
+/// A further connection to an open database (the readers).
+fn open_more(path: &Path) -> anyhow::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
+    )
+    .with_context(|| format!("opening {}", path.display()))?;
+    configure(&conn)?;
+    Ok(conn)
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and runs migrations.
     pub fn open(path: &Path, readers: u32) -> anyhow::Result<Self> {
@@ -89,50 +100,25 @@ impl SqliteStore {
             "INSERT OR IGNORE INTO settings (name, value) VALUES ('cursor_key', randomblob(32))",
             [],
         )?;
-        let manager = SqliteConnectionManager::file(path)
-            .with_flags(
-                OpenFlags::SQLITE_OPEN_READ_WRITE
-                    | OpenFlags::SQLITE_OPEN_NO_MUTEX
-                    | OpenFlags::SQLITE_OPEN_URI,
-            )
-            .with_init(|c: &mut Connection| configure(c));
-        let read_slots = Arc::new(tokio::sync::Semaphore::new(readers.max(1) as usize));
-        let readers = r2d2::Pool::builder()
-            .max_size(readers.max(1))
-            .build(manager)
-            .context("opening SQLite read connections")?;
+        let path = path.to_owned();
+        let readers = readers::Readers::start(readers, move || open_more(&path))?;
         let writer = Arc::new(Mutex::new(writer));
         Ok(SqliteStore {
             group: writer::GroupWriter::start(writer.clone())?,
             writer,
             readers,
-            read_slots,
             jobs_queued: Arc::new(Notify::new()),
             events_written: Arc::new(Notify::new()),
         })
     }
 
-    /// Runs `f` on a pooled read connection on a blocking thread.
+    /// Runs `f` on a read connection on one of the reader threads.
     async fn read<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> anyhow::Result<T> + Send + 'static,
     {
-        let pool = self.readers.clone();
-        let slot = self
-            .read_slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|e| StoreError::Backend(e.into()))?;
-        tokio::task::spawn_blocking(move || {
-            let _slot = slot;
-            let conn = pool.get().context("getting a SQLite read connection")?;
-            f(&conn)
-        })
-        .await
-        .map_err(|e| StoreError::Backend(e.into()))?
-        .map_err(StoreError::from)
+        self.readers.read(f).await
     }
 
     /// Runs `f` in a transaction on the writer, committing if it returns Ok
