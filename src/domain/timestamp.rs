@@ -37,42 +37,33 @@ fn format<'a>(t: &Timestamp, buf: &'a mut [u8; 30]) -> Option<&'a str> {
     if nanos >= 1_000_000_000 {
         return None;
     }
-    let mut at = 0;
-    let mut put = |value: u32, digits: u32, sep: Option<u8>| {
-        for d in (0..digits).rev() {
-            buf[at] = b'0' + (value / 10u32.pow(d) % 10) as u8;
-            at += 1;
-        }
-        if let Some(sep) = sep {
-            buf[at] = sep;
-            at += 1;
-        }
-    };
-    put(year, 4, Some(b'-'));
-    put(t.month(), 2, Some(b'-'));
-    put(t.day(), 2, Some(b'T'));
-    put(t.hour(), 2, Some(b':'));
-    put(t.minute(), 2, Some(b':'));
-    put(t.second(), 2, None);
     let (fraction, digits) = match nanos {
         0 => (0, 0),
         n if n % 1_000_000 == 0 => (n / 1_000_000, 3),
         n if n % 1_000 == 0 => (n / 1_000, 6),
         n => (n, 9),
     };
-    if digits > 0 {
-        buf[at] = b'.';
+    let mut at = 0;
+    let mut put = |value: u32, digits: u32, then: u8| {
+        for d in (0..digits).rev() {
+            buf[at] = b'0' + (value / 10u32.pow(d) % 10) as u8;
+            at += 1;
+        }
+        buf[at] = then;
         at += 1;
-        let mut put = |value: u32, digits: u32| {
-            for d in (0..digits).rev() {
-                buf[at] = b'0' + (value / 10u32.pow(d) % 10) as u8;
-                at += 1;
-            }
-        };
-        put(fraction, digits);
+    };
+    put(year, 4, b'-');
+    put(t.month(), 2, b'-');
+    put(t.day(), 2, b'T');
+    put(t.hour(), 2, b':');
+    put(t.minute(), 2, b':');
+    if digits == 0 {
+        put(t.second(), 2, b'Z');
+    } else {
+        put(t.second(), 2, b'.');
+        put(fraction, digits, b'Z');
     }
-    buf[at] = b'Z';
-    std::str::from_utf8(&buf[..=at]).ok()
+    std::str::from_utf8(&buf[..at]).ok()
 }
 
 #[cfg(test)]

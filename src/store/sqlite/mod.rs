@@ -47,11 +47,8 @@ pub struct SqliteStore {
     events_written: Arc<Notify>,
 }
 
-/// How long a connection waits for a lock another connection holds.
-const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
-    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
     // Query-planner stability: without it, a build with STAT4 (rusqlite's bundled
     // SQLite) re-plans every statement whose range bounds are bound parameters each
     // time the values change — every deep feed page spent a fifth of its CPU in
@@ -73,8 +70,8 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     )
 }
 
-/// A further connection to an open database (the readers).
-fn open_more(path: &Path) -> anyhow::Result<Connection> {
+/// A read connection to the open database at `path`.
+fn open_reader(path: &Path) -> anyhow::Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -101,7 +98,7 @@ impl SqliteStore {
             [],
         )?;
         let path = path.to_owned();
-        let readers = readers::Readers::start(readers, move || open_more(&path))?;
+        let readers = readers::Readers::start(readers, move || open_reader(&path))?;
         let writer = Arc::new(Mutex::new(writer));
         Ok(SqliteStore {
             group: writer::GroupWriter::start(writer.clone())?,
