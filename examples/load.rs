@@ -2,7 +2,7 @@
 //!
 //! ./scripts/bench-load [POSTS]     (installs wrk and runs this for SQLite, then PostgreSQL)
 //! cargo run --release --example load -- [--posts N] [--postgres URL] [--duration SECS]
-//!     [--connections C] [--uploads N] [--image PATH]
+//!     [--connections C] [--write-connections C] [--mix-rate R] [--uploads N] [--image PATH]
 //!
 //! 1. Dataset: N posts (default 1,000,000) and about 10 comments per post with a
 //!    skewed distribution, bulk-loaded into `.bench/dataset-N/` (kept for reuse);
@@ -10,9 +10,11 @@
 //! 2. The release server on a loopback port (`--rate-limit off`, one image worker),
 //!    with the ceiling endpoint sized like a first feed page.
 //! 3. wrk (`bench/wrk/imagegram.lua`, -t1 -cC -dSECS) runs each scenario: ceiling,
-//!    first page, random deep pages via real cursors, single post, comment create,
-//!    comment delete, and the mix — the last while the worker renders a backlog
-//!    of uploads of a 12-megapixel photograph.
+//!    first page, random deep pages via real cursors and single post with C
+//!    connections as fast as they are answered; comment create and delete with
+//!    the write connections (default 16); and the mix offered at a fixed rate
+//!    (default 100x the forecast) while the worker renders a backlog of uploads
+//!    of a 12-megapixel photograph.
 //!    Results: `.bench/load-<backend>-<N>.json` and a table on stdout.
 
 use std::path::{Path, PathBuf};
@@ -27,11 +29,21 @@ use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
 
+/// The forecast — 100 reads/s, 100,000 comments and 1,000 images an hour —
+/// times 100, in requests per second: (100 + 27.8 + 0.3) x 100.
+const FORECAST_X100: u32 = 12_800;
+
+/// Connections that carry the mix: enough that the paced connections, each
+/// waiting its share of the interval, still offer the whole rate.
+const MIX_CONNECTIONS: u32 = 128;
+
 struct Args {
     posts: usize,
     postgres: Option<String>,
     duration: u64,
     connections: u32,
+    write_connections: u32,
+    mix_rate: u32,
     uploads: usize,
     image: PathBuf,
 }
@@ -46,6 +58,11 @@ fn parse_args() -> anyhow::Result<Args> {
         postgres: None,
         duration: 10,
         connections: 64,
+        // Durable writes wait for a group's fsync; with 64 writers in flight
+        // the mean latency is 64 / throughput whatever the server does
+        // (Little's law), so they are measured at 16.
+        write_connections: 16,
+        mix_rate: FORECAST_X100,
         uploads: 60,
         image: root().join(".bench/corpus/sunset_by_Aitzol_Berasategi.jpg"),
     };
@@ -60,6 +77,8 @@ fn parse_args() -> anyhow::Result<Args> {
             "--postgres" => args.postgres = Some(value()?),
             "--duration" => args.duration = value()?.parse()?,
             "--connections" => args.connections = value()?.parse()?,
+            "--write-connections" => args.write_connections = value()?.parse()?,
+            "--mix-rate" => args.mix_rate = value()?.parse()?,
             "--uploads" => args.uploads = value()?.parse()?,
             "--image" => args.image = value()?.into(),
             other => anyhow::bail!("unknown argument {other}"),
@@ -218,13 +237,28 @@ async fn register(client: &reqwest::Client, base: &str) -> anyhow::Result<String
     Ok(v["token"].as_str().unwrap_or_default().to_owned())
 }
 
-fn wrk(args: &Args, base: &str, scenario: &str, data: &Path, token: &str) -> anyhow::Result<Value> {
+/// One wrk run: `connections` connections for `seconds`.
+struct Run<'a> {
+    scenario: &'a str,
+    connections: u32,
+    seconds: u64,
+    /// Requests per second offered (the mix), else as fast as answered.
+    rate: Option<u32>,
+}
+
+fn wrk(run: &Run<'_>, base: &str, data: &Path, token: &str) -> anyhow::Result<Value> {
+    let scenario = run.scenario;
     let result = data.join(format!("{scenario}.json"));
-    let status = std::process::Command::new("wrk")
+    let mut cmd = std::process::Command::new("wrk");
+    if let Some(rate) = run.rate {
+        cmd.env("RATE", rate.to_string())
+            .env("CONNECTIONS", run.connections.to_string());
+    }
+    let status = cmd
         .args([
             "-t1",
-            &format!("-c{}", args.connections),
-            &format!("-d{}s", args.duration),
+            &format!("-c{}", run.connections),
+            &format!("-d{}s", run.seconds),
         ])
         .args(["--timeout", "5s", "-s"])
         .arg(root().join("bench/wrk/imagegram.lua"))
@@ -308,6 +342,8 @@ async fn main() -> anyhow::Result<()> {
     if args.postgres.is_none() {
         let started = Instant::now();
         std::fs::copy(dir.join("imagegram.db"), run_dir.join("imagegram.db"))?;
+        // Otherwise the kernel writes the copy back during the first scenarios.
+        std::fs::File::open(run_dir.join("imagegram.db"))?.sync_all()?;
         println!(
             "copied the dataset for this run in {:.1?}",
             started.elapsed()
@@ -348,15 +384,44 @@ async fn main() -> anyhow::Result<()> {
 
     let mut results = Vec::new();
     for scenario in ["ceiling", "first", "deep", "post", "create", "delete"] {
+        let writes = matches!(scenario, "create" | "delete");
+        let connections = if writes {
+            args.write_connections
+        } else {
+            args.connections
+        };
+        if scenario == "create" {
+            // Unmeasured: warms the writer up and leaves enough comments of
+            // ours for the delete run, which is faster than creation.
+            let fill = Run {
+                scenario,
+                connections,
+                seconds: 2 * args.duration,
+                rate: None,
+            };
+            wrk(&fill, &base, &data, &token)?;
+        }
         if scenario == "delete" {
             std::fs::rename(data.join("created.txt"), data.join("comments.txt"))?;
         }
-        let r = wrk(&args, &base, scenario, &data, &token)?;
+        let run = Run {
+            scenario,
+            connections,
+            seconds: args.duration,
+            rate: None,
+        };
+        let r = wrk(&run, &base, &data, &token)?;
         println!("{r}");
         results.push(r);
     }
     let backlog = upload_backlog(&client, &base, &token, &args.image, args.uploads).await?;
-    let mut mix = wrk(&args, &base, "mix", &data, &token)?;
+    let mix_run = Run {
+        scenario: "mix",
+        connections: MIX_CONNECTIONS,
+        seconds: args.duration,
+        rate: Some(args.mix_rate),
+    };
+    let mut mix = wrk(&mix_run, &base, &data, &token)?;
     mix["uploads_still_processing_after"] =
         json!(still_processing(&client, &base, &token, &backlog).await);
     mix["uploads_queued_before"] = json!(backlog.len());
@@ -373,7 +438,10 @@ async fn main() -> anyhow::Result<()> {
         "posts": args.posts,
         "dataset": std::fs::read_to_string(dir.join("complete"))?.trim(),
         "cpus": std::thread::available_parallelism()?.get(),
-        "wrk": format!("-t1 -c{} -d{}s", args.connections, args.duration),
+        "wrk": format!(
+            "-t1 -c{} -d{}s; create/delete -c{}; mix -c{} offered {}/s",
+            args.connections, args.duration, args.write_connections, MIX_CONNECTIONS, args.mix_rate
+        ),
         "first_page_bytes": size,
         "scenarios": results,
     });
@@ -399,6 +467,9 @@ async fn main() -> anyhow::Result<()> {
             r["fraction_of_ceiling"].as_f64().unwrap_or(0.0) * 100.0,
             errors
         );
+        if r["ids_exhausted"] == true {
+            println!("         (ran out of comment ids: part of this run was first pages)");
+        }
     }
     println!("results: {}", out.display());
     Ok(())

@@ -1,7 +1,8 @@
 -- wrk scenarios for Imagegram (driven by examples/load.rs; see BENCHMARKS.md).
 -- Environment: SCENARIO (ceiling|first|deep|post|create|delete|mix),
 -- BENCH_DATA (folder with cursors.txt, posts.txt, comments.txt), TOKEN (bearer),
--- RESULT (JSON file written when the run ends).
+-- RESULT (JSON file written when the run ends); for the mix, RATE (requests/s
+-- offered in all) and CONNECTIONS (wrk's -c), which pace it (see delay()).
 
 local scenario = os.getenv("SCENARIO")
 local data = os.getenv("BENCH_DATA")
@@ -23,6 +24,10 @@ local comments = (scenario == "delete" or scenario == "mix") and lines("comments
 local created = (scenario == "create" or scenario == "mix") and io.open(data .. "/created.txt", "a") or nil
 if created ~= nil then created:setvbuf("line") end
 local next_comment = 0
+-- The mix deletes from the end of the list: the delete run used it from the start.
+local last_comment = #comments + 1
+-- Set in a thread's own Lua state when the delete run used up its ids (read in done()).
+exhausted = false
 local auth = { ["Authorization"] = "Bearer " .. (token or ""), ["Content-Type"] = "application/json" }
 math.randomseed(os.time())
 
@@ -35,12 +40,18 @@ local function create()
   local body = '{"body":"load test comment ' .. math.random(1000000) .. ', a sentence of ordinary length"}'
   return wrk.format("POST", "/v1/posts/" .. pick(posts) .. "/comments", auth, body)
 end
+local function delete_request(line)
+  local p, c = line:match("(%S+) (%S+)")
+  return wrk.format("DELETE", "/v1/posts/" .. p .. "/comments/" .. c, auth)
+end
 local function delete()
   next_comment = next_comment + 1
   local line = comments[next_comment]
-  if line == nil then return first() end -- ids used up: the run is longer than planned
-  local p, c = line:match("(%S+) (%S+)")
-  return wrk.format("DELETE", "/v1/posts/" .. p .. "/comments/" .. c, auth)
+  if line == nil then -- ids used up: reported, so the figure is not taken for deletes
+    exhausted = true
+    return first()
+  end
+  return delete_request(line)
 end
 
 -- The forecast (100 reads/s, 100,000 comments and 1,000 images an hour) scaled
@@ -51,7 +62,20 @@ local function mix()
   elseif r <= 70 then return deep()
   elseif r <= 78 then return post()
   elseif r <= 99 then return create()
-  else return delete() end
+  elseif last_comment > 1 then
+    last_comment = last_comment - 1
+    return delete_request(comments[last_comment])
+  else return first() end
+end
+
+-- The mix is offered at a rate, not as fast as the server answers: each
+-- connection waits a random 0..2x its share of the interval before each request
+-- (wrk times a request from when it is sent, so the wait is not latency).
+local rate = tonumber(os.getenv("RATE") or "")
+if scenario == "mix" and rate ~= nil then
+  -- Less the millisecond or so a request itself takes, which paces it too.
+  local mean = math.max(tonumber(os.getenv("CONNECTIONS")) * 1000 / rate - 1, 0)
+  function delay() return math.random(0, math.floor(2 * mean)) end
 end
 
 -- Fixed requests are built once by wrk itself (no Lua call per request), so the
@@ -77,15 +101,20 @@ if created ~= nil then
   end
 end
 
+local threads = {}
+function setup(thread) threads[#threads + 1] = thread end
+
 function done(summary, latency, requests)
+  local ran_out = false
+  for _, t in ipairs(threads) do ran_out = ran_out or t:get("exhausted") end
   local e = summary.errors
   local f = io.open(result, "w")
   f:write(string.format(
     '{"scenario":"%s","requests":%d,"seconds":%.3f,"rps":%.1f,"p50_ms":%.3f,"p90_ms":%.3f,"p99_ms":%.3f,"p999_ms":%.3f,"max_ms":%.3f,' ..
-    '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d}}\n',
+    '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},"ids_exhausted":%s}\n',
     scenario, summary.requests, summary.duration / 1e6, summary.requests / (summary.duration / 1e6),
     latency:percentile(50) / 1000, latency:percentile(90) / 1000, latency:percentile(99) / 1000,
     latency:percentile(99.9) / 1000, latency.max / 1000,
-    e.connect, e.read, e.write, e.status, e.timeout))
+    e.connect, e.read, e.write, e.status, e.timeout, tostring(ran_out)))
   f:close()
 end

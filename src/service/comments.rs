@@ -14,13 +14,14 @@ impl Services {
         body: String,
     ) -> ServiceResult<Comment> {
         let body = CommentBody::parse(body).map_err(|m| ValidationErrors::single("body", m))?;
-        let comment = self
+        let created = self
             .store
             .create_comment(post_id, author, &body, now())
             .await?
             .ok_or(ServiceError::NotFound("no such post"))?;
-        self.feed_cache.invalidate();
-        Ok(comment)
+        self.feed_cache
+            .comment_added(post_id, created.post_comment_count);
+        Ok(created.comment)
     }
 
     pub async fn comments(
@@ -57,7 +58,7 @@ impl Services {
             .await?
         {
             CommentDeletion::Deleted => {
-                self.feed_cache.invalidate();
+                self.feed_cache.comment_removed(post_id);
                 Ok(())
             }
             CommentDeletion::NotFound => {

@@ -1,23 +1,27 @@
 //! The hot first pages of the feed, kept rendered in memory.
 //!
 //! Exactness: every write that can change the feed (a comment added or
-//! deleted, a post edited, deleted, expired or becoming ready) bumps the
-//! generation *after* it committed and *before* it is acknowledged, so a page
-//! cached before that write is never served again by this process — a client
-//! always reads its own writes, and no one reads a page older than a write this
-//! node acknowledged. Writes made by *other* processes (more API nodes or
-//! workers on PostgreSQL, a separate `imagegram worker`) and posts passing
-//! their expiry time are not seen here; for those a page lives at most `ttl`
-//! (default 1 s). That is the documented staleness bound.
+//! deleted, a post edited, deleted, expired or becoming ready) tells the cache
+//! *after* it committed and *before* it is acknowledged, so a page cached
+//! before that write is never served again by this process if the write changed
+//! it — a client always reads its own writes, and no one reads a page older
+//! than a write this node acknowledged. Comments are checked against each
+//! cached page: a comment changes a page only if its post is on it or now ranks
+//! above the page's last post; any other write forgets every page. Writes made
+//! by *other* processes (more API nodes or workers on PostgreSQL, a separate
+//! `imagegram worker`) and posts passing their expiry time are not seen here;
+//! for those a page lives at most `ttl` (default 1 s). That is the documented
+//! staleness bound.
 //! Only the first page (no cursor) of each limit is cached: it is what nearly
 //! every client asks for, and deep pages are too many to be hot.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+
+use crate::domain::PostId;
 
 /// A rendered response: the body and its `Link` header value.
 #[derive(Clone)]
@@ -26,25 +30,84 @@ pub struct CachedPage {
     pub link: Option<String>,
 }
 
+/// Which posts a page shows, enough to tell whether a comment changes it.
+pub struct PageShape {
+    pub posts: Vec<PostId>,
+    /// Feed position (comment count, id) of the last post when the page is
+    /// full; `None` when the whole feed fits on it.
+    pub last: Option<(i64, PostId)>,
+}
+
+impl PageShape {
+    /// Whether a comment on `post`, which now has `count` comments, changes the page.
+    fn changed_by_comment(&self, post: PostId, count: i64) -> bool {
+        let Some((last_count, last_id)) = self.last else {
+            return true;
+        };
+        // Feed order: comment count descending, then id descending.
+        self.posts.contains(&post) || (count, post.as_bytes()) > (last_count, last_id.as_bytes())
+    }
+}
+
 struct Entry {
     generation: u64,
     stored: Instant,
     page: CachedPage,
+    shape: PageShape,
+}
+
+#[derive(Default)]
+struct State {
+    generation: u64,
+    /// Pages being read and rendered. Their shape is unknown until stored, and
+    /// their read may have missed a write that commits meanwhile, so while any
+    /// is running every feed write forgets (makes unstorable) all pages.
+    rendering: usize,
+    pages: HashMap<u32, Entry>,
 }
 
 pub struct FeedCache {
-    generation: AtomicU64,
     ttl: Duration,
-    pages: RwLock<HashMap<u32, Entry>>,
+    state: Mutex<State>,
+}
+
+/// A page being rendered: register before reading the feed, store with `put`.
+pub struct Render<'a> {
+    cache: &'a FeedCache,
+    generation: u64,
+}
+
+impl Render<'_> {
+    /// Stores the page unless a write that might change it happened since `begin`.
+    pub fn put(self, limit: u32, page: CachedPage, shape: PageShape) {
+        if !self.cache.enabled() {
+            return;
+        }
+        let mut state = self.cache.state();
+        if state.generation == self.generation {
+            let entry = Entry {
+                generation: self.generation,
+                stored: Instant::now(),
+                page,
+                shape,
+            };
+            state.pages.insert(limit, entry);
+        }
+    }
+}
+
+impl Drop for Render<'_> {
+    fn drop(&mut self) {
+        self.cache.state().rendering -= 1;
+    }
 }
 
 impl FeedCache {
     /// A cache whose pages live at most `ttl`; zero disables it.
     pub fn new(ttl: Duration) -> Self {
         FeedCache {
-            generation: AtomicU64::new(0),
             ttl,
-            pages: RwLock::new(HashMap::new()),
+            state: Mutex::new(State::default()),
         }
     }
 
@@ -52,40 +115,56 @@ impl FeedCache {
         !self.ttl.is_zero()
     }
 
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Forgets every cached page: call after a committed write that may change the feed.
     pub fn invalidate(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.state().generation += 1;
+    }
+
+    /// After a committed comment on `post`, which now has `count` comments.
+    pub fn comment_added(&self, post: PostId, count: i64) {
+        self.forget_pages_where(|shape| shape.changed_by_comment(post, count));
+    }
+
+    /// After a committed comment deletion on `post`: fewer comments can only
+    /// move a post down, so only pages showing it change.
+    pub fn comment_removed(&self, post: PostId) {
+        self.forget_pages_where(|shape| shape.posts.contains(&post));
+    }
+
+    fn forget_pages_where(&self, changed: impl Fn(&PageShape) -> bool) {
+        let mut state = self.state();
+        let current = state.generation;
+        let changes_one = state.rendering > 0
+            || state
+                .pages
+                .values()
+                .any(|e| e.generation == current && changed(&e.shape));
+        if changes_one {
+            state.generation += 1;
+        }
     }
 
     /// The first page of `limit` items, if cached and still valid.
     pub fn get(&self, limit: u32) -> Option<CachedPage> {
-        let generation = self.generation.load(Ordering::Acquire);
-        let pages = self.pages.read().unwrap_or_else(|p| p.into_inner());
-        let entry = pages.get(&limit)?;
-        (entry.generation == generation && entry.stored.elapsed() < self.ttl)
+        let state = self.state();
+        let entry = state.pages.get(&limit)?;
+        (entry.generation == state.generation && entry.stored.elapsed() < self.ttl)
             .then(|| entry.page.clone())
     }
 
-    /// The generation to pass to [`FeedCache::put`]: read it *before* querying,
-    /// so a write that lands during the query makes the result unstorable.
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
-    }
-
-    /// Stores a page read at `generation` (dropped if a write happened since).
-    pub fn put(&self, limit: u32, generation: u64, page: CachedPage) {
-        if !self.enabled() || generation != self.generation() {
-            return;
+    /// Registers a page about to be read: call *before* querying, so a write
+    /// that lands during the query makes the result unstorable.
+    pub fn begin(&self) -> Render<'_> {
+        let mut state = self.state();
+        state.rendering += 1;
+        Render {
+            cache: self,
+            generation: state.generation,
         }
-        let mut pages = self.pages.write().unwrap_or_else(|p| p.into_inner());
-        pages.insert(
-            limit,
-            Entry {
-                generation,
-                stored: Instant::now(),
-                page,
-            },
-        );
     }
 }
 
@@ -100,11 +179,67 @@ mod tests {
         }
     }
 
+    fn id(n: u8) -> PostId {
+        PostId::from_slice(&[n; 16]).unwrap()
+    }
+
+    /// A full page of two posts: id 9 with 50 comments, then id 5 with 10.
+    fn shape() -> PageShape {
+        PageShape {
+            posts: vec![id(9), id(5)],
+            last: Some((10, id(5))),
+        }
+    }
+
+    fn cached(cache: &FeedCache) {
+        cache.begin().put(2, page("a"), shape());
+        assert!(cache.get(2).is_some());
+    }
+
+    #[test]
+    fn a_comment_forgets_only_the_pages_it_changes() {
+        let cache = FeedCache::new(Duration::from_secs(60));
+        cached(&cache);
+        cache.comment_added(id(7), 9); // below the last post: the page stands
+        cache.comment_added(id(4), 10); // same count, older id: still below
+        cache.comment_removed(id(7));
+        assert!(cache.get(2).is_some());
+        cache.comment_added(id(6), 10); // same count, newer id: now above the last post
+        assert!(cache.get(2).is_none());
+        cached(&cache);
+        cache.comment_added(id(9), 51); // on the page: its last comments changed
+        assert!(cache.get(2).is_none());
+        cached(&cache);
+        cache.comment_removed(id(5));
+        assert!(cache.get(2).is_none());
+        // A page holding the whole feed changes with any comment.
+        cache.begin().put(
+            2,
+            page("a"),
+            PageShape {
+                posts: vec![id(9)],
+                last: None,
+            },
+        );
+        cache.comment_added(id(1), 1);
+        assert!(cache.get(2).is_none());
+    }
+
+    #[test]
+    fn a_comment_during_a_render_makes_it_unstorable() {
+        let cache = FeedCache::new(Duration::from_secs(60));
+        cached(&cache);
+        let render = cache.begin(); // e.g. another limit, read before the comment commits
+        cache.comment_added(id(7), 1); // would change no stored page, but the render may miss it
+        render.put(3, page("stale"), shape());
+        assert!(cache.get(3).is_none());
+        assert!(cache.get(2).is_none());
+    }
+
     #[test]
     fn a_write_invalidates_at_once() {
         let cache = FeedCache::new(Duration::from_secs(60));
-        let g = cache.generation();
-        cache.put(20, g, page("a"));
+        cache.begin().put(20, page("a"), shape());
         assert_eq!(cache.get(20).unwrap().body, "a");
         assert!(cache.get(10).is_none());
         cache.invalidate();
@@ -114,20 +249,20 @@ mod tests {
     #[test]
     fn a_page_read_before_a_write_is_not_stored() {
         let cache = FeedCache::new(Duration::from_secs(60));
-        let g = cache.generation();
+        let render = cache.begin();
         cache.invalidate(); // a write commits while the query runs
-        cache.put(20, g, page("stale"));
+        render.put(20, page("stale"), shape());
         assert!(cache.get(20).is_none());
     }
 
     #[test]
     fn pages_expire_after_the_ttl_and_zero_disables() {
         let cache = FeedCache::new(Duration::from_millis(20));
-        cache.put(20, cache.generation(), page("a"));
+        cache.begin().put(20, page("a"), shape());
         std::thread::sleep(Duration::from_millis(30));
         assert!(cache.get(20).is_none());
         let off = FeedCache::new(Duration::ZERO);
-        off.put(20, off.generation(), page("a"));
+        off.begin().put(20, page("a"), shape());
         assert!(off.get(20).is_none());
     }
 }

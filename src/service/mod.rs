@@ -27,7 +27,7 @@ pub use rate_limits::{Budgets, Class, RateCheck};
 pub use uploads::AppendLease;
 
 /// Everything a request needs, shared by all handlers (cheap to clone).
-pub use feed_cache::{CachedPage, FeedCache};
+pub use feed_cache::{CachedPage, FeedCache, PageShape};
 
 #[derive(Clone)]
 pub struct Services {

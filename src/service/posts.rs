@@ -4,7 +4,7 @@ use tempfile::TempPath;
 
 use crate::store::{EditOutcome, PostEdit};
 
-use super::{CachedPage, Page, ServiceError, ServiceResult, Services};
+use super::{CachedPage, Page, PageShape, ServiceError, ServiceResult, Services};
 use crate::domain::{
     Caption, ExpiresIn, FeedCursor, IdCursor, Limit, NewPost, Post, PostFilter, PostId, UploadId,
     User, Username, ValidationErrors, now,
@@ -180,9 +180,18 @@ impl Services {
         if let Some(page) = self.feed_cache.get(limit.get()) {
             return Ok(page);
         }
-        let generation = self.feed_cache.generation();
-        let page = render(&self.feed(None, limit).await?);
-        self.feed_cache.put(limit.get(), generation, page.clone());
+        let rendering = self.feed_cache.begin();
+        let posts = self.feed(None, limit).await?;
+        let page = render(&posts);
+        let shape = PageShape {
+            posts: posts.items.iter().map(|p| p.id).collect(),
+            last: posts
+                .next_cursor
+                .as_ref()
+                .and_then(|_| posts.items.last())
+                .map(|p| (p.comment_count, p.id)),
+        };
+        rendering.put(limit.get(), page.clone(), shape);
         Ok(page)
     }
 

@@ -122,6 +122,13 @@ pub enum CommentDeletion {
     NotAuthor,
 }
 
+/// A new comment and its post's comment count including it (which tells the
+/// feed cache whether the post can have moved into a cached page).
+pub struct CreatedComment {
+    pub comment: Comment,
+    pub post_comment_count: i64,
+}
+
 #[async_trait]
 pub trait CommentStore: Send + Sync {
     /// Adds a comment to a ready, unexpired post, keeping `comment_count` and
@@ -132,7 +139,7 @@ pub trait CommentStore: Send + Sync {
         author: &User,
         body: &CommentBody,
         now: Timestamp,
-    ) -> StoreResult<Option<Comment>>;
+    ) -> StoreResult<Option<CreatedComment>>;
     async fn comments(
         &self,
         post_id: PostId,
@@ -284,6 +291,12 @@ pub trait EventStore: Send + Sync {
     /// Waits until some event may have been written, or `timeout`.
     async fn wait_for_events(&self, timeout: Duration);
     async fn purge_events(&self, before: Timestamp) -> StoreResult<u64>;
+}
+
+/// An event's key, "<user id>:<seq, zero-padded>", the same on every backend:
+/// it sorts by user, then by seq, so a user's events are one key range.
+pub fn event_key(user: &uuid::Uuid, seq: i64) -> String {
+    format!("{}:{seq:020}", user.simple())
 }
 
 /// The payload of a `comment.created` event, the same on every backend.

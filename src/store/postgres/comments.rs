@@ -6,7 +6,7 @@ use super::PgStore;
 use super::rows::{COMMENT_COLUMNS, append_event, comment_from_row, refresh_last_comments};
 use crate::domain::{Comment, CommentBody, CommentId, IdCursor, PostId, Timestamp, User, UserId};
 use crate::store::comment_event;
-use crate::store::{CommentDeletion, CommentStore, StoreResult};
+use crate::store::{CommentDeletion, CommentStore, CreatedComment, StoreResult};
 
 #[async_trait]
 impl CommentStore for PgStore {
@@ -16,21 +16,21 @@ impl CommentStore for PgStore {
         author: &User,
         body: &CommentBody,
         now: Timestamp,
-    ) -> StoreResult<Option<Comment>> {
+    ) -> StoreResult<Option<CreatedComment>> {
         let mut tx = self.pool.begin().await?;
         // Counting first takes the post's row lock: comment writers on one post
         // serialise here, and a post being deleted cannot get a comment.
-        let open = sqlx::query(
+        let open: Option<(i64, uuid::Uuid)> = sqlx::query_as(
             "UPDATE posts SET comment_count = comment_count + 1 WHERE id = $1 AND status = 'ready' \
-             AND (expires_at IS NULL OR expires_at > $2)",
+             AND (expires_at IS NULL OR expires_at > $2) RETURNING comment_count, author_id",
         )
         .bind(post_id.as_uuid())
         .bind(now)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
-        if open.rows_affected() == 0 {
+        let Some((post_comment_count, post_author)) = open else {
             return Ok(None);
-        }
+        };
         let comment = Comment {
             id: CommentId::new(),
             post_id,
@@ -47,11 +47,6 @@ impl CommentStore for PgStore {
             .execute(&mut *tx)
             .await?;
         refresh_last_comments(&mut tx, post_id).await?;
-        let post_author: uuid::Uuid =
-            sqlx::query_scalar("SELECT author_id FROM posts WHERE id = $1")
-                .bind(post_id.as_uuid())
-                .fetch_one(&mut *tx)
-                .await?;
         // Commenting on your own post notifies no one.
         if post_author != *author.id.as_uuid() {
             append_event(
@@ -63,7 +58,10 @@ impl CommentStore for PgStore {
             .await?;
         }
         tx.commit().await?;
-        Ok(Some(comment))
+        Ok(Some(CreatedComment {
+            comment,
+            post_comment_count,
+        }))
     }
 
     async fn comments(

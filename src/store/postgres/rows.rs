@@ -124,7 +124,7 @@ pub async fn append_event(
     .fetch_one(&mut *conn)
     .await?;
     sqlx::query("INSERT INTO events (key, user_id, seq, kind, data, created_at) VALUES ($1, $2, $3, $4, $5, now())")
-        .bind(format!("{}:{seq:020}", user.simple()))
+        .bind(crate::store::event_key(&user, seq))
         .bind(user)
         .bind(seq)
         .bind(kind)

@@ -7,7 +7,7 @@ use super::rows::{
 };
 use crate::domain::{Comment, CommentBody, CommentId, IdCursor, PostId, Timestamp, User, UserId};
 use crate::store::comment_event;
-use crate::store::{CommentDeletion, CommentStore, StoreResult};
+use crate::store::{CommentDeletion, CommentStore, CreatedComment, StoreResult};
 
 #[async_trait]
 impl CommentStore for SqliteStore {
@@ -17,7 +17,7 @@ impl CommentStore for SqliteStore {
         author: &User,
         body: &CommentBody,
         now: Timestamp,
-    ) -> StoreResult<Option<Comment>> {
+    ) -> StoreResult<Option<CreatedComment>> {
         let author = author.clone();
         let body = body.clone();
         self.write(move |tx| {
@@ -47,14 +47,12 @@ impl CommentStore for SqliteStore {
                 comment.body.as_str(),
                 ms(now),
             ])?;
-            refresh_post_comments(tx, post_id, 1)?;
-            let post_author: Vec<u8> =
-                tx.query_row("SELECT author_id FROM posts WHERE id = ?1", [post_id.as_bytes()], |r| r.get(0))?;
+            let (post_comment_count, post_author) = refresh_post_comments(tx, post_id, 1)?;
             // Commenting on your own post notifies no one.
             if post_author != comment.author.id.as_bytes() {
                 append_event(tx, &post_author, "comment.created", &comment_event(&comment))?;
             }
-            Ok(Some(comment))
+            Ok(Some(CreatedComment { comment, post_comment_count }))
         })
         .await
         .inspect(|_| self.events_written.notify_waiters())

@@ -6,17 +6,23 @@ use rusqlite::params;
 use super::SqliteStore;
 use super::rows::ms;
 use crate::domain::{Timestamp, UserId, from_millis};
-use crate::store::{Event, EventStore, StoreResult};
+use crate::store::{Event, EventStore, StoreResult, event_key};
 
 #[async_trait]
 impl EventStore for SqliteStore {
     async fn events_after(&self, user: UserId, after: i64, limit: u32) -> StoreResult<Vec<Event>> {
+        // A user's events are the key range "<user>:<after>" .. "<user>:<max>":
+        // the key's index is the only one ordered by user and seq.
+        let (from, to) = (
+            event_key(user.as_uuid(), after),
+            event_key(user.as_uuid(), i64::MAX),
+        );
         self.read(move |conn| {
             Ok(conn
                 .prepare_cached(
-                    "SELECT seq, kind, data, created_at FROM events WHERE user_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+                    "SELECT seq, kind, data, created_at FROM events WHERE key > ?1 AND key <= ?2 ORDER BY key LIMIT ?3",
                 )?
-                .query_map(params![user.as_bytes(), after, limit], |r| {
+                .query_map(params![from, to, limit], |r| {
                     Ok(Event {
                         seq: r.get(0)?,
                         kind: r.get(1)?,

@@ -1,9 +1,9 @@
 //! The embedded backend: one SQLite file in WAL mode with `synchronous=FULL`
 //! (a commit is on disk before it is acknowledged). Writes go through one
 //! connection with group commit (`writer.rs`) — SQLite has one writer anyway,
-//! and serialising in-process is cheaper than lock retries — while reads use a
-//! pool of connections.
-//! rusqlite runs on blocking threads (`spawn_blocking`), never on the runtime.
+//! and serialising in-process is cheaper than lock retries — while reads run on
+//! dedicated reader threads, one connection each (`readers.rs`). rusqlite never
+//! runs on the async runtime.
 
 mod accounts;
 mod comments;
@@ -34,6 +34,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0002_uploads_idempotency.sql"),
     include_str!("../../../migrations/sqlite/0003_post_versions.sql"),
     include_str!("../../../migrations/sqlite/0004_events.sql"),
+    include_str!("../../../migrations/sqlite/0005_events_append_only.sql"),
 ];
 
 pub struct SqliteStore {

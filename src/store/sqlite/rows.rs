@@ -85,12 +85,13 @@ pub fn comment_from_row(row: &Row<'_>) -> rusqlite::Result<Comment> {
 }
 
 /// Rewrites a post's comment count (by `delta`) and its stored last 2 comments.
-/// Runs inside the writing transaction, so the copy is exact.
+/// Runs inside the writing transaction, so the copy is exact. Returns the new
+/// count and the post's author.
 pub fn refresh_post_comments(
     conn: &Connection,
     post_id: PostId,
     delta: i64,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<(i64, Vec<u8>)> {
     let sql = format!(
         "SELECT {COMMENT_COLUMNS} FROM comments c JOIN users u ON u.id = c.author_id \
          WHERE c.post_id = ?1 ORDER BY c.id DESC LIMIT ?2"
@@ -104,10 +105,12 @@ pub fn refresh_post_comments(
         .collect::<Result<_, _>>()?;
     let json = last_comments::encode(&newest);
     conn.prepare_cached(
-        "UPDATE posts SET comment_count = comment_count + ?1, last_comments = ?2, version = version + 1 WHERE id = ?3",
+        "UPDATE posts SET comment_count = comment_count + ?1, last_comments = ?2, version = version + 1 WHERE id = ?3 \
+         RETURNING comment_count, author_id",
     )?
-    .execute(rusqlite::params![delta, json, post_id.as_bytes()])?;
-    Ok(())
+    .query_row(rusqlite::params![delta, json, post_id.as_bytes()], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })
 }
 
 pub fn queue_blob_deletion(conn: &Connection, key: &str) -> rusqlite::Result<()> {
@@ -133,7 +136,7 @@ pub fn append_event(
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
     conn.prepare_cached("INSERT INTO events (key, user_id, seq, kind, data, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
         .execute(rusqlite::params![
-            format!("{}:{seq:020}", user_id.simple()),
+            crate::store::event_key(&user_id, seq),
             user,
             seq,
             kind,
