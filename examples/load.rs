@@ -12,9 +12,10 @@
 //! 3. wrk (`bench/wrk/imagegram.lua`, -t1 -cC -dSECS) runs each scenario: ceiling,
 //!    first page, random deep pages via real cursors and single post with C
 //!    connections as fast as they are answered; comment create and delete with
-//!    the write connections (default 16); and the mix offered at a fixed rate
-//!    (default 100x the forecast) while the worker renders a backlog of uploads
-//!    of a 12-megapixel photograph.
+//!    the write connections (default 16); deep pages and comment creation again
+//!    offered at their target rates (`deep@10000`, `create@5000`); and the mix
+//!    offered at a fixed rate (default 100x the forecast) while the worker
+//!    renders a backlog of uploads of a 12-megapixel photograph.
 //!    Results: `.bench/load-<backend>-<N>.json` and a table on stdout.
 
 use std::path::{Path, PathBuf};
@@ -33,9 +34,14 @@ use tokio::io::AsyncBufReadExt;
 /// times 100, in requests per second: (100 + 27.8 + 0.3) x 100.
 const FORECAST_X100: u32 = 12_800;
 
-/// Connections that carry the mix: enough that the paced connections, each
-/// waiting its share of the interval, still offer the whole rate.
-const MIX_CONNECTIONS: u32 = 128;
+/// Connections that carry a load offered at a rate: enough that each one's
+/// wait between requests is long beside the request itself, so the rate
+/// offered hardly depends on how fast the server answers.
+const PACED_CONNECTIONS: u32 = 256;
+
+/// The throughput targets, offered as rates in the runs named
+/// `scenario@rate`, whose p99 is then read against the latency target.
+const AT_RATE: &[(&str, u32)] = &[("deep", 10_000), ("create", 5_000)];
 
 struct Args {
     posts: usize,
@@ -413,15 +419,29 @@ async fn main() -> anyhow::Result<()> {
         let r = wrk(&run, &base, &data, &token)?;
         println!("{r}");
         results.push(r);
+        if let Some(&(_, rate)) = AT_RATE.iter().find(|(s, _)| *s == scenario) {
+            let paced = Run {
+                scenario,
+                connections: PACED_CONNECTIONS,
+                seconds: args.duration,
+                rate: Some(rate),
+            };
+            let mut r = wrk(&paced, &base, &data, &token)?;
+            r["scenario"] = json!(format!("{scenario}@{rate}"));
+            r["offered_rps"] = json!(rate);
+            println!("{r}");
+            results.push(r);
+        }
     }
     let backlog = upload_backlog(&client, &base, &token, &args.image, args.uploads).await?;
     let mix_run = Run {
         scenario: "mix",
-        connections: MIX_CONNECTIONS,
+        connections: PACED_CONNECTIONS,
         seconds: args.duration,
         rate: Some(args.mix_rate),
     };
     let mut mix = wrk(&mix_run, &base, &data, &token)?;
+    mix["offered_rps"] = json!(args.mix_rate);
     mix["uploads_still_processing_after"] =
         json!(still_processing(&client, &base, &token, &backlog).await);
     mix["uploads_queued_before"] = json!(backlog.len());
@@ -439,8 +459,8 @@ async fn main() -> anyhow::Result<()> {
         "dataset": std::fs::read_to_string(dir.join("complete"))?.trim(),
         "cpus": std::thread::available_parallelism()?.get(),
         "wrk": format!(
-            "-t1 -c{} -d{}s; create/delete -c{}; mix -c{} offered {}/s",
-            args.connections, args.duration, args.write_connections, MIX_CONNECTIONS, args.mix_rate
+            "-t1 -c{} -d{}s; create/delete -c{}; scenario@rate and mix (offered {}/s) -c{}",
+            args.connections, args.duration, args.write_connections, args.mix_rate, PACED_CONNECTIONS
         ),
         "first_page_bytes": size,
         "scenarios": results,
@@ -448,7 +468,7 @@ async fn main() -> anyhow::Result<()> {
     let out = root().join(format!(".bench/load-{backend}-{}.json", args.posts));
     std::fs::write(&out, serde_json::to_string_pretty(&report)?)?;
     println!(
-        "\n{:<8} {:>9} {:>8} {:>8} {:>8} {:>9} {:>7}",
+        "\n{:<12} {:>9} {:>8} {:>8} {:>8} {:>9} {:>7}",
         "scenario", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "ceiling", "errors"
     );
     for r in report["scenarios"].as_array().unwrap() {
@@ -458,7 +478,7 @@ async fn main() -> anyhow::Result<()> {
             .map(|k| e[k].as_u64().unwrap_or(0))
             .sum();
         println!(
-            "{:<8} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>8.0}% {:>7}",
+            "{:<12} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>8.0}% {:>7}",
             r["scenario"].as_str().unwrap_or(""),
             r["rps"].as_f64().unwrap_or(0.0),
             r["p50_ms"].as_f64().unwrap_or(0.0),

@@ -68,11 +68,12 @@ local function mix()
   else return first() end
 end
 
--- The mix is offered at a rate, not as fast as the server answers: each
+-- With RATE set (the mix always; other scenarios for their at-rate runs) the
+-- load is offered at that rate, not as fast as the server answers: each
 -- connection waits a random 0..2x its share of the interval before each request
 -- (wrk times a request from when it is sent, so the wait is not latency).
 local rate = tonumber(os.getenv("RATE") or "")
-if scenario == "mix" and rate ~= nil then
+if rate ~= nil then
   -- Less the millisecond or so a request itself takes, which paces it too.
   local mean = math.max(tonumber(os.getenv("CONNECTIONS")) * 1000 / rate - 1, 0)
   function delay() return math.random(0, math.floor(2 * mean)) end

@@ -180,6 +180,10 @@ impl Services {
         if let Some(page) = self.feed_cache.get(limit.get()) {
             return Ok(page);
         }
+        let _turn = self.feed_cache.render_turn(limit.get()).await;
+        if let Some(page) = self.feed_cache.get(limit.get()) {
+            return Ok(page); // rendered by the request we waited for
+        }
         let rendering = self.feed_cache.begin();
         let posts = self.feed(None, limit).await?;
         let page = render(&posts);

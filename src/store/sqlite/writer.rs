@@ -118,7 +118,10 @@ fn run(conn: &Mutex<Connection>, queue: &Receiver<Op>) {
             reply(committed.clone());
         }
         let frames = WAL_FRAMES.get();
-        if frames < checkpointed_at || frames - checkpointed_at >= CHECKPOINT_FRAMES {
+        if frames < checkpointed_at {
+            checkpointed_at = 0; // the WAL started over after the last checkpoint
+        }
+        if frames - checkpointed_at >= CHECKPOINT_FRAMES {
             checkpoint(&conn);
             checkpointed_at = frames;
         }
