@@ -30,6 +30,14 @@ pub struct CachedPage {
     pub link: Option<String>,
 }
 
+/// A cached page that may be served.
+pub struct Hit {
+    pub page: CachedPage,
+    /// Past half its life: worth rendering again before it expires, so that
+    /// requests are not left waiting for a render when it does.
+    pub refresh: bool,
+}
+
 /// Which posts a page shows, enough to tell whether a comment changes it.
 pub struct PageShape {
     pub posts: Vec<PostId>,
@@ -161,11 +169,14 @@ impl FeedCache {
     }
 
     /// The first page of `limit` items, if cached and still valid.
-    pub fn get(&self, limit: u32) -> Option<CachedPage> {
+    pub fn get(&self, limit: u32) -> Option<Hit> {
         let state = self.state();
         let entry = state.pages.get(&limit)?;
-        (entry.generation == state.generation && entry.stored.elapsed() < self.ttl)
-            .then(|| entry.page.clone())
+        let age = entry.stored.elapsed();
+        (entry.generation == state.generation && age < self.ttl).then(|| Hit {
+            page: entry.page.clone(),
+            refresh: age >= self.ttl / 2,
+        })
     }
 
     /// Waits until no other request is rendering the page of `limit`; hold
@@ -173,6 +184,12 @@ impl FeedCache {
     pub async fn render_turn(&self, limit: u32) -> tokio::sync::MutexGuard<'_, ()> {
         let turn = (limit as usize).min(MAX_LIMIT);
         self.turns[turn].lock().await
+    }
+
+    /// The turn to render the page of `limit` if no one else has it.
+    pub fn try_render_turn(&self, limit: u32) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        let turn = (limit as usize).min(MAX_LIMIT);
+        self.turns[turn].try_lock().ok()
     }
 
     /// Registers a page about to be read: call *before* querying, so a write
@@ -259,7 +276,7 @@ mod tests {
     fn a_write_invalidates_at_once() {
         let cache = FeedCache::new(Duration::from_secs(60));
         cache.begin().put(20, page("a"), shape());
-        assert_eq!(cache.get(20).unwrap().body, "a");
+        assert_eq!(cache.get(20).unwrap().page.body, "a");
         assert!(cache.get(10).is_none());
         cache.invalidate();
         assert!(cache.get(20).is_none());
@@ -272,6 +289,23 @@ mod tests {
         cache.invalidate(); // a write commits while the query runs
         render.put(20, page("stale"), shape());
         assert!(cache.get(20).is_none());
+    }
+
+    #[tokio::test]
+    async fn past_half_its_life_one_request_refreshes_while_others_are_served() {
+        let cache = FeedCache::new(Duration::from_millis(200));
+        cached(&cache);
+        assert!(!cache.get(2).unwrap().refresh);
+        std::thread::sleep(Duration::from_millis(110));
+        let hit = cache.get(2).unwrap();
+        assert!(hit.refresh);
+        let turn = cache.try_render_turn(2).expect("no render in progress");
+        assert!(cache.try_render_turn(2).is_none()); // the others are served `hit.page`
+        cache.begin().put(2, page("b"), shape());
+        drop(turn);
+        let fresh = cache.get(2).unwrap();
+        assert!(!fresh.refresh);
+        assert_eq!(fresh.page.body, "b");
     }
 
     #[test]

@@ -177,14 +177,24 @@ impl Services {
         limit: Limit,
         render: impl FnOnce(&Page<Post>) -> CachedPage,
     ) -> ServiceResult<CachedPage> {
-        if let Some(page) = self.feed_cache.get(limit.get()) {
-            return Ok(page);
-        }
-        let _turn = self.feed_cache.render_turn(limit.get()).await;
-        if let Some(page) = self.feed_cache.get(limit.get()) {
-            return Ok(page); // rendered by the request we waited for
-        }
-        let rendering = self.feed_cache.begin();
+        let cache = &self.feed_cache;
+        let _turn = match cache.get(limit.get()) {
+            Some(hit) if !hit.refresh => return Ok(hit.page),
+            // Still valid but half its life gone: one request renders it anew
+            // while the others keep being served the valid page.
+            Some(hit) => match cache.try_render_turn(limit.get()) {
+                Some(turn) => turn,
+                None => return Ok(hit.page),
+            },
+            None => {
+                let turn = cache.render_turn(limit.get()).await;
+                if let Some(hit) = cache.get(limit.get()) {
+                    return Ok(hit.page); // rendered by the request we waited for
+                }
+                turn
+            }
+        };
+        let rendering = cache.begin();
         let posts = self.feed(None, limit).await?;
         let page = render(&posts);
         let shape = PageShape {
