@@ -11,7 +11,7 @@
 //!    with the ceiling endpoint sized like a first feed page.
 //! 3. wrk (`bench/wrk/imagegram.lua`, -t1 -cC -dSECS) runs each scenario: ceiling,
 //!    first page, random deep pages via real cursors and single post with C
-//!    connections as fast as they are answered; comment create and delete with
+//!    connections as fast as they are answered, each after a 2-second warm-up; comment create and delete with
 //!    the write connections (default 16); deep pages and comment creation again
 //!    offered at their target rates (`deep@10000`, `create@5000`); and the mix
 //!    offered at a fixed rate (default 100x the forecast) while the worker
@@ -38,6 +38,10 @@ const FORECAST_X100: u32 = 12_800;
 /// wait between requests is long beside the request itself, so the rate
 /// offered hardly depends on how fast the server answers.
 const PACED_CONNECTIONS: u32 = 256;
+
+/// Seconds of unmeasured load before each read scenario (the write scenarios
+/// are warmed by the fill run; a warm-up of the delete run would use up ids).
+const WARM_UP_SECS: u64 = 2;
 
 /// The throughput targets, offered as rates in the runs named
 /// `scenario@rate`, whose p99 is then read against the latency target.
@@ -406,6 +410,17 @@ async fn main() -> anyhow::Result<()> {
                 rate: None,
             };
             wrk(&fill, &base, &data, &token)?;
+        }
+        if !writes {
+            // Unmeasured: a fresh server's first seconds (connections, buffers,
+            // caches) would otherwise land in the reads' tail.
+            let warm_up = Run {
+                scenario,
+                connections,
+                seconds: WARM_UP_SECS,
+                rate: None,
+            };
+            wrk(&warm_up, &base, &data, &token)?;
         }
         if scenario == "delete" {
             std::fs::rename(data.join("created.txt"), data.join("comments.txt"))?;
