@@ -11,8 +11,9 @@
 //!    with the ceiling endpoint sized like a first feed page.
 //! 3. wrk (`bench/wrk/imagegram.lua`, -t1 -cC -dSECS) runs each scenario: ceiling,
 //!    first page, random deep pages via real cursors and single post with C
-//!    connections as fast as they are answered, each after a 2-second warm-up; comment create and delete with
-//!    the write connections (default 16); deep pages and comment creation again
+//!    connections as fast as they are answered, each after a 2-second warm-up;
+//!    comment create and delete with the write connections (default 16), create
+//!    after an unmeasured fill run; deep pages and comment creation again
 //!    offered at their target rates (`deep@10000`, `create@5000`); and the mix
 //!    offered at a fixed rate (default 100x the forecast) while the worker
 //!    renders a backlog of uploads of a 12-megapixel photograph.
@@ -252,7 +253,7 @@ struct Run<'a> {
     scenario: &'a str,
     connections: u32,
     seconds: u64,
-    /// Requests per second offered (the mix), else as fast as answered.
+    /// Requests per second offered (the mix, `scenario@rate`), else as fast as answered.
     rate: Option<u32>,
 }
 

@@ -1,8 +1,9 @@
 -- wrk scenarios for Imagegram (driven by examples/load.rs; see BENCHMARKS.md).
 -- Environment: SCENARIO (ceiling|first|deep|post|create|delete|mix),
 -- BENCH_DATA (folder with cursors.txt, posts.txt, comments.txt), TOKEN (bearer),
--- RESULT (JSON file written when the run ends); for the mix, RATE (requests/s
--- offered in all) and CONNECTIONS (wrk's -c), which pace it (see delay()).
+-- RESULT (JSON file written when the run ends); for runs offered at a rate (the
+-- mix, deep@N, create@N), RATE (requests/s in all) and CONNECTIONS (wrk's -c),
+-- which pace it (see delay()).
 
 local scenario = os.getenv("SCENARIO")
 local data = os.getenv("BENCH_DATA")

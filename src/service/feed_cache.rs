@@ -182,14 +182,16 @@ impl FeedCache {
     /// Waits until no other request is rendering the page of `limit`; hold
     /// the guard while checking the cache again and rendering.
     pub async fn render_turn(&self, limit: u32) -> tokio::sync::MutexGuard<'_, ()> {
-        let turn = (limit as usize).min(MAX_LIMIT);
-        self.turns[turn].lock().await
+        self.turn(limit).lock().await
     }
 
     /// The turn to render the page of `limit` if no one else has it.
     pub fn try_render_turn(&self, limit: u32) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-        let turn = (limit as usize).min(MAX_LIMIT);
-        self.turns[turn].try_lock().ok()
+        self.turn(limit).try_lock().ok()
+    }
+
+    fn turn(&self, limit: u32) -> &tokio::sync::Mutex<()> {
+        &self.turns[(limit as usize).min(MAX_LIMIT)]
     }
 
     /// Registers a page about to be read: call *before* querying, so a write
