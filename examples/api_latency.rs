@@ -111,7 +111,11 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
 
     let started = Instant::now();
-    let store = SqliteStore::open(&dir.path().join("imagegram.db"), 4)?;
+    let store = SqliteStore::open(
+        &dir.path().join("imagegram.db"),
+        4,
+        imagegram::http::POST_RENDERER,
+    )?;
     let comments = store.seed_synthetic(1_000, posts, 42)?;
     drop(store);
     println!(

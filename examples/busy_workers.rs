@@ -55,7 +55,12 @@ async fn main() -> anyhow::Result<()> {
     let header = imaging::probe(&image, &imaging::Limits::default())?;
 
     let dir = tempfile::tempdir()?;
-    SqliteStore::open(&dir.path().join("imagegram.db"), 4)?.seed_synthetic(100, 10_000, 7)?;
+    SqliteStore::open(
+        &dir.path().join("imagegram.db"),
+        4,
+        imagegram::http::POST_RENDERER,
+    )?
+    .seed_synthetic(100, 10_000, 7)?;
     let config = ServerArgs {
         listen: Some("127.0.0.1:0".parse()?),
         data_dir: Some(dir.path().to_owned()),

@@ -112,7 +112,7 @@ fn dataset(posts: usize) -> anyhow::Result<PathBuf> {
         "seeding {bar:40} {pos}/{len} posts, {msg} [{elapsed_precise}, eta {eta}]",
     )?);
     let started = Instant::now();
-    let store = SqliteStore::open(&dir.join("imagegram.db"), 2)?;
+    let store = SqliteStore::open(&dir.join("imagegram.db"), 2, imagegram::http::POST_RENDERER)?;
     let comments = store.seed_synthetic_with_progress(1_000, posts, 42, &|p, c| {
         bar.set_position(p);
         bar.set_message(format!("{c} comments"));

@@ -28,11 +28,14 @@ pub async fn open_backend(
                     .with_context(|| format!("creating {}", parent.display()))?;
             }
             let path = path.clone();
-            let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path, 8)).await??;
+            let store = tokio::task::spawn_blocking(move || {
+                SqliteStore::open(&path, 8, crate::http::POST_RENDERER)
+            })
+            .await??;
             Ok((Arc::new(store), Arc::new(MemoryRateLimits::default())))
         }
         DatabaseUrl::Postgres(url) => {
-            let store = Arc::new(PgStore::connect(url, 16).await?);
+            let store = Arc::new(PgStore::connect(url, 16, crate::http::POST_RENDERER).await?);
             Ok((store.clone(), store))
         }
     }

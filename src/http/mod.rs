@@ -26,6 +26,7 @@ use tower_http::compression::CompressionLayer;
 
 use crate::service::Services;
 pub use problem::{ApiError, Problem};
+pub use views::POST_RENDERER;
 
 /// Every route, with the layers every response passes through.
 pub fn router(services: Services) -> Router {

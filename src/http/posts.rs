@@ -13,6 +13,7 @@ use super::problem::{ApiError, ApiResult};
 use super::views::{PageView, PostView, if_none_match_hits, next_link};
 use crate::domain::{Post, ValidationErrors};
 use crate::service::{CachedPage, CreatePost, EditPost, Services, StagedImage};
+use crate::store::FeedEntry;
 
 /// The image may be 100 MiB; the other fields and multipart framing get this much on top.
 const MULTIPART_OVERHEAD: u64 = 1024 * 1024;
@@ -350,13 +351,31 @@ pub(super) async fn feed(
         return Ok(cached_response(cached));
     }
     let posts = s.feed(page.cursor.as_deref(), page.limit).await?;
-    Ok(page_response(&posts, &uri))
+    Ok(cached_response(render_page(&posts, &uri)))
 }
 
-/// A feed page rendered once, for the cache.
-fn render_page(posts: &crate::service::Page<Post>, uri: &axum::http::Uri) -> CachedPage {
+/// A feed page: its posts' stored renderings spliced into the page's JSON as
+/// they are (the store keeps them in `PostView`'s format: see `POST_RENDERER`).
+fn feed_json(posts: &crate::service::Page<FeedEntry>) -> bytes::Bytes {
+    let items: usize = posts.items.iter().map(|p| p.json.len() + 1).sum();
+    let mut body = Vec::with_capacity(64 + items);
+    body.extend_from_slice(b"{\"items\":[");
+    for (n, post) in posts.items.iter().enumerate() {
+        if n > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(post.json.as_bytes());
+    }
+    body.extend_from_slice(b"],\"next_cursor\":");
+    serde_json::to_writer(&mut body, &posts.next_cursor).expect("a cursor always serialises");
+    body.push(b'}');
+    body.into()
+}
+
+/// A feed page rendered once, for the response or the cache.
+fn render_page(posts: &crate::service::Page<FeedEntry>, uri: &axum::http::Uri) -> CachedPage {
     CachedPage {
-        body: page_json(posts),
+        body: feed_json(posts),
         link: next_link(uri, posts.next_cursor.as_deref())
             .and_then(|v| v.to_str().ok().map(str::to_owned)),
     }

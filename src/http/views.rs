@@ -6,6 +6,7 @@ use utoipa::ToSchema;
 
 use crate::domain::{Comment, CommentId, ImageInfo, Post, PostId, Timestamp, User, timestamp};
 use crate::service::Page;
+use crate::store::PostRenderer;
 
 /// The derived 600x600 JPEG of a ready post.
 #[derive(Serialize, ToSchema)]
@@ -115,6 +116,18 @@ impl<'a> From<&'a Post> for PostView<'a> {
     }
 }
 
+/// The renderer the stores keep each post's JSON with (see `PostRenderer`).
+/// `version` must change whenever the JSON `PostView` writes does; the test
+/// `post_json_format_is_pinned` fails until it has.
+pub const POST_RENDERER: PostRenderer = PostRenderer {
+    version: 1,
+    render: render_post,
+};
+
+fn render_post(post: &Post) -> String {
+    serde_json::to_string(&PostView::from(post)).expect("a post view always serialises")
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct PageView<V> {
     pub items: Vec<V>,
@@ -159,4 +172,69 @@ pub fn if_none_match_hits(headers: &HeaderMap, etag: &HeaderValue) -> bool {
         .flat_map(|v| v.split(','))
         .map(str::trim)
         .any(|t| t == "*" || t.trim_start_matches("W/") == etag.to_str().unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{
+        Caption, CommentBody, PostFilter, PostStatus, UserId, Username, from_millis,
+    };
+
+    fn sample() -> Post {
+        let user = |n: u128, name: &str| User {
+            id: UserId::from_uuid(uuid::Uuid::from_u128(n)),
+            username: Username::from_trusted(name.into()),
+            created_at: from_millis(1_700_000_000_000),
+        };
+        let post_id = PostId::from_uuid(uuid::Uuid::from_u128(10));
+        Post {
+            id: post_id,
+            caption: Caption::from_trusted("Sunset \"over\" the bay\n".into()),
+            status: PostStatus::Ready,
+            failure_reason: None,
+            filter: PostFilter::from_stored("dither", Some(4)),
+            created_at: from_millis(1_700_000_001_000),
+            updated_at: from_millis(1_700_000_002_500),
+            expires_at: Some(from_millis(1_800_000_000_000)),
+            comment_count: 7,
+            image: Some(ImageInfo {
+                key: "ab".repeat(20),
+                width: 600,
+                height: 600,
+                blurhash: "LEHV6nWB2yk8pyo0adR*.7kCMdnj".into(),
+            }),
+            last_comments: vec![Comment {
+                id: CommentId::from_uuid(uuid::Uuid::from_u128(20)),
+                post_id,
+                author: user(2, "bob"),
+                body: CommentBody::from_trusted("What a view!".into()),
+                created_at: from_millis(1_700_000_003_000),
+            }],
+            author: user(1, "alice"),
+            version: 3,
+        }
+    }
+
+    /// The stores keep posts rendered in this format (see `POST_RENDERER`).
+    /// When `PostView` changes, this fails: bump `POST_RENDERER.version` (so
+    /// renderings in the old format are not served) and then update the text.
+    #[test]
+    fn post_json_format_is_pinned() {
+        const RENDERED: &str = concat!(
+            r#"{"id":"00000000-0000-0000-0000-00000000000a","#,
+            r#""author":{"id":"00000000-0000-0000-0000-000000000001","username":"alice","created_at":"2023-11-14T22:13:20Z"},"#,
+            r#""caption":"Sunset \"over\" the bay\n","status":"ready","failure_reason":null,"#,
+            r#""filter":"dither","dither_levels":4,"created_at":"2023-11-14T22:13:21Z","#,
+            r#""updated_at":"2023-11-14T22:13:22.500Z","expires_at":"2027-01-15T08:00:00Z","#,
+            r#""comment_count":7,"image":{"url":"/v1/images/abababababababababababababababababababab.jpg","#,
+            r#""width":600,"height":600,"content_type":"image/jpeg","blurhash":"LEHV6nWB2yk8pyo0adR*.7kCMdnj"},"#,
+            r#""last_comments":[{"id":"00000000-0000-0000-0000-000000000014","#,
+            r#""post_id":"00000000-0000-0000-0000-00000000000a","#,
+            r#""author":{"id":"00000000-0000-0000-0000-000000000002","username":"bob","created_at":"2023-11-14T22:13:20Z"},"#,
+            r#""body":"What a view!","created_at":"2023-11-14T22:13:23Z"}]}"#,
+        );
+        let rendered = (POST_RENDERER.render)(&sample());
+        assert_eq!((POST_RENDERER.version, rendered.as_str()), (1, RENDERED));
+    }
 }

@@ -2,7 +2,7 @@
 
 use tempfile::TempPath;
 
-use crate::store::{EditOutcome, PostEdit};
+use crate::store::{EditOutcome, FeedEntry, PostEdit};
 
 use super::{CachedPage, Page, PageShape, ServiceError, ServiceResult, Services};
 use crate::domain::{
@@ -175,7 +175,7 @@ impl Services {
     pub async fn first_feed_page(
         &self,
         limit: Limit,
-        render: impl FnOnce(&Page<Post>) -> CachedPage,
+        render: impl FnOnce(&Page<FeedEntry>) -> CachedPage,
     ) -> ServiceResult<CachedPage> {
         let cache = &self.feed_cache;
         let _turn = match cache.get(limit.get()) {
@@ -209,7 +209,7 @@ impl Services {
         Ok(page)
     }
 
-    pub async fn feed(&self, cursor: Option<&str>, limit: Limit) -> ServiceResult<Page<Post>> {
+    pub async fn feed(&self, cursor: Option<&str>, limit: Limit) -> ServiceResult<Page<FeedEntry>> {
         let after = match cursor {
             Some(c) => {
                 Some(FeedCursor::decode(c, &self.cursor_key).ok_or(ServiceError::BadCursor)?)

@@ -32,6 +32,30 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// How a post looks to clients. Both backends keep this rendering beside each
+/// post, rewritten in the same transaction as every change to the post or its
+/// newest comments, so a feed page is assembled from stored text: rendering 21
+/// posts from their columns (parsing the stored comments, joining the authors,
+/// escaping every string) was most of a deep feed page's CPU. The HTTP layer,
+/// which owns the format, hands the store its renderer when the store opens.
+#[derive(Clone, Copy)]
+pub struct PostRenderer {
+    /// Names the format `render` writes. A stored rendering of another
+    /// version (an older release's, or none: rows from before it was kept) is
+    /// not served; the post is rendered from its columns instead.
+    pub version: i64,
+    pub render: fn(&Post) -> String,
+}
+
+/// A feed post: its position and its stored (or fresh) rendering.
+#[derive(Debug, Clone)]
+pub struct FeedEntry {
+    pub id: PostId,
+    pub comment_count: i64,
+    /// The post as `PostRenderer::render` writes it.
+    pub json: String,
+}
+
 /// A user with the stored password hash, for logging in.
 #[derive(Debug, Clone)]
 pub struct Credentials {
@@ -69,13 +93,14 @@ pub trait PostStore: Send + Sync {
     async fn create_post(&self, post: &NewPost, from_upload: Option<UploadId>)
     -> StoreResult<Post>;
     async fn post(&self, id: PostId) -> StoreResult<Option<Post>>;
-    /// Ready, unexpired posts by (comment_count desc, id desc), after `after`.
+    /// Ready, unexpired posts by (comment_count desc, id desc), after `after`,
+    /// rendered.
     async fn feed(
         &self,
         after: Option<FeedCursor>,
         limit: u32,
         now: Timestamp,
-    ) -> StoreResult<Vec<Post>>;
+    ) -> StoreResult<Vec<FeedEntry>>;
     /// A user's ready, unexpired posts, newest first, after `after`.
     async fn posts_by_author(
         &self,

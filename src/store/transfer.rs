@@ -95,6 +95,8 @@ pub const TABLES: &[Table] = &[
             ("updated_at", Time),
             ("expires_at", Time),
             ("version", Int("bigint")),
+            ("rendered", Text),
+            ("rendered_version", Int("bigint")),
         ],
         replace: false,
     },

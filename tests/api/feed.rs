@@ -219,3 +219,84 @@ async fn the_cached_first_page_shows_every_write_at_once() {
             .contains(&third["id"].as_str().unwrap().to_owned())
     );
 }
+
+/// The feed's item for each post, from the first page and from the page a
+/// cursor leads to (the two are read differently).
+async fn feed_items(app: &TestApp) -> Vec<Value> {
+    let first: Value = app.get_json("/v1/posts?limit=1", None).await;
+    let cursor = first["next_cursor"].as_str().unwrap().to_owned();
+    let rest: Value = app
+        .get_json(&format!("/v1/posts?limit=100&cursor={cursor}"), None)
+        .await;
+    [first, rest]
+        .iter()
+        .flat_map(|page| page["items"].as_array().unwrap().clone())
+        .collect()
+}
+
+/// Feed pages are assembled from the rendering each post keeps (see
+/// `PostRenderer`), rewritten by every kind of change to the post; a post
+/// whose stored rendering is missing or in another format is rendered from
+/// its row. Either way an item is exactly the post as `GET` shows it.
+#[tokio::test]
+async fn feed_items_are_the_posts_as_they_are_now() {
+    let app = TestApp::spawn().await;
+    let token = app.register("renderer").await;
+    let other = app.register("commenter").await;
+    let mut ids = Vec::new();
+    for caption in ["older", "newer"] {
+        ids.push(
+            app.ready_post(&token, caption).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let assert_fresh = |step: &'static str| {
+        let app = &app;
+        async move {
+            let items = feed_items(app).await;
+            assert_eq!(items.len(), 2, "{step}");
+            for item in items {
+                let id = item["id"].as_str().unwrap();
+                let post: Value = app.get_json(&format!("/v1/posts/{id}"), None).await;
+                assert_eq!(item, post, "{step}");
+            }
+        }
+    };
+    assert_fresh("ready").await;
+
+    let comment: Value = app
+        .comment(&other, &ids[0], "first \"quoted\" comment")
+        .await
+        .json()
+        .await
+        .unwrap();
+    app.comment(&token, &ids[0], "second").await;
+    assert_fresh("commented").await;
+
+    let resp = app
+        .client
+        .patch(app.url(&format!("/v1/posts/{}", ids[1])))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"caption": "edited", "expires_in": 3600}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_fresh("edited").await;
+
+    let cid = comment["id"].as_str().unwrap();
+    let path = format!("/v1/posts/{}/comments/{cid}", ids[0]);
+    assert_eq!(app.delete(&path, &other).await.status(), 204);
+    assert_fresh("comment deleted").await;
+
+    // Renderings from an older release's format, and none at all (rows from
+    // before renderings were kept), are not served.
+    app.execute_sql("UPDATE posts SET rendered_version = rendered_version - 1, rendered = '{}'")
+        .await;
+    assert_fresh("rendering in an older format").await;
+    app.execute_sql("UPDATE posts SET rendered_version = NULL, rendered = NULL")
+        .await;
+    assert_fresh("no rendering").await;
+}

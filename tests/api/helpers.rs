@@ -61,6 +61,8 @@ pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
     pub data_dir: PathBuf,
+    /// The PostgreSQL database's URL on the postgres-s3 backend.
+    pub database_url: Option<String>,
     running: Option<Running>,
     _dir: tempfile::TempDir,
 }
@@ -86,6 +88,7 @@ impl TestApp {
             args.database_url = Some(db);
             args.blob_url = Some(blobs);
         }
+        let database_url = args.database_url.clone();
         tweak(&mut args);
         let config = args.resolve().unwrap();
         let running = app::serve(config).await.unwrap();
@@ -93,8 +96,28 @@ impl TestApp {
             base: format!("http://{}", running.addr.unwrap()),
             client: reqwest::Client::new(),
             data_dir: dir.path().to_owned(),
+            database_url,
             running: Some(running),
             _dir: dir,
+        }
+    }
+
+    /// Runs one SQL statement on the instance's database, behind the API's back.
+    pub async fn execute_sql(&self, sql: &str) {
+        match &self.database_url {
+            Some(url) => {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+            None => {
+                let conn = rusqlite::Connection::open(self.data_dir.join("imagegram.db")).unwrap();
+                conn.busy_timeout(Duration::from_secs(10)).unwrap();
+                conn.execute_batch(sql).unwrap();
+            }
         }
     }
 

@@ -46,7 +46,7 @@ impl CommentStore for PgStore {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        refresh_last_comments(&mut tx, post_id).await?;
+        refresh_last_comments(&mut tx, post_id, self.render).await?;
         // Commenting on your own post notifies no one.
         if post_author != *author.id.as_uuid() {
             append_event(
@@ -122,7 +122,7 @@ impl CommentStore for PgStore {
             .bind(comment_id.as_uuid())
             .execute(&mut *tx)
             .await?;
-        refresh_last_comments(&mut tx, post_id).await?;
+        refresh_last_comments(&mut tx, post_id, self.render).await?;
         tx.commit().await?;
         Ok(CommentDeletion::Deleted)
     }

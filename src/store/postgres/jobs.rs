@@ -15,7 +15,7 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 
 use super::PgStore;
-use super::rows::append_event;
+use super::rows::{append_event, store_rendering};
 use crate::domain::{PostFilter, PostId, Timestamp};
 use crate::store::{Job, JobOutcome, JobQueue, StoreResult};
 
@@ -120,6 +120,7 @@ impl JobQueue for PgStore {
         let Some(author) = author else {
             return Ok(false);
         };
+        store_rendering(&mut tx, job.post_id, self.render).await?;
         append_event(&mut tx, author, kind, &data).await?;
         tx.commit().await?;
         Ok(true)

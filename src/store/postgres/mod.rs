@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use tokio::sync::Notify;
 
-use super::{BlobGc, Store, StoreError, StoreResult};
+use super::{BlobGc, PostRenderer, Store, StoreError, StoreResult};
 
 /// The channel `create_post` notifies when it queues a job.
 const JOBS_CHANNEL: &str = "imagegram_jobs";
@@ -30,6 +30,8 @@ pub struct PgStore {
     pool: PgPool,
     jobs_queued: Arc<Notify>,
     events_written: Arc<Notify>,
+    /// Writes the rendering kept beside each post.
+    render: PostRenderer,
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -39,8 +41,13 @@ impl From<sqlx::Error> for StoreError {
 }
 
 impl PgStore {
-    /// Connects, runs the migrations and starts listening for job notifications.
-    pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+    /// Connects, runs the migrations and starts listening for job
+    /// notifications; `render` writes the rendering kept beside each post.
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        render: PostRenderer,
+    ) -> anyhow::Result<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
@@ -69,6 +76,7 @@ impl PgStore {
             pool,
             jobs_queued,
             events_written,
+            render,
         })
     }
 

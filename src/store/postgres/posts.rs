@@ -2,24 +2,15 @@ use async_trait::async_trait;
 use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgRow;
 
-use super::rows::{POST_COLUMNS, post_from_row, queue_blob_deletion};
+use super::rows::{POST_COLUMNS, load_post, post_from_row, queue_blob_deletion, store_rendering};
 use super::uploads::queue_chunk_deletions;
 use super::{JOBS_CHANNEL, PgStore};
 use crate::domain::{
     FeedCursor, IdCursor, NewPost, Post, PostId, Timestamp, UploadId, UserId, derived_blob_key,
 };
-use crate::store::{DeletedPost, EditOutcome, PostEdit, PostStore, StoreError, StoreResult};
-
-async fn load_post<'e>(conn: impl sqlx::PgExecutor<'e>, id: PostId) -> sqlx::Result<Option<Post>> {
-    let sql = format!(
-        "SELECT {POST_COLUMNS} FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = $1"
-    );
-    sqlx::query(AssertSqlSafe(sql))
-        .bind(id.as_uuid())
-        .try_map(|r: PgRow| post_from_row(&r))
-        .fetch_optional(conn)
-        .await
-}
+use crate::store::{
+    DeletedPost, EditOutcome, FeedEntry, PostEdit, PostStore, StoreError, StoreResult,
+};
 
 #[async_trait]
 impl PostStore for PgStore {
@@ -66,7 +57,7 @@ impl PostStore for PgStore {
             .bind(JOBS_CHANNEL)
             .execute(&mut *tx)
             .await?;
-        let post = load_post(&mut *tx, p.id)
+        let post = store_rendering(&mut tx, p.id, self.render)
             .await?
             .ok_or_else(|| StoreError::Backend(anyhow::anyhow!("post vanished")))?;
         tx.commit().await?;
@@ -82,26 +73,43 @@ impl PostStore for PgStore {
         after: Option<FeedCursor>,
         limit: u32,
         now: Timestamp,
-    ) -> StoreResult<Vec<Post>> {
+    ) -> StoreResult<Vec<FeedEntry>> {
         // The row-value comparison is one index range on posts_feed (comment_count, id), read backwards.
         let (count, id) = match after {
             Some(c) => (c.comment_count, *c.post_id.as_uuid()),
             None => (i64::MAX, uuid::Uuid::max()),
         };
-        let sql = format!(
-            "SELECT {POST_COLUMNS} FROM posts p JOIN users u ON u.id = p.author_id \
-             WHERE p.status = 'ready' AND (p.comment_count, p.id) < ($1, $2) \
+        // A stored rendering in another format comes back NULL and is made anew.
+        let rows: Vec<(uuid::Uuid, i64, Option<String>)> = sqlx::query_as(
+            "SELECT p.id, p.comment_count, CASE WHEN p.rendered_version = $5 THEN p.rendered END \
+             FROM posts p WHERE p.status = 'ready' AND (p.comment_count, p.id) < ($1, $2) \
              AND (p.expires_at IS NULL OR p.expires_at > $3) \
-             ORDER BY p.comment_count DESC, p.id DESC LIMIT $4"
-        );
-        Ok(sqlx::query(AssertSqlSafe(sql))
-            .bind(count)
-            .bind(id)
-            .bind(now)
-            .bind(i64::from(limit))
-            .try_map(|r: PgRow| post_from_row(&r))
-            .fetch_all(&self.pool)
-            .await?)
+             ORDER BY p.comment_count DESC, p.id DESC LIMIT $4",
+        )
+        .bind(count)
+        .bind(id)
+        .bind(now)
+        .bind(i64::from(limit))
+        .bind(self.render.version)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut entries = Vec::with_capacity(rows.len());
+        for (id, comment_count, rendered) in rows {
+            let id = PostId::from_uuid(id);
+            let json = match rendered {
+                Some(json) => json,
+                None => match load_post(&self.pool, id).await? {
+                    Some(post) => (self.render.render)(&post),
+                    None => continue, // deleted since the page was read
+                },
+            };
+            entries.push(FeedEntry {
+                id,
+                comment_count,
+                json,
+            });
+        }
+        Ok(entries)
     }
 
     async fn posts_by_author(
@@ -151,7 +159,11 @@ impl PostStore for PgStore {
         .bind(if_version)
         .execute(&mut *tx)
         .await?;
-        let post = load_post(&mut *tx, id).await?;
+        let post = if n.rows_affected() == 1 {
+            store_rendering(&mut tx, id, self.render).await?
+        } else {
+            load_post(&mut *tx, id).await?
+        };
         tx.commit().await?;
         Ok(match (n.rows_affected(), post) {
             (1, Some(post)) => EditOutcome::Edited(Box::new(post)),

@@ -8,7 +8,7 @@ use crate::domain::{
     Caption, Comment, CommentBody, CommentId, ImageInfo, Post, PostFilter, PostId, PostStatus,
     User, UserId, Username,
 };
-use crate::store::last_comments;
+use crate::store::{PostRenderer, last_comments};
 
 pub const POST_COLUMNS: &str = "p.id, p.caption, p.status, p.failure_reason, p.filter, p.dither_levels, \
      p.created_at, p.updated_at, p.expires_at, p.comment_count, p.image_key, p.image_width, \
@@ -61,6 +61,39 @@ pub fn post_from_row(row: &PgRow) -> sqlx::Result<Post> {
     })
 }
 
+pub async fn load_post<'e>(
+    conn: impl sqlx::PgExecutor<'e>,
+    id: PostId,
+) -> sqlx::Result<Option<Post>> {
+    let sql = format!(
+        "SELECT {POST_COLUMNS} FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = $1"
+    );
+    sqlx::query(AssertSqlSafe(sql))
+        .bind(id.as_uuid())
+        .try_map(|r: PgRow| post_from_row(&r))
+        .fetch_optional(conn)
+        .await
+}
+
+/// Rewrites the rendering kept beside the post from its row as it now is;
+/// runs inside the transaction that changed the row. Returns the post.
+pub async fn store_rendering(
+    conn: &mut sqlx::PgConnection,
+    id: PostId,
+    render: PostRenderer,
+) -> sqlx::Result<Option<Post>> {
+    let Some(post) = load_post(&mut *conn, id).await? else {
+        return Ok(None);
+    };
+    sqlx::query("UPDATE posts SET rendered = $1, rendered_version = $2 WHERE id = $3")
+        .bind((render.render)(&post))
+        .bind(render.version)
+        .bind(id.as_uuid())
+        .execute(&mut *conn)
+        .await?;
+    Ok(Some(post))
+}
+
 pub const COMMENT_COLUMNS: &str = "c.id, c.post_id, c.body, c.created_at, u.id AS user_id, u.username, u.created_at AS user_created_at";
 
 pub fn comment_from_row(row: &PgRow) -> sqlx::Result<Comment> {
@@ -73,12 +106,13 @@ pub fn comment_from_row(row: &PgRow) -> sqlx::Result<Comment> {
     })
 }
 
-/// Rewrites the post's stored newest comments. The caller holds the post's row
-/// lock (it updated comment_count first), so every writer that committed before
-/// is visible here and the last writer's copy is exact.
+/// Rewrites the post's stored newest comments and its rendering. The caller
+/// holds the post's row lock (it updated comment_count first), so every writer
+/// that committed before is visible here and the last writer's copies are exact.
 pub async fn refresh_last_comments(
     conn: &mut sqlx::PgConnection,
     post_id: PostId,
+    render: PostRenderer,
 ) -> sqlx::Result<()> {
     let sql = format!(
         "SELECT {COMMENT_COLUMNS} FROM comments c JOIN users u ON u.id = c.author_id \
@@ -95,6 +129,7 @@ pub async fn refresh_last_comments(
         .bind(post_id.as_uuid())
         .execute(&mut *conn)
         .await?;
+    store_rendering(conn, post_id, render).await?;
     Ok(())
 }
 

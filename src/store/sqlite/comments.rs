@@ -20,6 +20,7 @@ impl CommentStore for SqliteStore {
     ) -> StoreResult<Option<CreatedComment>> {
         let author = author.clone();
         let body = body.clone();
+        let render = self.render;
         self.write(move |tx| {
             let open: Option<bool> = tx
                 .prepare_cached(
@@ -47,7 +48,7 @@ impl CommentStore for SqliteStore {
                 comment.body.as_str(),
                 ms(now),
             ])?;
-            let (post_comment_count, post_author) = refresh_post_comments(tx, post_id, 1)?;
+            let (post_comment_count, post_author) = refresh_post_comments(tx, post_id, 1, render)?;
             // Commenting on your own post notifies no one.
             if post_author != comment.author.id.as_bytes() {
                 append_event(tx, &post_author, "comment.created", &comment_event(&comment))?;
@@ -88,6 +89,7 @@ impl CommentStore for SqliteStore {
         comment_id: CommentId,
         by: UserId,
     ) -> StoreResult<CommentDeletion> {
+        let render = self.render;
         self.write(move |tx| {
             let author = tx
                 .prepare_cached("SELECT author_id FROM comments WHERE id = ?1 AND post_id = ?2")?
@@ -101,7 +103,7 @@ impl CommentStore for SqliteStore {
                 Some(_) => {
                     tx.prepare_cached("DELETE FROM comments WHERE id = ?1")?
                         .execute([comment_id.as_bytes()])?;
-                    refresh_post_comments(tx, post_id, -1)?;
+                    refresh_post_comments(tx, post_id, -1, render)?;
                     Ok(CommentDeletion::Deleted)
                 }
             }

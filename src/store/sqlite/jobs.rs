@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
-use super::rows::{append_event, ms, uuid_col};
+use super::rows::{append_event, ms, store_rendering, uuid_col};
 use crate::domain::{PostFilter, PostId, Timestamp};
 use crate::store::{Job, JobOutcome, JobQueue, StoreResult};
 
@@ -74,6 +74,7 @@ impl JobQueue for SqliteStore {
         now: Timestamp,
     ) -> StoreResult<bool> {
         let (id, token, post_id) = (job.id, job.lease_token, job.post_id);
+        let render = self.render;
         let applied = self
             .write(move |tx| {
                 let n = tx.execute(
@@ -108,6 +109,7 @@ impl JobQueue for SqliteStore {
                         ("post.failed", data)
                     }
                 };
+                store_rendering(tx, post_id, render)?;
                 append_event(tx, &author, kind, &data)?;
                 Ok(true)
             })

@@ -27,7 +27,7 @@ use rusqlite::{Connection, OpenFlags, Transaction};
 use rusqlite_migration::{M, Migrations};
 use tokio::sync::Notify;
 
-use super::{BlobGc, Store, StoreError, StoreResult};
+use super::{BlobGc, PostRenderer, Store, StoreError, StoreResult};
 
 const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0001_init.sql"),
@@ -35,6 +35,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0003_post_versions.sql"),
     include_str!("../../../migrations/sqlite/0004_events.sql"),
     include_str!("../../../migrations/sqlite/0005_events_append_only.sql"),
+    include_str!("../../../migrations/sqlite/0006_rendered_posts.sql"),
 ];
 
 pub struct SqliteStore {
@@ -46,6 +47,8 @@ pub struct SqliteStore {
     jobs_queued: Arc<Notify>,
     /// Wakes event streams when an event is written.
     events_written: Arc<Notify>,
+    /// Writes the rendering kept beside each post.
+    render: PostRenderer,
 }
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
@@ -85,8 +88,9 @@ fn open_reader(path: &Path) -> anyhow::Result<Connection> {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database at `path` and runs migrations.
-    pub fn open(path: &Path, readers: u32) -> anyhow::Result<Self> {
+    /// Opens (creating if needed) the database at `path` and runs migrations;
+    /// `render` writes the rendering kept beside each post.
+    pub fn open(path: &Path, readers: u32, render: PostRenderer) -> anyhow::Result<Self> {
         let mut writer =
             Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
         configure(&writer)?;
@@ -107,6 +111,7 @@ impl SqliteStore {
             readers,
             jobs_queued: Arc::new(Notify::new()),
             events_written: Arc::new(Notify::new()),
+            render,
         })
     }
 

@@ -2,21 +2,16 @@ use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
-use super::rows::{POST_COLUMNS, ms, post_from_row, queue_blob_deletion};
+use super::rows::{
+    POST_COLUMNS, load_post, ms, post_from_row, queue_blob_deletion, store_rendering, uuid_col,
+};
 use super::uploads::queue_chunk_deletions;
 use crate::domain::{
     FeedCursor, IdCursor, NewPost, Post, PostId, Timestamp, UploadId, UserId, derived_blob_key,
 };
-use crate::store::{DeletedPost, EditOutcome, PostEdit, PostStore, StoreError, StoreResult};
-
-fn load_post(conn: &rusqlite::Connection, id: PostId) -> rusqlite::Result<Option<Post>> {
-    let sql = format!(
-        "SELECT {POST_COLUMNS} FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = ?1"
-    );
-    conn.prepare_cached(&sql)?
-        .query_row([id.as_bytes()], post_from_row)
-        .optional()
-}
+use crate::store::{
+    DeletedPost, EditOutcome, FeedEntry, PostEdit, PostRenderer, PostStore, StoreError, StoreResult,
+};
 
 // The feed's statements name their index: each is written as one walk of
 // `posts_feed` in its own order, and that plan must not depend on statistics.
@@ -27,18 +22,37 @@ const SAME_COUNT: &str = "WHERE p.status = 'ready' AND p.comment_count = ?1 AND 
 const LOWER_COUNTS: &str = "WHERE p.status = 'ready' AND p.comment_count < ?1 \
      AND (p.expires_at IS NULL OR p.expires_at > ?2) ORDER BY p.comment_count DESC, p.id DESC LIMIT ?3";
 
-/// Feed posts matching `filter` (a WHERE … LIMIT clause), walking `posts_feed`.
-fn query_posts(
+/// Feed posts matching `filter` (a WHERE … LIMIT clause), walking `posts_feed`:
+/// their stored renderings, or for those without one in `render`'s format,
+/// renderings made from their rows now.
+fn query_feed(
     conn: &rusqlite::Connection,
     filter: &str,
     params: impl rusqlite::Params,
-) -> rusqlite::Result<Vec<Post>> {
+    render: PostRenderer,
+) -> rusqlite::Result<Vec<FeedEntry>> {
     let sql = format!(
-        "SELECT {POST_COLUMNS} FROM posts p INDEXED BY posts_feed JOIN users u ON u.id = p.author_id {filter}"
+        "SELECT p.id, p.comment_count, p.rendered_version, p.rendered FROM posts p INDEXED BY posts_feed {filter}"
     );
-    conn.prepare_cached(&sql)?
-        .query_map(params, post_from_row)?
-        .collect()
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(params)?;
+    let mut entries = Vec::new();
+    while let Some(row) = rows.next()? {
+        let id = uuid_col(row, 0, PostId::from_slice)?;
+        let json = match row.get::<_, Option<i64>>(2)? {
+            Some(v) if v == render.version => row.get(3)?,
+            _ => match load_post(conn, id)? {
+                Some(post) => (render.render)(&post),
+                None => continue,
+            },
+        };
+        entries.push(FeedEntry {
+            id,
+            comment_count: row.get(1)?,
+            json,
+        });
+    }
+    Ok(entries)
 }
 
 #[async_trait]
@@ -49,6 +63,7 @@ impl PostStore for SqliteStore {
         from_upload: Option<UploadId>,
     ) -> StoreResult<Post> {
         let p = post.clone();
+        let render = self.render;
         let created = self
             .write(move |tx| {
                 if let Some(upload) = from_upload {
@@ -82,7 +97,8 @@ impl PostStore for SqliteStore {
                     "INSERT INTO jobs (id, post_id, run_at, created_at) VALUES (?1, ?2, ?3, ?3)",
                     params![uuid::Uuid::now_v7().as_bytes(), p.id.as_bytes(), ms(p.created_at)],
                 )?;
-                load_post(tx, p.id)?.ok_or_else(|| StoreError::Backend(anyhow::anyhow!("post vanished")))
+                store_rendering(tx, p.id, render)?
+                    .ok_or_else(|| StoreError::Backend(anyhow::anyhow!("post vanished")))
             })
             .await?;
         self.jobs_queued.notify_one();
@@ -98,28 +114,31 @@ impl PostStore for SqliteStore {
         after: Option<FeedCursor>,
         limit: u32,
         now: Timestamp,
-    ) -> StoreResult<Vec<Post>> {
+    ) -> StoreResult<Vec<FeedEntry>> {
+        let render = self.render;
         self.read(move |conn| {
             let now = ms(now);
             let Some(c) = after else {
-                return Ok(query_posts(conn, FIRST_PAGE, params![now, limit])?);
+                return Ok(query_feed(conn, FIRST_PAGE, params![now, limit], render)?);
             };
             // A page after (count, id) is the rest of that count's posts, then the
             // lower counts: two index walks that each come out in feed order, so
             // neither needs a sort, and the second runs only when the first ends
             // short. (As one statement, SQLite can seek a row-value comparison on
             // its first column only, and a UNION ALL needs a sort to be ordered.)
-            let mut posts = query_posts(
+            let mut posts = query_feed(
                 conn,
                 SAME_COUNT,
                 params![c.comment_count, c.post_id.as_bytes(), now, limit],
+                render,
             )?;
             let missing = limit.saturating_sub(posts.len() as u32);
             if missing > 0 {
-                posts.extend(query_posts(
+                posts.extend(query_feed(
                     conn,
                     LOWER_COUNTS,
                     params![c.comment_count, now, missing],
+                    render,
                 )?);
             }
             Ok(posts)
@@ -161,6 +180,7 @@ impl PostStore for SqliteStore {
         now: Timestamp,
     ) -> StoreResult<EditOutcome> {
         let edit = edit.clone();
+        let render = self.render;
         self.write(move |tx| {
             let n = tx.execute(
                 "UPDATE posts SET caption = COALESCE(?1, caption), \
@@ -176,7 +196,12 @@ impl PostStore for SqliteStore {
                     if_version,
                 ],
             )?;
-            match (n, load_post(tx, id)?) {
+            let post = if n == 1 {
+                store_rendering(tx, id, render)?
+            } else {
+                load_post(tx, id)?
+            };
+            match (n, post) {
                 (1, Some(post)) => Ok(EditOutcome::Edited(Box::new(post))),
                 (_, Some(_)) => Ok(EditOutcome::VersionMismatch),
                 (_, None) => Ok(EditOutcome::NotFound),

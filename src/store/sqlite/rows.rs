@@ -1,13 +1,12 @@
 //! Row ↔ domain conversions shared by the SQLite store's files.
 
-use rusqlite::params;
-use rusqlite::{Connection, Row};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::domain::{
     Caption, Comment, CommentBody, CommentId, ImageInfo, Post, PostFilter, PostId, PostStatus,
     Timestamp, User, UserId, Username, from_millis,
 };
-use crate::store::last_comments;
+use crate::store::{PostRenderer, last_comments};
 
 pub fn ms(t: Timestamp) -> i64 {
     t.timestamp_millis()
@@ -70,6 +69,34 @@ pub fn post_from_row(row: &Row<'_>) -> rusqlite::Result<Post> {
     })
 }
 
+pub fn load_post(conn: &Connection, id: PostId) -> rusqlite::Result<Option<Post>> {
+    let sql = format!(
+        "SELECT {POST_COLUMNS} FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = ?1"
+    );
+    conn.prepare_cached(&sql)?
+        .query_row([id.as_bytes()], post_from_row)
+        .optional()
+}
+
+/// Rewrites the rendering kept beside the post from its row as it now is;
+/// runs inside the transaction that changed the row. Returns the post.
+pub fn store_rendering(
+    conn: &Connection,
+    id: PostId,
+    render: PostRenderer,
+) -> rusqlite::Result<Option<Post>> {
+    let Some(post) = load_post(conn, id)? else {
+        return Ok(None);
+    };
+    conn.prepare_cached("UPDATE posts SET rendered = ?1, rendered_version = ?2 WHERE id = ?3")?
+        .execute(params![
+            (render.render)(&post),
+            render.version,
+            id.as_bytes()
+        ])?;
+    Ok(Some(post))
+}
+
 /// Comment columns for aliases `c` and `u`.
 pub const COMMENT_COLUMNS: &str =
     "c.id, c.post_id, c.body, c.created_at, u.id, u.username, u.created_at";
@@ -84,13 +111,14 @@ pub fn comment_from_row(row: &Row<'_>) -> rusqlite::Result<Comment> {
     })
 }
 
-/// Rewrites a post's comment count (by `delta`) and its stored last 2 comments.
-/// Runs inside the writing transaction, so the copy is exact. Returns the new
-/// count and the post's author.
+/// Rewrites a post's comment count (by `delta`), its stored last 2 comments
+/// and its rendering. Runs inside the writing transaction, so the copies are
+/// exact. Returns the new count and the post's author.
 pub fn refresh_post_comments(
     conn: &Connection,
     post_id: PostId,
     delta: i64,
+    render: PostRenderer,
 ) -> rusqlite::Result<(i64, Vec<u8>)> {
     let sql = format!(
         "SELECT {COMMENT_COLUMNS} FROM comments c JOIN users u ON u.id = c.author_id \
@@ -104,18 +132,21 @@ pub fn refresh_post_comments(
         )?
         .collect::<Result<_, _>>()?;
     let json = last_comments::encode(&newest);
-    conn.prepare_cached(
-        "UPDATE posts SET comment_count = comment_count + ?1, last_comments = ?2, version = version + 1 WHERE id = ?3 \
-         RETURNING comment_count, author_id",
-    )?
-    .query_row(rusqlite::params![delta, json, post_id.as_bytes()], |r| {
-        Ok((r.get(0)?, r.get(1)?))
-    })
+    let changed = conn
+        .prepare_cached(
+            "UPDATE posts SET comment_count = comment_count + ?1, last_comments = ?2, version = version + 1 WHERE id = ?3 \
+             RETURNING comment_count, author_id",
+        )?
+        .query_row(params![delta, json, post_id.as_bytes()], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    store_rendering(conn, post_id, render)?;
+    Ok(changed)
 }
 
 pub fn queue_blob_deletion(conn: &Connection, key: &str) -> rusqlite::Result<()> {
     conn.prepare_cached("INSERT OR IGNORE INTO blob_deletions (key, created_at) VALUES (?1, ?2)")?
-        .execute(rusqlite::params![key, ms(crate::domain::now())])?;
+        .execute(params![key, ms(crate::domain::now())])?;
     Ok(())
 }
 
@@ -135,7 +166,7 @@ pub fn append_event(
     let user_id = uuid::Uuid::from_slice(user)
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
     conn.prepare_cached("INSERT INTO events (key, user_id, seq, kind, data, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
-        .execute(rusqlite::params![
+        .execute(params![
             crate::store::event_key(&user_id, seq),
             user,
             seq,

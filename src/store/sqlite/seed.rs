@@ -4,8 +4,9 @@
 use rusqlite::params;
 
 use super::SqliteStore;
-use super::rows::{ms, refresh_post_comments};
+use super::rows::{ms, refresh_post_comments, store_rendering};
 use crate::domain::{CommentId, PostId, UserId, now};
+use crate::store::PostRenderer;
 
 /// A deterministic xorshift generator: benchmarks must be reproducible, and
 /// seeding needs no cryptographic quality.
@@ -121,7 +122,7 @@ impl SqliteStore {
         while done < posts {
             let batch = POSTS_PER_COMMIT.min(posts - done);
             let tx = conn.transaction()?;
-            comments += seed_batch(&tx, &mut rng, &user_ids, start, done, batch)?;
+            comments += seed_batch(&tx, self.render, &mut rng, &user_ids, start, done, batch)?;
             tx.commit()?;
             // This connection's commits are checkpointed by the writer thread,
             // which a bulk load bypasses: keep the WAL short here instead.
@@ -138,6 +139,7 @@ impl SqliteStore {
 
 fn seed_batch(
     tx: &rusqlite::Transaction<'_>,
+    render: PostRenderer,
     rng: &mut Rng,
     user_ids: &[UserId],
     start: i64,
@@ -183,7 +185,9 @@ fn seed_batch(
         }
         if count > 0 {
             set_count.execute(params![count as i64 - 1, id.as_bytes()])?;
-            refresh_post_comments(tx, id, 1)?;
+            refresh_post_comments(tx, id, 1, render)?;
+        } else {
+            store_rendering(tx, id, render)?;
         }
         comments += count;
     }
