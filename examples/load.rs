@@ -35,8 +35,8 @@ use tokio::io::AsyncBufReadExt;
 /// times 100, in requests per second: (100 + 27.8 + 0.3) x 100.
 const FORECAST_X100: u32 = 12_800;
 
-/// Connections that carry a load offered at a rate: enough that each one's
-/// wait between requests is long beside the request itself, so the rate
+/// Connections that carry a load offered at a rate: enough that a free one is
+/// nearly always there when the schedule says a request is due, so the rate
 /// offered hardly depends on how fast the server answers.
 const PACED_CONNECTIONS: u32 = 256;
 
@@ -262,8 +262,7 @@ fn wrk(run: &Run<'_>, base: &str, data: &Path, token: &str) -> anyhow::Result<Va
     let result = data.join(format!("{scenario}.json"));
     let mut cmd = std::process::Command::new("wrk");
     if let Some(rate) = run.rate {
-        cmd.env("RATE", rate.to_string())
-            .env("CONNECTIONS", run.connections.to_string());
+        cmd.env("RATE", rate.to_string());
     }
     let status = cmd
         .args([

@@ -29,7 +29,7 @@ pub async fn open_backend(
             }
             let path = path.clone();
             let store = tokio::task::spawn_blocking(move || {
-                SqliteStore::open(&path, 8, crate::http::POST_RENDERER)
+                SqliteStore::open(&path, sqlite_readers(), crate::http::POST_RENDERER)
             })
             .await??;
             Ok((Arc::new(store), Arc::new(MemoryRateLimits::default())))
@@ -39,6 +39,15 @@ pub async fn open_backend(
             Ok((store.clone(), store))
         }
     }
+}
+
+/// Reader threads for the embedded database: two per core, so a reader
+/// waiting on the disk leaves the cores busy. More only queue for the cores:
+/// with deep feed pages offered at 9,000/s on 2 cores, 8 readers measured a
+/// p99 of 34 and 58 ms against 7 and 39 ms for 4 (alternating runs).
+fn sqlite_readers() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    (2 * cores).max(4) as u32
 }
 
 pub async fn open_store(database: &DatabaseUrl) -> anyhow::Result<Arc<dyn Store>> {
