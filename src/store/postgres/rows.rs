@@ -85,13 +85,23 @@ pub async fn store_rendering(
     let Some(post) = load_post(&mut *conn, id).await? else {
         return Ok(None);
     };
+    save_rendering(conn, &post, render).await?;
+    Ok(Some(post))
+}
+
+/// Stores `post`'s rendering; `post` is its row as the caller's transaction left it.
+async fn save_rendering(
+    conn: &mut sqlx::PgConnection,
+    post: &Post,
+    render: PostRenderer,
+) -> sqlx::Result<()> {
     sqlx::query("UPDATE posts SET rendered = $1, rendered_version = $2 WHERE id = $3")
-        .bind((render.render)(&post))
+        .bind((render.render)(post))
         .bind(render.version)
-        .bind(id.as_uuid())
+        .bind(post.id.as_uuid())
         .execute(&mut *conn)
         .await?;
-    Ok(Some(post))
+    Ok(())
 }
 
 pub const COMMENT_COLUMNS: &str = "c.id, c.post_id, c.body, c.created_at, u.id AS user_id, u.username, u.created_at AS user_created_at";
@@ -124,13 +134,18 @@ pub async fn refresh_last_comments(
         .try_map(|r: PgRow| comment_from_row(&r))
         .fetch_all(&mut *conn)
         .await?;
-    sqlx::query("UPDATE posts SET last_comments = $1::jsonb, version = version + 1 WHERE id = $2")
+    // The updated row comes back joined with its author, ready to render.
+    let sql = format!(
+        "UPDATE posts p SET last_comments = $1::jsonb, version = p.version + 1 FROM users u \
+         WHERE u.id = p.author_id AND p.id = $2 RETURNING {POST_COLUMNS}"
+    );
+    let post = sqlx::query(AssertSqlSafe(sql))
         .bind(last_comments::encode(&newest))
         .bind(post_id.as_uuid())
-        .execute(&mut *conn)
+        .try_map(|r: PgRow| post_from_row(&r))
+        .fetch_one(&mut *conn)
         .await?;
-    store_rendering(conn, post_id, render).await?;
-    Ok(())
+    save_rendering(conn, &post, render).await
 }
 
 pub async fn queue_blob_deletion<'e>(conn: impl PgExecutor<'e>, key: &str) -> sqlx::Result<()> {
