@@ -310,15 +310,23 @@ pub(super) async fn edit(
 }
 
 fn page_response(posts: &crate::service::Page<Post>, uri: &axum::http::Uri) -> Response {
+    json_page_response(
+        page_json(posts),
+        next_link(uri, posts.next_cursor.as_deref()),
+    )
+}
+
+/// A page's JSON body, with its `Link: rel="next"` header when there is one.
+fn json_page_response(body: bytes::Bytes, link: Option<HeaderValue>) -> Response {
     let mut response = (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        page_json(posts),
+        body,
     )
         .into_response();
-    if let Some(link) = next_link(uri, posts.next_cursor.as_deref()) {
+    if let Some(link) = link {
         response.headers_mut().insert(header::LINK, link);
     }
     response
@@ -351,11 +359,16 @@ pub(super) async fn feed(
         return Ok(cached_response(cached));
     }
     let posts = s.feed(page.cursor.as_deref(), page.limit).await?;
-    Ok(cached_response(render_page(&posts, &uri)))
+    Ok(json_page_response(
+        feed_json(&posts),
+        next_link(&uri, posts.next_cursor.as_deref()),
+    ))
 }
 
 /// A feed page: its posts' stored renderings spliced into the page's JSON as
 /// they are (the store keeps them in `PostView`'s format: see `POST_RENDERER`).
+/// Written by hand because serde's way to embed ready JSON, `RawValue`, would
+/// parse each rendering again to check it.
 fn feed_json(posts: &crate::service::Page<FeedEntry>) -> bytes::Bytes {
     let items: usize = posts.items.iter().map(|p| p.json.len() + 1).sum();
     let mut body = Vec::with_capacity(64 + items);
@@ -372,7 +385,7 @@ fn feed_json(posts: &crate::service::Page<FeedEntry>) -> bytes::Bytes {
     body.into()
 }
 
-/// A feed page rendered once, for the response or the cache.
+/// A first feed page rendered once, for the cache.
 fn render_page(posts: &crate::service::Page<FeedEntry>, uri: &axum::http::Uri) -> CachedPage {
     CachedPage {
         body: feed_json(posts),
@@ -382,18 +395,10 @@ fn render_page(posts: &crate::service::Page<FeedEntry>, uri: &axum::http::Uri) -
 }
 
 fn cached_response(page: CachedPage) -> Response {
-    let mut response = (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
+    json_page_response(
         page.body,
+        page.link.and_then(|l| HeaderValue::from_str(&l).ok()),
     )
-        .into_response();
-    if let Some(link) = page.link.and_then(|l| HeaderValue::from_str(&l).ok()) {
-        response.headers_mut().insert(header::LINK, link);
-    }
-    response
 }
 
 #[utoipa::path(get, path = "/v1/users/{username}/posts", tag = "posts",
