@@ -1,6 +1,6 @@
-//! The embedded backend: one SQLite file in WAL mode with `synchronous=FULL`
-//! (a commit is on disk before it is acknowledged). Writes go through one
-//! connection with group commit (`writer.rs`) — SQLite has one writer anyway,
+//! The embedded backend: one SQLite file in WAL mode, where a commit is on disk
+//! before it is acknowledged. Writes go through one connection with group
+//! commit, its own WAL fsyncs and a checkpointer (`writer.rs`) — SQLite has one writer anyway,
 //! and serialising in-process is cheaper than lock retries — while reads run on
 //! dedicated reader threads, one connection each (`readers.rs`). rusqlite never
 //! runs on the async runtime.
@@ -102,11 +102,12 @@ impl SqliteStore {
             "INSERT OR IGNORE INTO settings (name, value) VALUES ('cursor_key', randomblob(32))",
             [],
         )?;
-        let path = path.to_owned();
-        let readers = readers::Readers::start(readers, move || open_reader(&path))?;
+        let checkpoints = open_reader(path)?;
+        let reader_path = path.to_owned();
+        let readers = readers::Readers::start(readers, move || open_reader(&reader_path))?;
         let writer = Arc::new(Mutex::new(writer));
         Ok(SqliteStore {
-            group: writer::GroupWriter::start(writer.clone())?,
+            group: writer::GroupWriter::start(writer.clone(), checkpoints, path)?,
             writer,
             readers,
             jobs_queued: Arc::new(Notify::new()),
