@@ -135,6 +135,12 @@ impl GroupWriter {
             let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
             // Replaces SQLite's automatic checkpoint (which is itself a WAL hook).
             conn.wal_hook(Some(record_wal_frames));
+            // The syncer fsyncs the WAL, so the database must be in WAL mode.
+            let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+            anyhow::ensure!(
+                mode.eq_ignore_ascii_case("wal"),
+                "the database is in journal mode {mode}, not WAL (does its filesystem support shared memory?)"
+            );
             // The syncer makes each commit durable before it is acknowledged.
             conn.execute_batch("PRAGMA synchronous = NORMAL")?;
         }
