@@ -124,8 +124,9 @@ impl SqliteStore {
             let tx = conn.transaction()?;
             comments += seed_batch(&tx, self.render, &mut rng, &user_ids, start, done, batch)?;
             tx.commit()?;
-            // This connection's commits are checkpointed by the writer thread,
-            // which a bulk load bypasses: keep the WAL short here instead.
+            // The checkpointer follows the group writer's commits, which a bulk
+            // load bypasses: keep the WAL short here instead (this checkpoint also
+            // fsyncs what the writer connection's synchronous=NORMAL left unsynced).
             conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
             done += batch;
             progress(done as u64, comments);
