@@ -84,7 +84,7 @@ struct WalProgress {
     checkpointed: c_int,
     /// The commits that pass covered (it started after the last of them).
     covered: u64,
-    /// Commits so far: the checkpointer runs a pass whenever this moved.
+    /// The writer's commits so far: the checkpointer runs a pass whenever this moved.
     commits: u64,
     /// The writer has stopped; the checkpointer finishes too.
     stopped: bool,
@@ -202,6 +202,7 @@ fn run(
     synced: &Sender<Committed>,
     rewind_frames: c_int,
 ) {
+    let mut commits = 0;
     // Ends when every sender (the store and its clones) is gone.
     while let Ok(first) = queue.recv() {
         let mut group = vec![first];
@@ -217,11 +218,8 @@ fn run(
         // Only fails once the syncer is gone, which drops (and so fails) the replies.
         let _ = synced.send(Committed { replies, outcome });
         let frames = WAL_FRAMES.get();
-        let mut commits = 0;
-        wal.update(|p| {
-            p.commits += 1;
-            commits = p.commits;
-        });
+        commits += 1;
+        wal.update(|p| p.commits = commits);
         if frames >= rewind_frames {
             wait_for_checkpoint(wal, frames, commits);
         }
@@ -328,12 +326,17 @@ fn checkpoint_continuously(conn: &Connection, wal: &Wal) {
         }
         seen = progress.commits;
         drop(progress);
-        let (log, checkpointed) = checkpoint(conn).unwrap_or((1, 0));
-        behind = checkpointed < log;
-        wal.update(|p| {
-            p.checkpointed = checkpointed;
-            p.covered = seen;
-        });
+        match checkpoint(conn) {
+            Some((log, checkpointed)) => {
+                behind = checkpointed < log;
+                wal.update(|p| {
+                    p.checkpointed = checkpointed;
+                    p.covered = seen;
+                });
+            }
+            // Retried shortly; the writer's wait never counts a failed pass.
+            None => behind = true,
+        }
     }
 }
 
