@@ -3,6 +3,12 @@
 //! ./scripts/bench-load [POSTS]     (installs wrk and runs this for SQLite, then PostgreSQL)
 //! cargo run --release --example load -- [--posts N] [--postgres URL] [--duration SECS]
 //!     [--connections C] [--write-connections C] [--mix-rate R] [--uploads N] [--image PATH]
+//!     [--only SCENARIO,...] [--server PATH] [--label NAME]
+//!
+//! `--only create,create@5000` runs just those scenarios (names as in the results;
+//! a create run is still preceded by its fill), `--server` another build of the
+//! binary (an older commit's, for an A/B on the same data), and `--label` names
+//! the result file `.bench/load-<backend>-<N>-<label>.json`.
 //!
 //! 1. Dataset: N posts (default 1,000,000) and about 10 comments per post with a
 //!    skewed distribution, bulk-loaded into `.bench/dataset-N/` (kept for reuse);
@@ -17,8 +23,10 @@
 //!    offered at their target rates (`deep@10000`, `create@5000`); and the mix
 //!    offered at a fixed rate (default 100x the forecast) while the worker
 //!    renders a backlog of uploads of a 12-megapixel photograph.
-//!    Results: `.bench/load-<backend>-<N>.json` and a table on stdout.
+//!    Results: `.bench/load-<backend>-<N>.json` and a table on stdout, with the
+//!    SQLite writer's metrics (group sizes, WAL fsyncs, checkpoints) when they exist.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -44,10 +52,6 @@ const PACED_CONNECTIONS: u32 = 256;
 /// are warmed by the fill run; a warm-up of the delete run would use up ids).
 const WARM_UP_SECS: u64 = 2;
 
-/// The throughput targets, offered as rates in the runs named
-/// `scenario@rate`, whose p99 is then read against the latency target.
-const AT_RATE: &[(&str, u32)] = &[("deep", 10_000), ("create", 5_000)];
-
 struct Args {
     posts: usize,
     postgres: Option<String>,
@@ -57,7 +61,32 @@ struct Args {
     mix_rate: u32,
     uploads: usize,
     image: PathBuf,
+    /// Scenario names to run (`create@5000` for an at-rate run); all when empty.
+    only: Vec<String>,
+    server: PathBuf,
+    label: Option<String>,
 }
+
+impl Args {
+    fn wants(&self, scenario: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == scenario)
+    }
+}
+
+/// Every scenario, in the order they run. `scenario@rate` offers the issue's
+/// throughput targets as rates, so that their p99 can be read against the
+/// latency target.
+const SCENARIOS: &[&str] = &[
+    "ceiling",
+    "first",
+    "deep",
+    "deep@10000",
+    "post",
+    "create",
+    "create@5000",
+    "delete",
+    "mix",
+];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -76,6 +105,9 @@ fn parse_args() -> anyhow::Result<Args> {
         mix_rate: FORECAST_X100,
         uploads: 60,
         image: root().join(".bench/corpus/sunset_by_Aitzol_Berasategi.jpg"),
+        only: Vec::new(),
+        server: root().join("target/release/imagegram"),
+        label: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -92,8 +124,14 @@ fn parse_args() -> anyhow::Result<Args> {
             "--mix-rate" => args.mix_rate = value()?.parse()?,
             "--uploads" => args.uploads = value()?.parse()?,
             "--image" => args.image = value()?.into(),
+            "--only" => args.only = value()?.split(',').map(str::to_owned).collect(),
+            "--server" => args.server = value()?.into(),
+            "--label" => args.label = Some(value()?),
             other => anyhow::bail!("unknown argument {other}"),
         }
+    }
+    if let Some(unknown) = args.only.iter().find(|s| !SCENARIOS.contains(&s.as_str())) {
+        anyhow::bail!("unknown scenario {unknown}; known: {}", SCENARIOS.join(","));
     }
     Ok(args)
 }
@@ -165,10 +203,16 @@ async fn into_postgres(dir: &Path, url: &str) -> anyhow::Result<()> {
 struct Server {
     _child: tokio::process::Child,
     base: String,
+    pid: Option<u32>,
 }
 
-async fn start(dir: &Path, postgres: Option<&str>, extra: &[String]) -> anyhow::Result<Server> {
-    let mut cmd = tokio::process::Command::new(root().join("target/release/imagegram"));
+async fn start(
+    binary: &Path,
+    dir: &Path,
+    postgres: Option<&str>,
+    extra: &[String],
+) -> anyhow::Result<Server> {
+    let mut cmd = tokio::process::Command::new(binary);
     cmd.args([
         "serve",
         "--listen",
@@ -198,6 +242,7 @@ async fn start(dir: &Path, postgres: Option<&str>, extra: &[String]) -> anyhow::
         .ok_or_else(|| anyhow::anyhow!("the server did not start: {line}"))?
         .to_owned();
     Ok(Server {
+        pid: child.id(),
         _child: child,
         base,
     })
@@ -333,6 +378,194 @@ async fn still_processing(
     n
 }
 
+/// The mix, offered at `--mix-rate` right after queueing a backlog of uploads,
+/// so the image worker renders throughout.
+async fn run_mix(
+    args: &Args,
+    pid: Option<u32>,
+    client: &reqwest::Client,
+    base: &str,
+    data: &Path,
+    token: &str,
+) -> anyhow::Result<Value> {
+    let backlog = upload_backlog(client, base, token, &args.image, args.uploads).await?;
+    let run = Run {
+        scenario: "mix",
+        connections: PACED_CONNECTIONS,
+        seconds: args.duration,
+        rate: Some(args.mix_rate),
+    };
+    let mut mix = measured(pid, || wrk(&run, base, data, token))?;
+    mix["offered_rps"] = json!(args.mix_rate);
+    mix["uploads_still_processing_after"] =
+        json!(still_processing(client, base, token, &backlog).await);
+    mix["uploads_queued_before"] = json!(backlog.len());
+    Ok(mix)
+}
+
+/// CPU time and run-queue wait in ns per thread name of process `pid`, from
+/// Linux's schedstat (empty elsewhere).
+fn thread_times(pid: Option<u32>) -> BTreeMap<String, (u64, u64)> {
+    let mut times = BTreeMap::new();
+    let Some(Ok(tasks)) = pid.map(|p| std::fs::read_dir(format!("/proc/{p}/task"))) else {
+        return times;
+    };
+    for task in tasks.flatten() {
+        let dir = task.path();
+        let (Ok(name), Ok(stat)) = (
+            std::fs::read_to_string(dir.join("comm")),
+            std::fs::read_to_string(dir.join("schedstat")),
+        ) else {
+            continue;
+        };
+        let mut fields = stat
+            .split_whitespace()
+            .map(|f| f.parse::<u64>().unwrap_or(0));
+        let time = times.entry(name.trim().to_owned()).or_insert((0, 0));
+        time.0 += fields.next().unwrap_or(0);
+        time.1 += fields.next().unwrap_or(0);
+    }
+    times
+}
+
+/// The machine's CPU time so far by kind (clock ticks): busy, idle, iowait, steal.
+fn machine_times() -> [u64; 4] {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let f: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    let at = |i: usize| f.get(i).copied().unwrap_or(0);
+    // user nice system idle iowait irq softirq steal
+    [at(0) + at(1) + at(2) + at(5) + at(6), at(3), at(4), at(7)]
+}
+
+/// The CPU time of finished, waited-for children (wrk), in seconds.
+fn children_cpu() -> f64 {
+    // SAFETY: getrusage only writes into the struct it is given.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
+        usage
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// Runs one measured wrk run and adds where the CPU went while it ran: each
+/// server thread's share of a core on the CPU and waiting for one (on the run
+/// queue), the server's CPU per request, wrk's own CPU, and the machine's busy,
+/// idle, iowait and steal time (shares of all its cores). Shows which stage a
+/// saturated run is short of.
+fn measured(
+    pid: Option<u32>,
+    run: impl FnOnce() -> anyhow::Result<Value>,
+) -> anyhow::Result<Value> {
+    let (threads, machine, wrk_cpu) = (thread_times(pid), machine_times(), children_cpu());
+    let started = Instant::now();
+    let mut r = run()?;
+    let secs = started.elapsed().as_secs_f64();
+    let wrk_cpu = children_cpu() - wrk_cpu;
+    let machine_after = machine_times();
+    let ticks: Vec<f64> = machine_after
+        .iter()
+        .zip(machine)
+        .map(|(b, a)| b.saturating_sub(a) as f64)
+        .collect();
+    let total: f64 = ticks.iter().sum::<f64>().max(1.0);
+    let share = |ns: u64| ((ns as f64 / 1e9 / secs) * 1000.0).round() / 1000.0;
+    let mut server_ns = 0;
+    let mut per_thread = serde_json::Map::new();
+    for (name, (run_ns, wait_ns)) in thread_times(pid) {
+        let (run0, wait0) = threads.get(&name).copied().unwrap_or((0, 0));
+        let (run_ns, wait_ns) = (run_ns.saturating_sub(run0), wait_ns.saturating_sub(wait0));
+        server_ns += run_ns;
+        if run_ns > 0 {
+            per_thread.insert(
+                name,
+                json!({"on_cpu": share(run_ns), "waiting_for_cpu": share(wait_ns)}),
+            );
+        }
+    }
+    let requests = r["requests"].as_f64().unwrap_or(0.0).max(1.0);
+    let round = |v: f64| (v * 1000.0).round() / 1000.0;
+    r["cpu"] = json!({
+        "server_us_per_request": (server_ns as f64 / 1e3 / requests).round(),
+        "wrk_us_per_request": (wrk_cpu * 1e6 / requests).round(),
+        "server_threads": per_thread,
+        "machine": {
+            "busy": round(ticks[0] / total),
+            "idle": round(ticks[1] / total),
+            "iowait": round(ticks[2] / total),
+            "steal": round(ticks[3] / total),
+        },
+    });
+    Ok(r)
+}
+
+/// One line of `measured`'s figures, busiest thread first.
+fn cpu_summary(r: &Value) -> String {
+    let cpu = &r["cpu"];
+    let mut threads: Vec<(&String, &Value)> = cpu["server_threads"]
+        .as_object()
+        .map(|m| m.iter().collect())
+        .unwrap_or_default();
+    threads.sort_by(|a, b| {
+        b.1["on_cpu"]
+            .as_f64()
+            .partial_cmp(&a.1["on_cpu"].as_f64())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    let pct = |v: &Value| v.as_f64().unwrap_or(0.0) * 100.0;
+    let busiest: Vec<String> = threads
+        .iter()
+        .take(4)
+        .map(|(name, t)| {
+            format!(
+                "{name} {:.0}% (+{:.0}% waiting)",
+                pct(&t["on_cpu"]),
+                pct(&t["waiting_for_cpu"])
+            )
+        })
+        .collect();
+    let m = &cpu["machine"];
+    format!(
+        "cpu: server {} us/request, wrk {} us/request; {}; machine busy {:.0}%, idle {:.0}%, iowait {:.0}%, steal {:.0}%",
+        cpu["server_us_per_request"],
+        cpu["wrk_us_per_request"],
+        busiest.join(", "),
+        pct(&m["busy"]),
+        pct(&m["idle"]),
+        pct(&m["iowait"]),
+        pct(&m["steal"])
+    )
+}
+
+/// The SQLite writer's totals from `/metrics` (sums and counts of its
+/// histograms: group sizes, WAL fsyncs, checkpoint passes, rewind waits).
+async fn sqlite_writer_metrics(client: &reqwest::Client, base: &str) -> Vec<String> {
+    let Ok(text) = async {
+        client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await?
+            .text()
+            .await
+    }
+    .await
+    else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter(|l| l.starts_with("sqlite_") && (l.contains("_sum ") || l.contains("_count ")))
+        .map(str::to_owned)
+        .collect()
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
@@ -368,7 +601,7 @@ async fn main() -> anyhow::Result<()> {
 
     // The first page's size decides the ceiling's body.
     let size = {
-        let server = start(&run_dir, args.postgres.as_deref(), &[]).await?;
+        let server = start(&args.server, &run_dir, args.postgres.as_deref(), &[]).await?;
         client
             .get(format!("{}/v1/posts", server.base))
             .send()
@@ -378,6 +611,7 @@ async fn main() -> anyhow::Result<()> {
             .len()
     };
     let server = start(
+        &args.server,
         &run_dir,
         args.postgres.as_deref(),
         &["--bench-ceiling-bytes".into(), size.to_string()],
@@ -393,81 +627,78 @@ async fn main() -> anyhow::Result<()> {
     let token = register(&client, &base).await?;
 
     let mut results = Vec::new();
-    for scenario in ["ceiling", "first", "deep", "post", "create", "delete"] {
-        let writes = matches!(scenario, "create" | "delete");
-        let connections = if writes {
-            args.write_connections
-        } else {
-            args.connections
+    let mut filled = false;
+    for &name in SCENARIOS.iter().filter(|s| args.wants(s)) {
+        let (scenario, rate) = match name.split_once('@') {
+            Some((s, rate)) => (s, Some(rate.parse::<u32>()?)),
+            None => (name, None),
         };
-        if scenario == "create" {
-            // Unmeasured: warms the writer up and leaves enough comments of
-            // ours for the delete run, which is faster than creation.
-            let fill = Run {
-                scenario,
-                connections,
-                seconds: 2 * args.duration,
-                rate: None,
-            };
-            wrk(&fill, &base, &data, &token)?;
-        }
-        if !writes {
-            // Unmeasured: a fresh server's first seconds (connections, buffers,
-            // caches) would otherwise land in the reads' tail.
-            let warm_up = Run {
-                scenario,
-                connections,
-                seconds: WARM_UP_SECS,
-                rate: None,
-            };
-            wrk(&warm_up, &base, &data, &token)?;
-        }
-        if scenario == "delete" {
-            std::fs::rename(data.join("created.txt"), data.join("comments.txt"))?;
-        }
-        let run = Run {
-            scenario,
-            connections,
-            seconds: args.duration,
-            rate: None,
+        let r = match scenario {
+            "mix" => run_mix(&args, server.pid, &client, &base, &data, &token).await?,
+            _ => {
+                if scenario == "create" && !filled {
+                    // Unmeasured: warms the writer up and leaves enough comments
+                    // of ours for the delete run, which is faster than creation.
+                    let fill = Run {
+                        scenario,
+                        connections: args.write_connections,
+                        seconds: 2 * args.duration,
+                        rate: None,
+                    };
+                    wrk(&fill, &base, &data, &token)?;
+                    filled = true;
+                }
+                if scenario == "delete" {
+                    std::fs::rename(data.join("created.txt"), data.join("comments.txt"))
+                        .map_err(|e| anyhow::anyhow!("delete deletes what create made: {e}"))?;
+                }
+                let writes = matches!(scenario, "create" | "delete");
+                let connections = match (rate, writes) {
+                    (Some(_), _) => PACED_CONNECTIONS,
+                    (None, true) => args.write_connections,
+                    (None, false) => args.connections,
+                };
+                if !writes {
+                    // Unmeasured: a fresh server's first seconds (connections,
+                    // buffers, caches) would otherwise land in the reads' tail.
+                    let warm_up = Run {
+                        scenario,
+                        connections,
+                        seconds: WARM_UP_SECS,
+                        rate,
+                    };
+                    wrk(&warm_up, &base, &data, &token)?;
+                }
+                let run = Run {
+                    scenario,
+                    connections,
+                    seconds: args.duration,
+                    rate,
+                };
+                let mut r = measured(server.pid, || wrk(&run, &base, &data, &token))?;
+                r["scenario"] = json!(name);
+                if let Some(rate) = rate {
+                    r["offered_rps"] = json!(rate);
+                }
+                r
+            }
         };
-        let r = wrk(&run, &base, &data, &token)?;
         println!("{r}");
+        println!("  {}", cpu_summary(&r));
         results.push(r);
-        if let Some(&(_, rate)) = AT_RATE.iter().find(|(s, _)| *s == scenario) {
-            let paced = Run {
-                scenario,
-                connections: PACED_CONNECTIONS,
-                seconds: args.duration,
-                rate: Some(rate),
-            };
-            let mut r = wrk(&paced, &base, &data, &token)?;
-            r["scenario"] = json!(format!("{scenario}@{rate}"));
-            r["offered_rps"] = json!(rate);
-            println!("{r}");
-            results.push(r);
+    }
+
+    let ceiling = results
+        .iter()
+        .find(|r| r["scenario"] == "ceiling")
+        .and_then(|r| r["rps"].as_f64());
+    for r in &mut results {
+        if let Some(ceiling) = ceiling {
+            let fraction = r["rps"].as_f64().unwrap_or(0.0) / ceiling;
+            r["fraction_of_ceiling"] = json!((fraction * 1000.0).round() / 1000.0);
         }
     }
-    let backlog = upload_backlog(&client, &base, &token, &args.image, args.uploads).await?;
-    let mix_run = Run {
-        scenario: "mix",
-        connections: PACED_CONNECTIONS,
-        seconds: args.duration,
-        rate: Some(args.mix_rate),
-    };
-    let mut mix = wrk(&mix_run, &base, &data, &token)?;
-    mix["offered_rps"] = json!(args.mix_rate);
-    mix["uploads_still_processing_after"] =
-        json!(still_processing(&client, &base, &token, &backlog).await);
-    mix["uploads_queued_before"] = json!(backlog.len());
-    println!("{mix}");
-    results.push(mix);
-
-    let ceiling = results[0]["rps"].as_f64().unwrap_or(1.0);
-    for r in &mut results {
-        let fraction = r["rps"].as_f64().unwrap_or(0.0) / ceiling;
-        r["fraction_of_ceiling"] = json!((fraction * 1000.0).round() / 1000.0);
-    }
+    let writer_metrics = sqlite_writer_metrics(&client, &base).await;
     let report = json!({
         "backend": backend,
         "posts": args.posts,
@@ -479,8 +710,14 @@ async fn main() -> anyhow::Result<()> {
         ),
         "first_page_bytes": size,
         "scenarios": results,
+        "sqlite_writer_metrics": writer_metrics,
     });
-    let out = root().join(format!(".bench/load-{backend}-{}.json", args.posts));
+    let label = args
+        .label
+        .as_ref()
+        .map(|l| format!("-{l}"))
+        .unwrap_or_default();
+    let out = root().join(format!(".bench/load-{backend}-{}{label}.json", args.posts));
     std::fs::write(&out, serde_json::to_string_pretty(&report)?)?;
     println!(
         "\n{:<12} {:>9} {:>8} {:>8} {:>8} {:>9} {:>7}",
@@ -499,12 +736,17 @@ async fn main() -> anyhow::Result<()> {
             r["p50_ms"].as_f64().unwrap_or(0.0),
             r["p99_ms"].as_f64().unwrap_or(0.0),
             r["p999_ms"].as_f64().unwrap_or(0.0),
-            r["fraction_of_ceiling"].as_f64().unwrap_or(0.0) * 100.0,
+            r["fraction_of_ceiling"]
+                .as_f64()
+                .map_or(f64::NAN, |f| f * 100.0),
             errors
         );
         if r["ids_exhausted"] == true {
             println!("         (ran out of comment ids: part of this run was first pages)");
         }
+    }
+    for line in &writer_metrics {
+        println!("{line}");
     }
     println!("results: {}", out.display());
     Ok(())
