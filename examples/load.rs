@@ -201,7 +201,7 @@ async fn into_postgres(dir: &Path, url: &str) -> anyhow::Result<()> {
 }
 
 struct Server {
-    _child: tokio::process::Child,
+    child: tokio::process::Child,
     base: String,
     pid: Option<u32>,
 }
@@ -243,7 +243,7 @@ async fn start(
         .to_owned();
     Ok(Server {
         pid: child.id(),
-        _child: child,
+        child,
         base,
     })
 }
@@ -477,7 +477,7 @@ fn measured(
         .map(|(b, a)| b.saturating_sub(a) as f64)
         .collect();
     let total: f64 = ticks.iter().sum::<f64>().max(1.0);
-    let share = |ns: u64| ((ns as f64 / 1e9 / secs) * 1000.0).round() / 1000.0;
+    let share = |ns: u64| round3(ns as f64 / 1e9 / secs);
     let mut server_ns = 0;
     let mut per_thread = serde_json::Map::new();
     for (name, (run_ns, wait_ns)) in thread_times(pid) {
@@ -492,19 +492,23 @@ fn measured(
         }
     }
     let requests = r["requests"].as_f64().unwrap_or(0.0).max(1.0);
-    let round = |v: f64| (v * 1000.0).round() / 1000.0;
     r["cpu"] = json!({
         "server_us_per_request": (server_ns as f64 / 1e3 / requests).round(),
         "wrk_us_per_request": (wrk_cpu * 1e6 / requests).round(),
         "server_threads": per_thread,
         "machine": {
-            "busy": round(ticks[0] / total),
-            "idle": round(ticks[1] / total),
-            "iowait": round(ticks[2] / total),
-            "steal": round(ticks[3] / total),
+            "busy": round3(ticks[0] / total),
+            "idle": round3(ticks[1] / total),
+            "iowait": round3(ticks[2] / total),
+            "steal": round3(ticks[3] / total),
         },
     });
     Ok(r)
+}
+
+/// A share or fraction as reported: three decimals.
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
 }
 
 /// One line of `measured`'s figures, busiest thread first.
@@ -601,14 +605,18 @@ async fn main() -> anyhow::Result<()> {
 
     // The first page's size decides the ceiling's body.
     let size = {
-        let server = start(&args.server, &run_dir, args.postgres.as_deref(), &[]).await?;
-        client
+        let mut server = start(&args.server, &run_dir, args.postgres.as_deref(), &[]).await?;
+        let size = client
             .get(format!("{}/v1/posts", server.base))
             .send()
             .await?
             .bytes()
             .await?
-            .len()
+            .len();
+        // Waited for here, so that its CPU time is not counted as wrk's
+        // (`children_cpu`) when it is reaped during a measured run.
+        server.child.kill().await?;
+        size
     };
     let server = start(
         &args.server,
@@ -692,10 +700,10 @@ async fn main() -> anyhow::Result<()> {
         .iter()
         .find(|r| r["scenario"] == "ceiling")
         .and_then(|r| r["rps"].as_f64());
-    for r in &mut results {
-        if let Some(ceiling) = ceiling {
+    if let Some(ceiling) = ceiling {
+        for r in &mut results {
             let fraction = r["rps"].as_f64().unwrap_or(0.0) / ceiling;
-            r["fraction_of_ceiling"] = json!((fraction * 1000.0).round() / 1000.0);
+            r["fraction_of_ceiling"] = json!(round3(fraction));
         }
     }
     let writer_metrics = sqlite_writer_metrics(&client, &base).await;
