@@ -9,7 +9,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{BlobUrl, Config, DatabaseUrl};
-use crate::service::Services;
+use crate::service::{ServiceParts, Services};
 use crate::store::postgres::PgStore;
 use crate::store::rate_limits::{MemoryRateLimits, RateLimits};
 use crate::store::sqlite::SqliteStore;
@@ -66,7 +66,7 @@ pub async fn services(config: &Config) -> anyhow::Result<Services> {
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let (store, rate_limits) = open_backend(&config.database).await?;
     let blobs = open_blobs(&config.blobs)?;
-    let mut services = Services::new(
+    let mut services = ServiceParts::new(
         store,
         blobs,
         config.image_limits,
@@ -81,7 +81,7 @@ pub async fn services(config: &Config) -> anyhow::Result<Services> {
     services.event_retention = config.event_retention;
     services.rate_limits = config.rate_limits.map(|budgets| (rate_limits, budgets));
     services.trusted_proxies = config.trusted_proxies.clone();
-    Ok(services)
+    Ok(services.into())
 }
 
 fn worker(services: &Services, config: &Config) -> anyhow::Result<Worker> {

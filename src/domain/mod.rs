@@ -13,7 +13,8 @@ pub use comment::{Comment, CommentBody};
 pub use cursor::{CursorKey, FeedCursor, IdCursor};
 pub use ids::{CommentId, PostId, UploadId, UserId};
 pub use post::{
-    Caption, ExpiresIn, ImageInfo, NewPost, Post, PostFilter, PostStatus, derived_blob_key,
+    Caption, ExpiresIn, ImageInfo, LAST_COMMENTS, NewPost, Post, PostFilter, PostStatus,
+    derived_blob_key,
 };
 pub use user::{Password, User, Username};
 pub use validation::{FieldError, Limit, ValidationErrors};

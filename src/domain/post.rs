@@ -1,4 +1,7 @@
-use super::{Comment, PostId, Timestamp, User};
+use super::{Comment, CommentId, PostId, Timestamp, User};
+
+/// How many of its newest comments a post carries with it.
+pub const LAST_COMMENTS: usize = 2;
 
 /// A caption: 0–2,200 characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,6 +195,36 @@ impl Post {
         self.expires_at.is_some_and(|t| t <= now)
     }
 
+    /// Whether the post takes new comments at `now`: only ready, unexpired posts do.
+    pub fn takes_comments(&self, now: Timestamp) -> bool {
+        self.status == PostStatus::Ready && !self.is_expired(now)
+    }
+
+    /// Counts a new comment in: the count, the newest comments and the version
+    /// change as the comment's insert changes them. Newest is the highest id, so
+    /// the kept copy stays exact without reading the post's comments again.
+    pub fn add_comment(&mut self, comment: Comment) {
+        self.comment_count += 1;
+        self.version += 1;
+        let at = self
+            .last_comments
+            .iter()
+            .position(|c| c.id < comment.id)
+            .unwrap_or(self.last_comments.len());
+        self.last_comments.insert(at, comment);
+        self.last_comments.truncate(LAST_COMMENTS);
+    }
+
+    /// Counts a deleted comment out. Returns whether it was one of the kept
+    /// newest comments, whose list must then be read again from the comments.
+    pub fn remove_comment(&mut self, id: CommentId) -> bool {
+        self.comment_count -= 1;
+        self.version += 1;
+        let before = self.last_comments.len();
+        self.last_comments.retain(|c| c.id != id);
+        self.last_comments.len() != before
+    }
+
     /// Whether `viewer` may see this post at `now`: ready and unexpired posts are
     /// public; a post still processing or failed is visible to its author only.
     pub fn visible_to(&self, viewer: Option<&User>, now: Timestamp) -> bool {
@@ -245,6 +278,99 @@ mod tests {
         assert!(PostFilter::parse(Some("dither"), Some(1)).is_err());
         assert!(PostFilter::parse(Some("sepia"), None).is_err());
         assert!(PostFilter::parse(Some("none"), Some(4)).is_err());
+    }
+
+    fn someone() -> User {
+        User {
+            id: crate::domain::UserId::new(),
+            username: crate::domain::Username::from_trusted("someone".into()),
+            created_at: crate::domain::now(),
+        }
+    }
+
+    fn post_with(last_comments: Vec<Comment>) -> Post {
+        let now = crate::domain::now();
+        Post {
+            id: PostId::new(),
+            author: someone(),
+            caption: Caption::from_trusted(String::new()),
+            status: PostStatus::Ready,
+            failure_reason: None,
+            filter: PostFilter::None,
+            created_at: now,
+            updated_at: now,
+            expires_at: None,
+            comment_count: last_comments.len() as i64,
+            image: None,
+            last_comments,
+            version: 3,
+        }
+    }
+
+    fn comment(id: CommentId) -> Comment {
+        Comment {
+            id,
+            post_id: PostId::new(),
+            author: someone(),
+            body: crate::domain::CommentBody::from_trusted("hi".into()),
+            created_at: crate::domain::now(),
+        }
+    }
+
+    fn ids(post: &Post) -> Vec<CommentId> {
+        post.last_comments.iter().map(|c| c.id).collect()
+    }
+
+    #[test]
+    fn a_new_comment_is_counted_and_kept_newest_first() {
+        let [a, b, c] = [CommentId::new(), CommentId::new(), CommentId::new()];
+        let mut post = post_with(vec![]);
+        post.add_comment(comment(a));
+        assert_eq!(
+            (post.comment_count, post.version, ids(&post)),
+            (1, 4, vec![a])
+        );
+        post.add_comment(comment(b));
+        assert_eq!(ids(&post), vec![b, a]);
+        post.add_comment(comment(c));
+        assert_eq!((post.comment_count, ids(&post)), (3, vec![c, b]));
+    }
+
+    #[test]
+    fn an_older_id_lands_where_its_order_puts_it() {
+        let [a, b, c] = [CommentId::new(), CommentId::new(), CommentId::new()];
+        let mut post = post_with(vec![comment(c), comment(a)]);
+        post.add_comment(comment(b));
+        assert_eq!(ids(&post), vec![c, b]);
+        let mut post = post_with(vec![comment(c), comment(b)]);
+        post.add_comment(comment(a));
+        assert_eq!((post.comment_count, ids(&post)), (3, vec![c, b]));
+    }
+
+    #[test]
+    fn removing_says_whether_the_kept_comments_need_a_refill() {
+        let [a, b, c] = [CommentId::new(), CommentId::new(), CommentId::new()];
+        let mut post = post_with(vec![comment(c), comment(b)]);
+        post.comment_count = 3;
+        assert!(!post.remove_comment(a));
+        assert_eq!(
+            (post.comment_count, post.version, ids(&post)),
+            (2, 4, vec![c, b])
+        );
+        assert!(post.remove_comment(c));
+        assert_eq!((post.comment_count, ids(&post)), (1, vec![b]));
+    }
+
+    #[test]
+    fn only_ready_unexpired_posts_take_comments() {
+        let now = crate::domain::now();
+        let mut post = post_with(vec![]);
+        assert!(post.takes_comments(now));
+        post.expires_at = Some(now);
+        assert!(!post.takes_comments(now));
+        post.expires_at = None;
+        post.status = PostStatus::Processing;
+        assert!(!post.takes_comments(now));
     }
 
     #[test]

@@ -26,11 +26,30 @@ pub use posts::{CreatePost, EditPost, MAX_IMAGE_BYTES, StagedImage};
 pub use rate_limits::{Budgets, Class, RateCheck};
 pub use uploads::AppendLease;
 
-/// Everything a request needs, shared by all handlers (cheap to clone).
 pub use feed_cache::{CachedPage, FeedCache, PageShape};
 
+/// Everything a request needs, shared by all handlers. One `Arc`: axum's state
+/// and each middleware clone it for every request, and a clone of the parts
+/// themselves (a path, a proxy list, several `Arc`s) cost allocations each time.
 #[derive(Clone)]
-pub struct Services {
+pub struct Services(Arc<ServiceParts>);
+
+impl std::ops::Deref for Services {
+    type Target = ServiceParts;
+
+    fn deref(&self) -> &ServiceParts {
+        &self.0
+    }
+}
+
+impl From<ServiceParts> for Services {
+    fn from(parts: ServiceParts) -> Self {
+        Services(Arc::new(parts))
+    }
+}
+
+/// What `Services` holds; settable until it becomes `Services`.
+pub struct ServiceParts {
     pub store: Arc<dyn Store>,
     pub blobs: Arc<dyn BlobStore>,
     cursor_key: CursorKey,
@@ -53,7 +72,7 @@ pub struct Services {
     pub bench_ceiling_bytes: usize,
 }
 
-impl Services {
+impl ServiceParts {
     pub async fn new(
         store: Arc<dyn Store>,
         blobs: Arc<dyn BlobStore>,
@@ -64,7 +83,7 @@ impl Services {
         let cursor_key = CursorKey::from_bytes(&key)
             .ok_or_else(|| anyhow::anyhow!("stored cursor key has the wrong length"))?;
         std::fs::create_dir_all(&staging_dir)?;
-        Ok(Services {
+        Ok(ServiceParts {
             store,
             blobs,
             cursor_key,
@@ -79,7 +98,9 @@ impl Services {
             bench_ceiling_bytes: 0,
         })
     }
+}
 
+impl Services {
     /// Deletes blobs orphaned by committed deletions; safe to call from anywhere, any time.
     pub async fn collect_garbage(&self) -> anyhow::Result<usize> {
         let mut done = 0;

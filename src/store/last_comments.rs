@@ -14,8 +14,8 @@ struct StoredComment {
     uat: i64,
 }
 
-/// How many comments a post carries with it.
-pub const LAST_COMMENTS: u32 = 2;
+/// How many comments a post carries with it (the domain's rule, as a query limit).
+pub const LAST_COMMENTS: u32 = crate::domain::LAST_COMMENTS as u32;
 
 pub fn encode(comments: &[Comment]) -> String {
     let stored: Vec<StoredComment> = comments

@@ -3,7 +3,9 @@ use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgRow;
 
 use super::PgStore;
-use super::rows::{COMMENT_COLUMNS, append_event, comment_from_row, refresh_last_comments};
+use super::rows::{
+    COMMENT_COLUMNS, append_event, comment_from_row, lock_post, newest_comments, save_post_comments,
+};
 use crate::domain::{Comment, CommentBody, CommentId, IdCursor, PostId, Timestamp, User, UserId};
 use crate::store::comment_event;
 use crate::store::{CommentDeletion, CommentStore, CreatedComment, StoreResult};
@@ -18,19 +20,14 @@ impl CommentStore for PgStore {
         now: Timestamp,
     ) -> StoreResult<Option<CreatedComment>> {
         let mut tx = self.pool.begin().await?;
-        // Counting first takes the post's row lock: comment writers on one post
-        // serialise here, and a post being deleted cannot get a comment.
-        let open: Option<(i64, uuid::Uuid)> = sqlx::query_as(
-            "UPDATE posts SET comment_count = comment_count + 1 WHERE id = $1 AND status = 'ready' \
-             AND (expires_at IS NULL OR expires_at > $2) RETURNING comment_count, author_id",
-        )
-        .bind(post_id.as_uuid())
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((post_comment_count, post_author)) = open else {
+        // Under the row lock the post's newest comments are exact, so they are
+        // updated here rather than read again; a post being deleted gets none.
+        let Some(mut post) = lock_post(&mut tx, post_id).await? else {
             return Ok(None);
         };
+        if !post.takes_comments(now) {
+            return Ok(None);
+        }
         let comment = Comment {
             id: CommentId::new(),
             post_id,
@@ -46,12 +43,13 @@ impl CommentStore for PgStore {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        refresh_last_comments(&mut tx, post_id, self.render).await?;
+        post.add_comment(comment.clone());
+        save_post_comments(&mut tx, &post, self.render).await?;
         // Commenting on your own post notifies no one.
-        if post_author != *author.id.as_uuid() {
+        if post.author.id != author.id {
             append_event(
                 &mut tx,
-                post_author,
+                *post.author.id.as_uuid(),
                 "comment.created",
                 &comment_event(&comment),
             )
@@ -60,7 +58,7 @@ impl CommentStore for PgStore {
         tx.commit().await?;
         Ok(Some(CreatedComment {
             comment,
-            post_comment_count,
+            post_comment_count: post.comment_count,
         }))
     }
 
@@ -93,16 +91,9 @@ impl CommentStore for PgStore {
         by: UserId,
     ) -> StoreResult<CommentDeletion> {
         let mut tx = self.pool.begin().await?;
-        // Every comment writer locks the post row first (as creation does, and
-        // as a post's deletion does), so they serialise per post and never deadlock.
-        let post: Option<uuid::Uuid> =
-            sqlx::query_scalar("SELECT id FROM posts WHERE id = $1 FOR UPDATE")
-                .bind(post_id.as_uuid())
-                .fetch_optional(&mut *tx)
-                .await?;
-        if post.is_none() {
+        let Some(mut post) = lock_post(&mut tx, post_id).await? else {
             return Ok(CommentDeletion::NotFound);
-        }
+        };
         let author: Option<uuid::Uuid> =
             sqlx::query_scalar("SELECT author_id FROM comments WHERE id = $1 AND post_id = $2")
                 .bind(comment_id.as_uuid())
@@ -114,15 +105,14 @@ impl CommentStore for PgStore {
             Some(a) if a != *by.as_uuid() => return Ok(CommentDeletion::NotAuthor),
             Some(_) => {}
         }
-        sqlx::query("UPDATE posts SET comment_count = comment_count - 1 WHERE id = $1")
-            .bind(post_id.as_uuid())
-            .execute(&mut *tx)
-            .await?;
         sqlx::query("DELETE FROM comments WHERE id = $1")
             .bind(comment_id.as_uuid())
             .execute(&mut *tx)
             .await?;
-        refresh_last_comments(&mut tx, post_id, self.render).await?;
+        if post.remove_comment(comment_id) {
+            post.last_comments = newest_comments(&mut tx, post_id).await?;
+        }
+        save_post_comments(&mut tx, &post, self.render).await?;
         tx.commit().await?;
         Ok(CommentDeletion::Deleted)
     }

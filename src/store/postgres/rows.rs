@@ -116,36 +116,59 @@ pub fn comment_from_row(row: &PgRow) -> sqlx::Result<Comment> {
     })
 }
 
-/// Rewrites the post's stored newest comments and its rendering. The caller
-/// holds the post's row lock (it updated comment_count first), so every writer
-/// that committed before is visible here and the last writer's copies are exact.
-pub async fn refresh_last_comments(
+/// The post with its row locked for the rest of the transaction: every
+/// comment writer takes this lock first (as a post's deletion does), so they
+/// serialise per post, never deadlock, and each sees the last one's copies.
+pub async fn lock_post(conn: &mut sqlx::PgConnection, id: PostId) -> sqlx::Result<Option<Post>> {
+    let sql = format!(
+        "SELECT {POST_COLUMNS} FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = $1 \
+         FOR UPDATE OF p"
+    );
+    sqlx::query(AssertSqlSafe(sql))
+        .bind(id.as_uuid())
+        .try_map(|r: PgRow| post_from_row(&r))
+        .fetch_optional(conn)
+        .await
+}
+
+/// The post's newest comments as its comments table has them, newest first.
+pub async fn newest_comments(
     conn: &mut sqlx::PgConnection,
     post_id: PostId,
-    render: PostRenderer,
-) -> sqlx::Result<()> {
+) -> sqlx::Result<Vec<Comment>> {
     let sql = format!(
         "SELECT {COMMENT_COLUMNS} FROM comments c JOIN users u ON u.id = c.author_id \
          WHERE c.post_id = $1 ORDER BY c.id DESC LIMIT $2"
     );
-    let newest = sqlx::query(AssertSqlSafe(sql))
+    sqlx::query(AssertSqlSafe(sql))
         .bind(post_id.as_uuid())
         .bind(i64::from(last_comments::LAST_COMMENTS))
         .try_map(|r: PgRow| comment_from_row(&r))
-        .fetch_all(&mut *conn)
-        .await?;
-    // The updated row comes back joined with its author, ready to render.
-    let sql = format!(
-        "UPDATE posts p SET last_comments = $1::jsonb, version = p.version + 1 FROM users u \
-         WHERE u.id = p.author_id AND p.id = $2 RETURNING {POST_COLUMNS}"
-    );
-    let post = sqlx::query(AssertSqlSafe(sql))
-        .bind(last_comments::encode(&newest))
-        .bind(post_id.as_uuid())
-        .try_map(|r: PgRow| post_from_row(&r))
-        .fetch_one(&mut *conn)
-        .await?;
-    save_rendering(conn, &post, render).await
+        .fetch_all(conn)
+        .await
+}
+
+/// Writes what a comment changes on its post — count, newest comments,
+/// version and rendering — in one statement, from `post` as the caller's
+/// transaction has made it (`Post::add_comment`, `Post::remove_comment`).
+pub async fn save_post_comments(
+    conn: &mut sqlx::PgConnection,
+    post: &Post,
+    render: PostRenderer,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE posts SET comment_count = $1, last_comments = $2::jsonb, version = $3, \
+         rendered = $4, rendered_version = $5 WHERE id = $6",
+    )
+    .bind(post.comment_count)
+    .bind(last_comments::encode(&post.last_comments))
+    .bind(post.version)
+    .bind((render.render)(post))
+    .bind(render.version)
+    .bind(post.id.as_uuid())
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 pub async fn queue_blob_deletion<'e>(conn: impl PgExecutor<'e>, key: &str) -> sqlx::Result<()> {

@@ -3,7 +3,8 @@ use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
 use super::rows::{
-    COMMENT_COLUMNS, append_event, comment_from_row, ms, refresh_post_comments, uuid_col,
+    COMMENT_COLUMNS, append_event, comment_from_row, load_post, ms, newest_comments,
+    save_post_comments, uuid_col,
 };
 use crate::domain::{Comment, CommentBody, CommentId, IdCursor, PostId, Timestamp, User, UserId};
 use crate::store::comment_event;
@@ -22,13 +23,12 @@ impl CommentStore for SqliteStore {
         let body = body.clone();
         let render = self.render;
         self.write(move |tx| {
-            let open: Option<bool> = tx
-                .prepare_cached(
-                    "SELECT status = 'ready' AND (expires_at IS NULL OR expires_at > ?2) FROM posts WHERE id = ?1",
-                )?
-                .query_row(params![post_id.as_bytes(), ms(now)], |r| r.get(0))
-                .optional()?;
-            if open != Some(true) {
+            // The post as this transaction sees it: the single writer makes its
+            // newest comments exact, so they are updated here, not read again.
+            let Some(mut post) = load_post(tx, post_id)? else {
+                return Ok(None);
+            };
+            if !post.takes_comments(now) {
                 return Ok(None);
             }
             let comment = Comment {
@@ -48,12 +48,16 @@ impl CommentStore for SqliteStore {
                 comment.body.as_str(),
                 ms(now),
             ])?;
-            let (post_comment_count, post_author) = refresh_post_comments(tx, post_id, 1, render)?;
+            post.add_comment(comment.clone());
+            save_post_comments(tx, &post, render)?;
             // Commenting on your own post notifies no one.
-            if post_author != comment.author.id.as_bytes() {
-                append_event(tx, &post_author, "comment.created", &comment_event(&comment))?;
+            if post.author.id != comment.author.id {
+                append_event(tx, post.author.id.as_bytes(), "comment.created", &comment_event(&comment))?;
             }
-            Ok(Some(CreatedComment { comment, post_comment_count }))
+            Ok(Some(CreatedComment {
+                comment,
+                post_comment_count: post.comment_count,
+            }))
         })
         .await
         .inspect(|_| self.events_written.notify_waiters())
@@ -103,7 +107,12 @@ impl CommentStore for SqliteStore {
                 Some(_) => {
                     tx.prepare_cached("DELETE FROM comments WHERE id = ?1")?
                         .execute([comment_id.as_bytes()])?;
-                    refresh_post_comments(tx, post_id, -1, render)?;
+                    let mut post =
+                        load_post(tx, post_id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+                    if post.remove_comment(comment_id) {
+                        post.last_comments = newest_comments(tx, post_id)?;
+                    }
+                    save_post_comments(tx, &post, render)?;
                     Ok(CommentDeletion::Deleted)
                 }
             }

@@ -111,37 +111,58 @@ pub fn comment_from_row(row: &Row<'_>) -> rusqlite::Result<Comment> {
     })
 }
 
-/// Rewrites a post's comment count (by `delta`), its stored last 2 comments
-/// and its rendering. Runs inside the writing transaction, so the copies are
-/// exact. Returns the new count and the post's author.
-pub fn refresh_post_comments(
-    conn: &Connection,
-    post_id: PostId,
-    delta: i64,
-    render: PostRenderer,
-) -> rusqlite::Result<(i64, Vec<u8>)> {
+/// The post's newest comments as its comments table has them, newest first.
+pub fn newest_comments(conn: &Connection, post_id: PostId) -> rusqlite::Result<Vec<Comment>> {
     let sql = format!(
         "SELECT {COMMENT_COLUMNS} FROM comments c JOIN users u ON u.id = c.author_id \
          WHERE c.post_id = ?1 ORDER BY c.id DESC LIMIT ?2"
     );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let newest: Vec<Comment> = stmt
+    conn.prepare_cached(&sql)?
         .query_map(
             params![post_id.as_bytes(), last_comments::LAST_COMMENTS],
             comment_from_row,
         )?
-        .collect::<Result<_, _>>()?;
-    let json = last_comments::encode(&newest);
-    let changed = conn
-        .prepare_cached(
-            "UPDATE posts SET comment_count = comment_count + ?1, last_comments = ?2, version = version + 1 WHERE id = ?3 \
-             RETURNING comment_count, author_id",
-        )?
-        .query_row(params![delta, json, post_id.as_bytes()], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
-    store_rendering(conn, post_id, render)?;
-    Ok(changed)
+        .collect()
+}
+
+/// Writes what a comment changes on its post — count, newest comments,
+/// version and rendering — in one statement, from `post` as the writing
+/// transaction has made it (`Post::add_comment`, `Post::remove_comment`).
+pub fn save_post_comments(
+    conn: &Connection,
+    post: &Post,
+    render: PostRenderer,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE posts SET comment_count = ?1, last_comments = ?2, version = ?3, rendered = ?4, \
+         rendered_version = ?5 WHERE id = ?6",
+    )?
+    .execute(params![
+        post.comment_count,
+        last_comments::encode(&post.last_comments),
+        post.version,
+        (render.render)(post),
+        render.version,
+        post.id.as_bytes()
+    ])?;
+    Ok(())
+}
+
+/// Sets a post's comment count and rewrites what depends on its comments
+/// from its comments table (bulk loads insert comments without counting them).
+pub fn set_post_comments(
+    conn: &Connection,
+    post_id: PostId,
+    count: i64,
+    render: PostRenderer,
+) -> rusqlite::Result<()> {
+    let Some(mut post) = load_post(conn, post_id)? else {
+        return Ok(());
+    };
+    post.comment_count = count;
+    post.last_comments = newest_comments(conn, post_id)?;
+    post.version += 1;
+    save_post_comments(conn, &post, render)
 }
 
 pub fn queue_blob_deletion(conn: &Connection, key: &str) -> rusqlite::Result<()> {

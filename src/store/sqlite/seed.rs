@@ -4,7 +4,7 @@
 use rusqlite::params;
 
 use super::SqliteStore;
-use super::rows::{ms, refresh_post_comments, store_rendering};
+use super::rows::{ms, set_post_comments, store_rendering};
 use crate::domain::{CommentId, PostId, UserId, now};
 use crate::store::PostRenderer;
 
@@ -157,7 +157,6 @@ fn seed_batch(
     let mut insert_comment = tx.prepare_cached(
             "INSERT INTO comments (id, post_id, author_id, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
-    let mut set_count = tx.prepare_cached("UPDATE posts SET comment_count = ?1 WHERE id = ?2")?;
     for n in first..first + posts {
         let id = PostId::new();
         let author = user_ids[rng.below(users as u64) as usize];
@@ -185,8 +184,7 @@ fn seed_batch(
             ])?;
         }
         if count > 0 {
-            set_count.execute(params![count as i64 - 1, id.as_bytes()])?;
-            refresh_post_comments(tx, id, 1, render)?;
+            set_post_comments(tx, id, count as i64, render)?;
         } else {
             store_rendering(tx, id, render)?;
         }
