@@ -76,6 +76,7 @@ pub async fn services(config: &Config) -> anyhow::Result<Services> {
     services.upload_ttl = config.upload_expiry;
     services.feed_cache =
         std::sync::Arc::new(crate::service::FeedCache::new(config.feed_cache_ttl));
+    services.sessions = crate::service::SessionCache::new(config.session_cache_ttl);
     services.bench_ceiling_bytes = config.bench_ceiling_bytes;
     services.idle_timeout = config.idle_timeout;
     services.event_retention = config.event_retention;

@@ -102,6 +102,9 @@ pub struct ServerArgs {
     /// Milliseconds a cached first feed page may live when the change that outdates it was made by another process; 0 disables the cache [default: 1000].
     #[arg(long, env = "IMAGEGRAM_FEED_CACHE_MS")]
     pub feed_cache_ms: Option<u64>,
+    /// Milliseconds a checked bearer token is trusted without asking the database; a logout through another process takes that long to reach this one; 0 disables [default: 1000].
+    #[arg(long, env = "IMAGEGRAM_SESSION_CACHE_MS")]
+    pub session_cache_ms: Option<u64>,
     /// Benchmarks: serve a fixed body of this many bytes at GET /v1/_bench/ceiling.
     #[arg(long, hide = true)]
     pub bench_ceiling_bytes: Option<usize>,
@@ -224,6 +227,7 @@ pub struct Config {
     /// Bytes of estimated decode memory admitted at once.
     pub image_memory_budget: u64,
     pub feed_cache_ttl: Duration,
+    pub session_cache_ttl: Duration,
     pub bench_ceiling_bytes: usize,
     pub job_lease: Duration,
     pub upload_expiry: Duration,
@@ -360,6 +364,11 @@ impl ServerArgs {
                 << 20,
             feed_cache_ttl: Duration::from_millis(
                 self.feed_cache_ms.or(file.feed_cache_ms).unwrap_or(1000),
+            ),
+            session_cache_ttl: Duration::from_millis(
+                self.session_cache_ms
+                    .or(file.session_cache_ms)
+                    .unwrap_or(1000),
             ),
             bench_ceiling_bytes: self
                 .bench_ceiling_bytes

@@ -144,7 +144,12 @@ impl Services {
     }
 
     pub async fn logout(&self, token: &Token) -> ServiceResult<()> {
-        Ok(self.store.delete_session(&token.hash()).await?)
+        let hash = token.hash();
+        self.store.delete_session(&hash).await?;
+        // After the deletion and before the answer; lookups in flight that read
+        // the session before it went are not kept either (see `SessionCache`).
+        self.sessions.revoke(&hash);
+        Ok(())
     }
 
     /// The user a bearer token belongs to, if it is a live session.
@@ -152,6 +157,15 @@ impl Services {
         if token.as_str().is_empty() || token.as_str().len() > 256 {
             return Ok(None);
         }
-        Ok(self.store.user_by_session(&token.hash()).await?)
+        let hash = token.hash();
+        if let Some(user) = self.sessions.get(&hash) {
+            return Ok(Some(user));
+        }
+        let started = self.sessions.lookup_started();
+        let user = self.store.user_by_session(&hash).await?;
+        if let Some(user) = &user {
+            self.sessions.keep(hash, user.clone(), started);
+        }
+        Ok(user)
     }
 }

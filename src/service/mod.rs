@@ -10,6 +10,7 @@ mod idempotency;
 mod pages;
 mod posts;
 mod rate_limits;
+mod session_cache;
 mod uploads;
 
 use std::path::PathBuf;
@@ -24,6 +25,7 @@ pub use idempotency::IDEMPOTENCY_RETENTION;
 pub use pages::Page;
 pub use posts::{CreatePost, EditPost, MAX_IMAGE_BYTES, StagedImage};
 pub use rate_limits::{Budgets, Class, RateCheck};
+pub use session_cache::SessionCache;
 pub use uploads::AppendLease;
 
 pub use feed_cache::{CachedPage, FeedCache, PageShape};
@@ -68,6 +70,8 @@ pub struct ServiceParts {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Rendered first pages of the feed (see `feed_cache.rs`).
     pub feed_cache: Arc<FeedCache>,
+    /// Bearer tokens recently checked (see `session_cache.rs`).
+    pub sessions: SessionCache,
     /// Benchmarks only: the size of the fixed body `GET /v1/_bench/ceiling` returns; 0 = no such route.
     pub bench_ceiling_bytes: usize,
 }
@@ -95,6 +99,7 @@ impl ServiceParts {
             rate_limits: None,
             trusted_proxies: Vec::new(),
             feed_cache: Arc::new(FeedCache::new(std::time::Duration::from_secs(1))),
+            sessions: SessionCache::new(std::time::Duration::from_secs(1)),
             bench_ceiling_bytes: 0,
         })
     }

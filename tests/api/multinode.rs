@@ -253,3 +253,46 @@ async fn an_upload_can_hop_between_api_nodes() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A logout answers on the node it went through at once, and reaches the other
+/// nodes (which trusted the token a moment ago) within `--session-cache-ms`.
+#[tokio::test]
+async fn a_logout_reaches_every_api_node_within_the_session_cache_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = backend_args().await;
+    let bound = ["--workers", "0", "--session-cache-ms", "300"];
+    let a = Node::serve(dir.path(), &backend, &bound);
+    let b = Node::serve(dir.path(), &backend, &bound);
+    let client = reqwest::Client::new();
+    let token = register_at(&a.base, "leaver").await;
+    let me = |base: &str| {
+        client
+            .get(format!("{base}/v1/me"))
+            .bearer_auth(&token)
+            .send()
+    };
+    for base in [&a.base, &b.base] {
+        assert_eq!(me(base).await.unwrap().status(), 200);
+    }
+    let out = client
+        .delete(format!("{}/v1/sessions/current", a.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 204);
+    assert_eq!(
+        me(&a.base).await.unwrap().status(),
+        401,
+        "at once where it was revoked"
+    );
+    // The bound is 300 ms; the deadline leaves room for a slow machine.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match me(&b.base).await.unwrap().status().as_u16() {
+            401 => break,
+            200 if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+            other => panic!("node b still answered {other} for a revoked token"),
+        }
+    }
+}
