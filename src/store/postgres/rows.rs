@@ -65,8 +65,17 @@ pub async fn load_post<'e>(
     conn: impl sqlx::PgExecutor<'e>,
     id: PostId,
 ) -> sqlx::Result<Option<Post>> {
+    post_where_id(conn, id, "").await
+}
+
+/// The post with id `id`, joined with its author; `tail` ends the statement.
+async fn post_where_id<'e>(
+    conn: impl sqlx::PgExecutor<'e>,
+    id: PostId,
+    tail: &str,
+) -> sqlx::Result<Option<Post>> {
     let sql = format!(
-        "SELECT {POST_COLUMNS} FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = $1"
+        "SELECT {POST_COLUMNS} FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = $1{tail}"
     );
     sqlx::query(AssertSqlSafe(sql))
         .bind(id.as_uuid())
@@ -120,15 +129,7 @@ pub fn comment_from_row(row: &PgRow) -> sqlx::Result<Comment> {
 /// comment writer takes this lock first (as a post's deletion does), so they
 /// serialise per post, never deadlock, and each sees the last one's copies.
 pub async fn lock_post(conn: &mut sqlx::PgConnection, id: PostId) -> sqlx::Result<Option<Post>> {
-    let sql = format!(
-        "SELECT {POST_COLUMNS} FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = $1 \
-         FOR UPDATE OF p"
-    );
-    sqlx::query(AssertSqlSafe(sql))
-        .bind(id.as_uuid())
-        .try_map(|r: PgRow| post_from_row(&r))
-        .fetch_optional(conn)
-        .await
+    post_where_id(conn, id, " FOR UPDATE OF p").await
 }
 
 /// The post's newest comments as its comments table has them, newest first.
