@@ -94,23 +94,13 @@ pub async fn store_rendering(
     let Some(post) = load_post(&mut *conn, id).await? else {
         return Ok(None);
     };
-    save_rendering(conn, &post, render).await?;
-    Ok(Some(post))
-}
-
-/// Stores `post`'s rendering; `post` is its row as the caller's transaction left it.
-async fn save_rendering(
-    conn: &mut sqlx::PgConnection,
-    post: &Post,
-    render: PostRenderer,
-) -> sqlx::Result<()> {
     sqlx::query("UPDATE posts SET rendered = $1, rendered_version = $2 WHERE id = $3")
-        .bind((render.render)(post))
+        .bind((render.render)(&post))
         .bind(render.version)
         .bind(post.id.as_uuid())
         .execute(&mut *conn)
         .await?;
-    Ok(())
+    Ok(Some(post))
 }
 
 pub const COMMENT_COLUMNS: &str = "c.id, c.post_id, c.body, c.created_at, u.id AS user_id, u.username, u.created_at AS user_created_at";
