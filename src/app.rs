@@ -80,6 +80,10 @@ pub async fn services(config: &Config) -> anyhow::Result<Services> {
     services.bench_ceiling_bytes = config.bench_ceiling_bytes;
     services.idle_timeout = config.idle_timeout;
     services.event_retention = config.event_retention;
+    services.session_ttl = config.session_ttl;
+    services.event_streams = Arc::new(crate::service::EventStreamSlots::new(
+        config.max_event_streams,
+    ));
     services.rate_limits = config.rate_limits.map(|budgets| (rate_limits, budgets));
     services.trusted_proxies = config.trusted_proxies.clone();
     Ok(services.into())
@@ -134,15 +138,22 @@ pub async fn serve(config: Config) -> anyhow::Result<Running> {
     let mut tasks = Vec::new();
     let app = crate::http::router(services.clone());
     let stop = shutdown.clone();
-    let idle = config.idle_timeout;
+    let limits = crate::http::server::ConnectionLimits {
+        idle_timeout: config.idle_timeout,
+        max_connections: config.max_connections,
+    };
     tasks.push(tokio::spawn(async move {
-        crate::http::server::serve(listener, app, idle, stop).await
+        crate::http::server::serve(listener, app, limits, stop).await
     }));
     if config.workers > 0 {
         let w = worker(&services, &config)?;
         let stop = shutdown.clone();
         tasks.push(tokio::spawn(async move { w.run(stop).await }));
     }
+    tasks.push(tokio::spawn(crate::worker::sweeper::run(
+        services.clone(),
+        shutdown.clone(),
+    )));
     Ok(Running {
         addr: Some(addr),
         services,
@@ -159,10 +170,14 @@ pub async fn work(mut config: Config) -> anyhow::Result<Running> {
     let w = worker(&services, &config)?;
     let stop = shutdown.clone();
     let task = tokio::spawn(async move { w.run(stop).await });
+    let sweeper = tokio::spawn(crate::worker::sweeper::run(
+        services.clone(),
+        shutdown.clone(),
+    ));
     Ok(Running {
         addr: None,
         services,
         shutdown,
-        tasks: vec![task],
+        tasks: vec![task, sweeper],
     })
 }

@@ -117,6 +117,15 @@ pub struct ServerArgs {
     /// Seconds a connection may send nothing (headers or body) before it is dropped [default: 60].
     #[arg(long, env = "IMAGEGRAM_IDLE_TIMEOUT_SECS")]
     pub idle_timeout_secs: Option<u64>,
+    /// Open connections served at once; past it, new connections get a 503 and are closed [default: 8192].
+    #[arg(long, env = "IMAGEGRAM_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Days a session (bearer token) lives unused before it expires [default: 30].
+    #[arg(long, env = "IMAGEGRAM_SESSION_TTL_DAYS")]
+    pub session_ttl_days: Option<u64>,
+    /// Event streams (GET /v1/events) open at once on this node, over all users; each user may hold 8 [default: 4096].
+    #[arg(long, env = "IMAGEGRAM_MAX_EVENT_STREAMS")]
+    pub max_event_streams: Option<usize>,
     /// Seconds notifications are kept for event streams to resume from [default: 604800].
     #[arg(long, env = "IMAGEGRAM_EVENT_RETENTION_SECS")]
     pub event_retention_secs: Option<u64>,
@@ -232,6 +241,9 @@ pub struct Config {
     pub job_lease: Duration,
     pub upload_expiry: Duration,
     pub idle_timeout: Duration,
+    pub max_connections: usize,
+    pub session_ttl: Duration,
+    pub max_event_streams: usize,
     pub event_retention: Duration,
     /// `None` when rate limiting is off.
     pub rate_limits: Option<crate::service::Budgets>,
@@ -387,6 +399,24 @@ impl ServerArgs {
                     .unwrap_or(60)
                     .max(1),
             ),
+            max_connections: self
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(8192)
+                .max(1),
+            session_ttl: Duration::from_secs(
+                self.session_ttl_days
+                    .or(file.session_ttl_days)
+                    .unwrap_or(30)
+                    .max(1)
+                    * 24
+                    * 3600,
+            ),
+            max_event_streams: self
+                .max_event_streams
+                .or(file.max_event_streams)
+                .unwrap_or(crate::service::EventStreamSlots::DEFAULT_PER_NODE)
+                .max(1),
             event_retention: Duration::from_secs(
                 self.event_retention_secs
                     .or(file.event_retention_secs)

@@ -11,6 +11,7 @@ impl CommentBody {
     pub const MAX_CHARS: usize = 1000;
 
     pub fn parse(raw: String) -> Result<Self, String> {
+        let raw = super::clean_text(raw)?;
         let n = raw.chars().count();
         if n == 0 || raw.trim().is_empty() {
             return Err("must not be empty".into());

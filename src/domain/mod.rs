@@ -17,7 +17,7 @@ pub use post::{
     derived_blob_key,
 };
 pub use user::{Password, User, Username};
-pub use validation::{FieldError, Limit, ValidationErrors};
+pub use validation::{FieldError, Limit, ValidationErrors, clean_text, refuse_control_characters};
 
 /// Milliseconds since the Unix epoch, UTC: the one clock representation stores use.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;

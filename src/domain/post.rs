@@ -11,6 +11,7 @@ impl Caption {
     pub const MAX_CHARS: usize = 2200;
 
     pub fn parse(raw: String) -> Result<Self, String> {
+        let raw = super::clean_text(raw)?;
         if raw.chars().count() > Self::MAX_CHARS {
             return Err(format!("must be at most {} characters", Self::MAX_CHARS));
         }

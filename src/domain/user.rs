@@ -44,6 +44,7 @@ impl Password {
     pub const MAX_BYTES: usize = 1024;
 
     pub fn parse(raw: String) -> Result<Self, String> {
+        super::refuse_control_characters(&raw)?;
         if raw.chars().count() < Self::MIN_CHARS {
             return Err(format!(
                 "must be at least {} characters long",

@@ -42,6 +42,36 @@ impl ValidationErrors {
     }
 }
 
+/// User text (captions, alt text, comments): Unicode without control characters,
+/// except newline and tab. A CR LF pair counts as a newline, since browsers
+/// submit form text that way; it is stored as LF. A lone CR, NUL or any other
+/// control character is refused: they corrupt logs and terminals, and
+/// PostgreSQL cannot store NUL in text at all.
+pub fn clean_text(raw: String) -> Result<String, String> {
+    let text = if raw.contains('\r') {
+        raw.replace("\r\n", "\n")
+    } else {
+        raw
+    };
+    refuse_control_characters(&text)?;
+    Ok(text)
+}
+
+/// The control-character rule of `clean_text`, without rewriting anything
+/// (for secrets such as passwords, which must stay exactly as typed).
+pub fn refuse_control_characters(text: &str) -> Result<(), String> {
+    match text
+        .chars()
+        .find(|c| c.is_control() && *c != '\n' && *c != '\t')
+    {
+        None => Ok(()),
+        Some(c) => Err(format!(
+            "must not contain control characters other than newline and tab (found U+{:04X})",
+            c as u32
+        )),
+    }
+}
+
 /// A page size: 1..=100, default 20.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limit(u32);
@@ -66,6 +96,17 @@ impl Limit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_refuses_control_characters_but_newlines_and_tabs() {
+        assert_eq!(clean_text("a\tb\nc".into()).unwrap(), "a\tb\nc");
+        assert_eq!(clean_text("a\r\nb".into()).unwrap(), "a\nb");
+        for bad in ["a\0b", "a\rb", "\u{1b}[31m", "\u{7f}", "\u{85}"] {
+            let e = clean_text(bad.into()).unwrap_err();
+            assert!(e.contains("control characters"), "{bad:?}: {e}");
+        }
+        assert_eq!(clean_text("émoji 🎉 ok".into()).unwrap(), "émoji 🎉 ok");
+    }
 
     #[test]
     fn limit_bounds() {

@@ -30,8 +30,9 @@ pub(super) async fn events(
     let last = headers
         .get("last-event-id")
         .map(|v| v.to_str().unwrap_or("invalid"));
+    let slot = s.open_event_stream(&auth.user)?;
     let after = s.events_start(&auth.user, last).await?;
-    let stream = s.events(auth.user.id, after).map(|e| {
+    let stream = s.events(slot, after).map(|e| {
         Ok(SseEvent::default()
             .id(e.seq.to_string())
             .event(e.kind)

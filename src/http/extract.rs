@@ -104,14 +104,46 @@ impl FromRequestParts<Services> for MaybeUser {
     }
 }
 
-/// `axum::Json` with problem+json rejections.
+/// The largest JSON request body (PRODUCT.md §2). Bodies of creating calls are
+/// small; the bound keeps one client from making the server buffer gigabytes.
+pub const JSON_BODY_MAX: usize = 64 * 1024;
+
+/// `axum::Json` with problem+json rejections, bounded by `JSON_BODY_MAX`
+/// whatever the route's own body limit: a declared length over it is refused
+/// before any byte is read, a chunked body as soon as it passes it.
 pub struct JsonBody<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
+    async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|v| v.trim().to_ascii_lowercase())
+            .is_some_and(|v| v == "application/json" || v.ends_with("+json"));
+        if !is_json {
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "invalid-json",
+                "Unsupported media type",
+                "Expected request with `Content-Type: application/json`",
+            ));
+        }
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > JSON_BODY_MAX as u64) {
+            return Err(json_too_large());
+        }
+        let bytes = axum::body::to_bytes(req.into_body(), JSON_BODY_MAX)
+            .await
+            .map_err(body_error)?;
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(JsonBody(v)),
             Err(rejection) => Err(json_rejection(rejection)),
         }
@@ -127,6 +159,35 @@ fn json_rejection(r: JsonRejection) -> ApiError {
         _ => "Malformed JSON",
     };
     ApiError::new(status, "invalid-json", title, r.body_text())
+}
+
+fn json_too_large() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+        "payload-too-large",
+        "Payload too large",
+        format!("JSON bodies are at most {JSON_BODY_MAX} bytes"),
+    )
+}
+
+/// Why a body could not be read: too long, stalled past the idle timeout, or cut off.
+pub fn body_error(e: axum::Error) -> ApiError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return json_too_large();
+        }
+        if err.is::<tower_http::timeout::TimeoutError>() {
+            return ApiError::new(
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                "body-timeout",
+                "Request body timed out",
+                "no part of the request body arrived within the idle timeout",
+            );
+        }
+        source = err.source();
+    }
+    ApiError::bad_request("the request body could not be read")
 }
 
 /// `limit` and `cursor` of a paginated listing.

@@ -10,10 +10,15 @@
 //! hashes; a replay of one carries a freshly issued token for the same user.
 //!
 //! The request fingerprint covers the method, path and query, the
-//! content type and the body. Multipart bodies and bodies over 1 MiB are not
-//! buffered: their fingerprint covers the method, path, query and
+//! content type and the body. Multipart bodies and bodies declared over 1 MiB
+//! are not buffered: their fingerprint covers the method, path, query and
 //! Content-Length, so a different body of the same length under the same key
-//! is replayed rather than refused.
+//! is replayed rather than refused. A chunked body (no Content-Length) is
+//! fingerprinted by its bytes (its first MiB, if longer).
+//!
+//! A claimed request runs to its end in a task of its own even if its client
+//! disconnects, and holds its claim as a lease renewed while it runs; a claim
+//! whose node died is taken over once the lease lapses (`CLAIM_LEASE`).
 
 use std::net::SocketAddr;
 
@@ -22,11 +27,13 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
+use tracing::Instrument;
 
 use super::extract::authenticate_once;
 use super::problem::{ApiError, Problem};
-use crate::service::Services;
+use crate::service::{CLAIM_RENEW_EVERY, Services};
 use crate::store::{KeyClaim, StoredResponse};
 
 const BUFFERED_BODY_MAX: usize = 1024 * 1024;
@@ -78,7 +85,8 @@ async fn scope_of(services: &Services, request: &mut Request) -> String {
     let ip = peer.map(|p| {
         super::rate_limit::client_ip(p.ip(), request.headers(), &services.trusted_proxies)
     });
-    format!("client:{}", ip.map(|ip| ip.to_string()).unwrap_or_default())
+    ip.map(super::rate_limit::client_scope)
+        .unwrap_or_else(|| "client:".to_owned())
 }
 
 /// Hashes the request; returns it with its body intact.
@@ -118,22 +126,43 @@ async fn fingerprint(request: Request) -> Result<([u8; 32], Request), ApiError> 
         .headers
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"multipart/"));
-    let body = match length {
-        Some(n) if n <= BUFFERED_BODY_MAX && !multipart => {
-            let bytes = axum::body::to_bytes(body, BUFFERED_BODY_MAX)
-                .await
-                .map_err(|_| ApiError::bad_request("the request body could not be read"))?;
-            hash.update([1]);
-            hash.update(&bytes);
-            Body::from(bytes)
-        }
-        _ => {
-            hash.update([2]);
-            hash.update(length.unwrap_or(usize::MAX).to_be_bytes());
-            body
+    let body = if multipart || length.is_some_and(|n| n > BUFFERED_BODY_MAX) {
+        hash.update([2]);
+        hash.update(length.unwrap_or(usize::MAX).to_be_bytes());
+        body
+    } else {
+        // Declared small, or chunked (no length): the bytes themselves decide.
+        let (prefix, rest) = read_prefix(body, BUFFERED_BODY_MAX).await?;
+        hash.update([if rest.is_some() { 3 } else { 1 }]);
+        hash.update(&prefix);
+        match rest {
+            None => Body::from(prefix),
+            Some(rest) => {
+                let head =
+                    futures_util::stream::once(async move { Ok(bytes::Bytes::from(prefix)) });
+                Body::from_stream(head.chain(rest.into_data_stream()))
+            }
         }
     };
     Ok((hash.finalize().into(), Request::from_parts(parts, body)))
+}
+
+/// Reads up to `max` bytes of `body`; the rest, if the body is longer, is
+/// returned unread (a chunked body over the bound is fingerprinted by its
+/// first `max` bytes and its length is not known in advance).
+async fn read_prefix(mut body: Body, max: usize) -> Result<(Vec<u8>, Option<Body>), ApiError> {
+    use http_body_util::BodyExt;
+    let mut prefix = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(super::extract::body_error)?;
+        if let Ok(data) = frame.into_data() {
+            prefix.extend_from_slice(&data);
+            if prefix.len() > max {
+                return Ok((prefix, Some(body)));
+            }
+        }
+    }
+    Ok((prefix, None))
 }
 
 const PROBLEM: &str = "application/problem+json";
@@ -256,11 +285,45 @@ pub async fn idempotency(
         }
         Err(e) => return ApiError::from(e).into_response(),
     }
+    // The request runs to its end in a task of its own, so a client that leaves
+    // (hyper then drops this future) changes nothing: the outcome is stored and
+    // the retry gets it. While it runs, its claim's lease is renewed.
+    let task = tokio::spawn(
+        run_claimed(services, scope_key, request, next).instrument(tracing::Span::current()),
+    );
+    match task.await {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::error!(error = %e, "a keyed request's task failed");
+            ApiError::from(crate::service::ServiceError::Internal(e.into())).into_response()
+        }
+    }
+}
+
+async fn run_claimed(
+    services: Services,
+    scope_key: String,
+    request: Request,
+    next: Next,
+) -> Response {
     let mut guard = ClaimGuard {
         services: services.clone(),
         scope_key: Some(scope_key.clone()),
     };
-    let response = next.run(request).await;
+    let run = next.run(request);
+    tokio::pin!(run);
+    let mut renew = tokio::time::interval(CLAIM_RENEW_EVERY);
+    renew.tick().await;
+    let response = loop {
+        tokio::select! {
+            response = &mut run => break response,
+            _ = renew.tick() => {
+                if let Err(e) = services.renew_idempotency_key(&scope_key).await {
+                    tracing::warn!(error = %e, "renewing an Idempotency-Key claim");
+                }
+            }
+        }
+    };
     // Server errors and "try again" answers are not remembered: the retry should run again.
     let status = response.status();
     if status.is_server_error()

@@ -179,6 +179,15 @@ impl From<ServiceError> for ApiError {
                 m,
             ),
             ServiceError::PayloadTooLarge { max } => ApiError::payload_too_large(max),
+            ServiceError::TooMany(m) => {
+                ApiError::new(S::TOO_MANY_REQUESTS, "too-many", "Too many at once", m)
+            }
+            ServiceError::Overloaded(m) => {
+                let mut e = ApiError::new(S::SERVICE_UNAVAILABLE, "overloaded", "Overloaded", m);
+                e.headers
+                    .push((header::RETRY_AFTER, HeaderValue::from_static("1")));
+                e
+            }
             ServiceError::Internal(e) => {
                 // Details stay in the log; the client gets the request id to quote.
                 tracing::error!(error = ?e, "internal error");

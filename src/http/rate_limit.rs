@@ -28,6 +28,22 @@ fn classify(method: &Method, path: &str) -> Class {
 
 /// The client's address: the peer's, or — when the peer is a trusted proxy — the
 /// nearest untrusted address in `X-Forwarded-For`, read from the right.
+/// How an anonymous client is keyed (rate limits, idempotency scopes): by its
+/// address, and for IPv6 by its /64, since one subscriber is routinely given a
+/// whole /64 and could otherwise take a fresh address for every request.
+pub fn client_scope(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => format!("client:{v4}"),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => format!("client:{v4}"),
+            None => {
+                let s = v6.segments();
+                format!("client:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -> IpAddr {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(&peer) {
@@ -88,10 +104,7 @@ pub async fn rate_limit(State(s): State<Services>, mut request: Request, next: N
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip())
             .unwrap_or(IpAddr::from([127, 0, 0, 1]));
-        format!(
-            "client:{}",
-            client_ip(peer, request.headers(), &s.trusted_proxies)
-        )
+        client_scope(client_ip(peer, request.headers(), &s.trusted_proxies))
     });
     let check = match s.check_rate(class, &principal).await {
         Ok(Some(check)) => check,
@@ -149,6 +162,20 @@ mod tests {
         );
         assert_eq!(client_ip(outsider, &h, &trusted), outsider);
         assert_eq!(client_ip(proxy, &HeaderMap::new(), &trusted), proxy);
+    }
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_their_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(client_scope(a), client_scope(b));
+        assert_ne!(client_scope(a), client_scope(other));
+        assert_eq!(client_scope(a), "client:2001:db8:1:2::/64");
+        let v4: IpAddr = "203.0.113.7".parse().unwrap();
+        let mapped: IpAddr = "::ffff:203.0.113.7".parse().unwrap();
+        assert_eq!(client_scope(v4), client_scope(mapped));
+        assert_eq!(client_scope(v4), "client:203.0.113.7");
     }
 
     #[test]

@@ -13,15 +13,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use futures_util::StreamExt;
-use sha1::Sha1;
-use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
 
 use super::extract::AuthUser;
 use super::problem::{ApiError, ApiResult};
 use crate::domain::{Timestamp, UploadId};
-use crate::service::{AppendLease, MAX_IMAGE_BYTES, ServiceError, Services};
+use crate::service::{AppendLease, Digest, MAX_IMAGE_BYTES, ServiceError, Services};
 use crate::store::Upload;
 
 const TUS_VERSION: &str = "1.0.0";
@@ -110,13 +106,7 @@ fn number_header(headers: &HeaderMap, name: &str) -> ApiResult<Option<u64>> {
     }
 }
 
-/// An expected digest of the request body, from Upload-Checksum.
-enum Checksum {
-    Sha1(Vec<u8>),
-    Sha256(Vec<u8>),
-}
-
-fn checksum(headers: &HeaderMap) -> ApiResult<Option<Checksum>> {
+fn checksum(headers: &HeaderMap) -> ApiResult<Option<Digest>> {
     let Some(value) = headers.get("upload-checksum") else {
         return Ok(None);
     };
@@ -132,8 +122,8 @@ fn checksum(headers: &HeaderMap) -> ApiResult<Option<Checksum>> {
         .ok_or_else(bad)?;
     let digest = STANDARD.decode(digest.trim()).map_err(|_| bad())?;
     match algorithm {
-        "sha1" => Ok(Some(Checksum::Sha1(digest))),
-        "sha256" => Ok(Some(Checksum::Sha256(digest))),
+        "sha1" => Ok(Some(Digest::Sha1(digest))),
+        "sha256" => Ok(Some(Digest::Sha256(digest))),
         _ => Err(bad()),
     }
 }
@@ -216,7 +206,7 @@ pub(super) async fn status(
     auth: AuthUser,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let upload = s.upload(upload_id(&id)?, &auth.user).await?;
+    let upload = s.settled_upload(upload_id(&id)?, &auth.user).await?;
     let mut response = (StatusCode::OK, offsets(&upload)).into_response();
     if let Some(m) = upload
         .metadata
@@ -255,7 +245,7 @@ pub(super) async fn append(
     // The lock (and the offset check) come before a single byte is read.
     let lease = s.lease_append(id, &auth.user, offset).await?;
     if number_header(&headers, "content-length")?.is_some_and(|n| n > lease.room()) {
-        s.abandon_append(lease).await;
+        s.abandon_append(&lease).await;
         return Err(ApiError::payload_too_large(MAX_IMAGE_BYTES));
     }
     let new_offset = receive_and_commit(&s, lease, request.into_body(), expected).await?;
@@ -281,123 +271,24 @@ pub(super) async fn terminate(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Receives the body into a staging file and commits it as the next chunk.
+/// Receives the body and commits it as it arrives (see `Services::receive_append`).
 ///
 /// Runs in its own task: if the client goes away mid-body, the request's future
-/// is dropped, but the bytes that did arrive are still stored and acknowledged
-/// to the next HEAD (unless a checksum was promised, which they cannot meet).
+/// is dropped, but the bytes that did arrive are still committed and reported
+/// by the next HEAD.
 async fn receive_and_commit(
     s: &Services,
     lease: AppendLease,
     body: Body,
-    expected: Option<Checksum>,
+    expected: Option<Digest>,
 ) -> ApiResult<u64> {
     let services = s.clone();
     let task = tokio::spawn(async move {
-        let received = match receive(&services, &lease, body, &expected).await {
-            Ok(r) => r,
-            Err(e) => {
-                services.abandon_append(lease).await;
-                return Err(e);
-            }
-        };
-        let intact = received.complete && received.digest_matches(&expected);
-        if expected.is_some() && !intact {
-            services.abandon_append(lease).await;
-            return Err(ServiceError::ChecksumMismatch.into());
-        }
-        if received.len > lease.room() {
-            services.abandon_append(lease).await;
-            return Err(ApiError::payload_too_large(MAX_IMAGE_BYTES));
-        }
-        Ok(services
-            .commit_append(lease, received.file, received.len)
-            .await?)
+        services
+            .receive_append(lease, body.into_data_stream(), expected)
+            .await
     });
-    task.await.map_err(|e| ServiceError::Internal(e.into()))?
-}
-
-struct Received {
-    file: tempfile::TempPath,
-    len: u64,
-    /// The body ended normally (not by a dropped connection or idle timeout).
-    complete: bool,
-    sha1: Sha1,
-    sha256: Sha256,
-}
-
-impl Received {
-    fn digest_matches(&self, expected: &Option<Checksum>) -> bool {
-        match expected {
-            None => true,
-            Some(Checksum::Sha1(d)) => self.sha1.clone().finalize().as_slice() == d.as_slice(),
-            Some(Checksum::Sha256(d)) => self.sha256.clone().finalize().as_slice() == d.as_slice(),
-        }
-    }
-}
-
-/// Streams the body to disk, renewing the append lock as it goes. Stops at the
-/// first byte past the upload's length, or when no data arrives for the idle timeout.
-async fn receive(
-    s: &Services,
-    lease: &AppendLease,
-    body: Body,
-    expected: &Option<Checksum>,
-) -> ApiResult<Received> {
-    let internal = |e: std::io::Error| ApiError::from(ServiceError::Internal(e.into()));
-    let temp = tempfile::NamedTempFile::new_in(&s.staging_dir).map_err(internal)?;
-    let (file, path) = temp.into_parts();
-    let mut out = tokio::io::BufWriter::with_capacity(64 * 1024, tokio::fs::File::from_std(file));
-    let mut stream = body.into_data_stream();
-    let mut received = Received {
-        file: path,
-        len: 0,
-        complete: false,
-        sha1: Sha1::new(),
-        sha256: Sha256::new(),
-    };
-    let mut renew = tokio::time::interval(s.append_renewal_period());
-    renew.tick().await;
-    loop {
-        let frame = tokio::select! {
-            frame = tokio::time::timeout(s.idle_timeout, stream.next()) => frame,
-            _ = renew.tick() => {
-                if !s.renew_append(lease).await.unwrap_or(false) {
-                    tracing::warn!(upload = %lease.upload.id, "lost an upload's append lock mid-body");
-                }
-                continue;
-            }
-        };
-        match frame {
-            Ok(Some(Ok(bytes))) => {
-                received.len += bytes.len() as u64;
-                if received.len > lease.room() {
-                    break; // over the declared length: the caller refuses the chunk
-                }
-                match expected {
-                    Some(Checksum::Sha1(_)) => received.sha1.update(&bytes),
-                    Some(Checksum::Sha256(_)) => received.sha256.update(&bytes),
-                    None => {}
-                }
-                out.write_all(&bytes).await.map_err(internal)?;
-            }
-            Ok(Some(Err(e))) => {
-                tracing::info!(upload = %lease.upload.id, error = %e, bytes = received.len, "upload body broke off");
-                break;
-            }
-            Ok(None) => {
-                received.complete = true;
-                break;
-            }
-            Err(_) => {
-                tracing::info!(upload = %lease.upload.id, bytes = received.len, "upload body idle too long");
-                break;
-            }
-        }
-    }
-    out.flush().await.map_err(internal)?;
-    metrics::counter!("upload_bytes_total", "kind" => "tus").increment(received.len);
-    Ok(received)
+    Ok(task.await.map_err(|e| ServiceError::Internal(e.into()))??)
 }
 
 /// `X-HTTP-Method-Override` lets clients behind proxies that only pass GET and

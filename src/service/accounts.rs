@@ -10,7 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 
 use super::{ServiceError, ServiceResult, Services};
-use crate::domain::{Password, User, UserId, Username, ValidationErrors, now};
+use crate::domain::{Password, Timestamp, User, UserId, Username, ValidationErrors, now};
 
 /// A bearer token: 256 random bits, given to the client once and stored only as a SHA-256 hash.
 #[derive(Clone)]
@@ -56,16 +56,52 @@ fn argon2() -> Argon2<'static> {
     Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
 }
 
+/// Argon2 is meant to be expensive (19 MiB and tens of milliseconds a hash), so
+/// it is bounded: one hash at a time per core, and a short queue behind them.
+/// Past the queue a login or sign-up gets 503 + Retry-After at once, instead of
+/// piling work (and memory) onto the blocking pool that file I/O also needs.
+struct HashingSlots {
+    running: tokio::sync::Semaphore,
+    admitted: tokio::sync::Semaphore,
+}
+
+static HASHING: LazyLock<HashingSlots> = LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    HashingSlots {
+        running: tokio::sync::Semaphore::new(cores),
+        admitted: tokio::sync::Semaphore::new(cores * 8),
+    }
+});
+
+/// Runs one password hash or verification within the bound.
+async fn bounded_hashing<T: Send + 'static>(
+    work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> ServiceResult<T> {
+    let Ok(_admitted) = HASHING.admitted.try_acquire() else {
+        metrics::counter!("password_hashing_refused_total").increment(1);
+        return Err(ServiceError::Overloaded(
+            "too many sign-ins at once; retry in a second",
+        ));
+    };
+    let _running = HASHING
+        .running
+        .acquire()
+        .await
+        .map_err(|e| ServiceError::Internal(e.into()))?;
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(anyhow::Error::from)?
+        .map_err(ServiceError::Internal)
+}
+
 async fn hash_password(password: Password) -> ServiceResult<String> {
-    tokio::task::spawn_blocking(move || {
+    bounded_hashing(move || {
         argon2()
             .hash_password(password.expose().as_bytes())
             .map(|h| h.to_string())
             .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))
     })
     .await
-    .map_err(anyhow::Error::from)?
-    .map_err(ServiceError::Internal)
 }
 
 /// A hash of no one's password, verified when the user does not exist so that
@@ -78,7 +114,7 @@ static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
 });
 
 async fn verify_password(password: String, hash: Option<String>) -> ServiceResult<bool> {
-    tokio::task::spawn_blocking(move || {
+    bounded_hashing(move || {
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| DUMMY_HASH.clone());
         let parsed =
@@ -89,7 +125,31 @@ async fn verify_password(password: String, hash: Option<String>) -> ServiceResul
         Ok(known && ok)
     })
     .await
-    .map_err(anyhow::Error::from)?
+}
+
+/// How often a session's use is written down: expiry is measured in days, so
+/// an hour's precision costs nothing and keeps authentication a read.
+const TOUCH_EVERY: chrono::Duration = chrono::Duration::hours(1);
+
+#[derive(Debug, PartialEq, Eq)]
+enum SessionUse {
+    Expired,
+    /// Valid; record this use.
+    Touch,
+    /// Valid; its use was recorded recently.
+    Recent,
+}
+
+/// Sessions expire after `ttl` unused (PRODUCT.md §3 Accounts).
+fn session_use(last_used: Timestamp, at: Timestamp, ttl: std::time::Duration) -> SessionUse {
+    let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::days(30));
+    if last_used + ttl <= at {
+        SessionUse::Expired
+    } else if last_used + TOUCH_EVERY <= at {
+        SessionUse::Touch
+    } else {
+        SessionUse::Recent
+    }
 }
 
 impl Services {
@@ -162,10 +222,47 @@ impl Services {
             return Ok(Some(user));
         }
         let started = self.sessions.lookup_started();
-        let user = self.store.user_by_session(&hash).await?;
-        if let Some(user) = &user {
-            self.sessions.keep(hash, user.clone(), started);
+        let Some((user, last_used)) = self.store.user_by_session(&hash).await? else {
+            return Ok(None);
+        };
+        let t = now();
+        match session_use(last_used, t, self.session_ttl) {
+            SessionUse::Expired => {
+                self.store.delete_session(&hash).await?;
+                return Ok(None);
+            }
+            SessionUse::Touch => self.store.touch_session(&hash, t).await?,
+            SessionUse::Recent => {}
         }
-        Ok(user)
+        self.sessions.keep(hash, user.clone(), started);
+        Ok(Some(user))
+    }
+}
+
+#[cfg(test)]
+mod session_tests {
+    use super::*;
+
+    #[test]
+    fn sessions_expire_after_the_ttl_unused_and_record_use_hourly() {
+        let ttl = std::time::Duration::from_secs(30 * 24 * 3600);
+        let t = now();
+        assert_eq!(session_use(t, t, ttl), SessionUse::Recent);
+        assert_eq!(
+            session_use(t - chrono::Duration::minutes(59), t, ttl),
+            SessionUse::Recent
+        );
+        assert_eq!(
+            session_use(t - chrono::Duration::hours(2), t, ttl),
+            SessionUse::Touch
+        );
+        assert_eq!(
+            session_use(t - chrono::Duration::days(29), t, ttl),
+            SessionUse::Touch
+        );
+        assert_eq!(
+            session_use(t - chrono::Duration::days(30), t, ttl),
+            SessionUse::Expired
+        );
     }
 }

@@ -34,6 +34,12 @@ pub enum ServiceError {
     ImageTooLarge(String),
     #[error("the image is larger than {max} bytes")]
     PayloadTooLarge { max: u64 },
+    /// The caller holds as many of something as one caller may (429).
+    #[error("{0}")]
+    TooMany(&'static str),
+    /// A bounded resource (e.g. password hashing) is saturated; retry shortly.
+    #[error("{0}")]
+    Overloaded(&'static str),
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }

@@ -10,9 +10,12 @@ use crate::store::{KeyClaim, StoredResponse};
 
 /// How long a key is remembered after its first use.
 pub const IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(24 * 3600);
-/// A claim still "in flight" this long after it was made belongs to a request
-/// whose node died; a retry may take it over.
-pub const ABANDONED_AFTER: Duration = Duration::from_secs(600);
+/// An in-flight claim is a lease its request renews every `CLAIM_RENEW_EVERY`
+/// while it runs (it runs to its end even if the client leaves); a claim not
+/// renewed for this long belongs to a request whose node died, and a retry
+/// takes it over.
+pub const CLAIM_LEASE: Duration = Duration::from_secs(10);
+pub const CLAIM_RENEW_EVERY: Duration = Duration::from_secs(3);
 
 fn span(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).expect("small durations fit")
@@ -32,7 +35,7 @@ impl Services {
                 fingerprint,
                 t,
                 t + span(IDEMPOTENCY_RETENTION),
-                t - span(ABANDONED_AFTER),
+                t + span(CLAIM_LEASE),
             )
             .await?)
     }
@@ -43,6 +46,13 @@ impl Services {
         response: &StoredResponse,
     ) -> ServiceResult<()> {
         Ok(self.store.complete_key(scope_key, response).await?)
+    }
+
+    pub async fn renew_idempotency_key(&self, scope_key: &str) -> ServiceResult<()> {
+        Ok(self
+            .store
+            .renew_key(scope_key, now() + span(CLAIM_LEASE))
+            .await?)
     }
 
     pub async fn release_idempotency_key(&self, scope_key: &str) -> ServiceResult<()> {

@@ -21,12 +21,13 @@ use crate::store::{BlobStore, Store};
 
 pub use accounts::{Session, Token};
 pub use errors::{ServiceError, ServiceResult};
-pub use idempotency::IDEMPOTENCY_RETENTION;
+pub use events::EventStreamSlots;
+pub use idempotency::{CLAIM_RENEW_EVERY, IDEMPOTENCY_RETENTION};
 pub use pages::Page;
 pub use posts::{CreatePost, EditPost, MAX_IMAGE_BYTES, StagedImage};
 pub use rate_limits::{Budgets, Class, RateCheck};
 pub use session_cache::SessionCache;
-pub use uploads::AppendLease;
+pub use uploads::{AppendLease, Digest};
 
 pub use feed_cache::{CachedPage, FeedCache, PageShape};
 
@@ -50,6 +51,9 @@ impl From<ServiceParts> for Services {
     }
 }
 
+/// Staging files older than this belong to no running request.
+const STAGING_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// What `Services` holds; settable until it becomes `Services`.
 pub struct ServiceParts {
     pub store: Arc<dyn Store>,
@@ -72,6 +76,10 @@ pub struct ServiceParts {
     pub feed_cache: Arc<FeedCache>,
     /// Bearer tokens recently checked (see `session_cache.rs`).
     pub sessions: SessionCache,
+    /// Sessions unused this long are refused and removed.
+    pub session_ttl: std::time::Duration,
+    /// Open event streams, bounded per user and per node (see `events.rs`).
+    pub event_streams: Arc<EventStreamSlots>,
     /// Benchmarks only: the size of the fixed body `GET /v1/_bench/ceiling` returns; 0 = no such route.
     pub bench_ceiling_bytes: usize,
 }
@@ -100,6 +108,8 @@ impl ServiceParts {
             trusted_proxies: Vec::new(),
             feed_cache: Arc::new(FeedCache::new(std::time::Duration::from_secs(1))),
             sessions: SessionCache::new(std::time::Duration::from_secs(1)),
+            session_ttl: std::time::Duration::from_secs(30 * 24 * 3600),
+            event_streams: Arc::new(EventStreamSlots::new(EventStreamSlots::DEFAULT_PER_NODE)),
             bench_ceiling_bytes: 0,
         })
     }
@@ -120,6 +130,29 @@ impl Services {
                 done += 1;
             }
         }
+    }
+
+    /// Removes staging files a crashed process left behind: files in use are
+    /// at most as old as the longest request body, far less than `STAGING_MAX_AGE`.
+    pub async fn clean_staging(&self) -> anyhow::Result<usize> {
+        let dir = self.staging_dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut removed = 0;
+            for entry in std::fs::read_dir(&dir)? {
+                let entry = entry?;
+                let meta = entry.metadata()?;
+                let old = meta
+                    .modified()
+                    .ok()
+                    .and_then(|m| m.elapsed().ok())
+                    .is_some_and(|age| age > STAGING_MAX_AGE);
+                if meta.is_file() && old && std::fs::remove_file(entry.path()).is_ok() {
+                    removed += 1;
+                }
+            }
+            Ok(removed)
+        })
+        .await?
     }
 
     /// Answers when the database and the blob store both do.

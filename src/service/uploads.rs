@@ -6,19 +6,37 @@
 //! avoids multipart parts' 5 MiB minimum entirely, at the cost of one copy.
 
 use std::io::Write;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tempfile::TempPath;
+use tokio::io::AsyncWriteExt;
 
 use super::posts::StagedImage;
 use super::{CreatePost, MAX_IMAGE_BYTES, ServiceError, ServiceResult, Services};
 use crate::domain::{Post, Timestamp, UploadId, User, now};
-use crate::store::{AppendLock, Upload, UploadChunk};
+use crate::store::{Upload, UploadChunk, UploadLock};
 
-/// How long an append holds its lock without renewing it; a crashed node's lock frees itself.
-const APPEND_LEASE: Duration = Duration::from_secs(30);
+/// How long an append is presumed alive after its last commit. Past it, its
+/// lock is taken without asking; the holder has nothing uncommitted by then,
+/// since it commits whatever it holds at least every `COMMIT_EVERY`.
+const APPEND_LEASE: Duration = Duration::from_secs(3);
+/// A running append commits what it received at least this often…
+pub const COMMIT_EVERY: Duration = Duration::from_secs(1);
+/// …and whenever this much is waiting, so a dropped connection loses little.
+pub const COMMIT_BYTES: u64 = 1024 * 1024;
+/// How long a new request waits for a live holder to let go before it takes
+/// the lock anyway (fencing the holder, whose next commit then fails).
+const TAKEOVER_WAIT: Duration = Duration::from_millis(900);
+/// How often a waiting request looks again, and a holder looks for release requests.
+pub const LOCK_POLL: Duration = Duration::from_millis(50);
+pub const HOLDER_POLL: Duration = Duration::from_millis(150);
+/// A holder asked to let go first keeps what already arrived: it reads on until
+/// the body pauses this long, for at most `DRAIN_MAX`.
+const DRAIN_QUIET: Duration = Duration::from_millis(50);
+const DRAIN_MAX: Duration = Duration::from_millis(300);
 
-/// The right to append to an upload at `start`, held by one request at a time.
+/// The right to append to an upload, held by one request at a time. It moves
+/// forward with each commit (`start` is where the next byte goes).
 pub struct AppendLease {
     pub upload: Upload,
     pub start: u64,
@@ -29,6 +47,16 @@ impl AppendLease {
     /// Bytes this append may still add.
     pub fn room(&self) -> u64 {
         self.upload.length - self.start
+    }
+}
+
+/// Whether a lock can be taken without asking its holder: nobody holds it,
+/// or the holder has been silent past its lease (its node may be gone).
+fn lock_is_free(lock: &UploadLock, at: Timestamp) -> bool {
+    match (lock.token, lock.until) {
+        (None, _) => true,
+        (Some(_), None) => true,
+        (Some(_), Some(until)) => until <= at,
     }
 }
 
@@ -109,6 +137,57 @@ impl Services {
         }
     }
 
+    /// Waits until no other request holds the upload's lock: a holder is asked
+    /// to commit what it has and let go, and after `TAKEOVER_WAIT` it is fenced
+    /// (this is how a connection that died silently gives its upload back).
+    /// Then swaps the lock to `next` (a new holder, or none) and returns the
+    /// offset the upload settled at. Works across nodes: all of it goes through
+    /// the store.
+    async fn take_upload_lock(
+        &self,
+        id: UploadId,
+        next: impl Fn(&UploadLock) -> Option<(uuid::Uuid, Timestamp)>,
+    ) -> ServiceResult<UploadLock> {
+        let deadline = Instant::now() + TAKEOVER_WAIT;
+        loop {
+            let lock = self
+                .store
+                .upload_lock(id)
+                .await?
+                .ok_or(ServiceError::NotFound("no such upload"))?;
+            let holder = lock.token;
+            if lock_is_free(&lock, now()) || Instant::now() >= deadline {
+                if holder.is_none() && next(&lock).is_none() {
+                    return Ok(lock);
+                }
+                if self
+                    .store
+                    .swap_upload_lock(id, holder, lock.offset, next(&lock))
+                    .await?
+                {
+                    if holder.is_some() {
+                        tracing::info!(upload = %id, offset = lock.offset, "took over an upload from a silent request");
+                    }
+                    return Ok(lock);
+                }
+                continue; // the holder committed or let go meanwhile: look again
+            }
+            if let (Some(token), false) = (holder, lock.release_wanted) {
+                self.store.request_upload_release(id, token).await?;
+            }
+            tokio::time::sleep(LOCK_POLL).await;
+        }
+    }
+
+    /// The caller's upload as it stands once no request is appending to it
+    /// (HEAD): a silent append is made to commit and let go first, so the offset
+    /// is final and the client can resume from it at once.
+    pub async fn settled_upload(&self, id: UploadId, owner: &User) -> ServiceResult<Upload> {
+        let mut upload = self.upload(id, owner).await?;
+        upload.offset = self.take_upload_lock(id, |_| None).await?.offset;
+        Ok(upload)
+    }
+
     /// Takes the append lock at `offset`, before any byte of the body is read.
     pub async fn lease_append(
         &self,
@@ -118,48 +197,40 @@ impl Services {
     ) -> ServiceResult<AppendLease> {
         let upload = self.upload(id, owner).await?;
         let token = uuid::Uuid::new_v4();
-        let t = now();
-        match self
-            .store
-            .lock_upload(id, offset, token, later(t, APPEND_LEASE), t)
-            .await?
-        {
-            AppendLock::Granted => Ok(AppendLease {
-                upload,
-                start: offset,
-                token,
-            }),
-            AppendLock::OffsetMismatch { current } => Err(ServiceError::OffsetMismatch { current }),
-            AppendLock::Busy => Err(ServiceError::Conflict(
-                "another PATCH to this upload is in progress".into(),
-            )),
-            AppendLock::NotFound => Err(ServiceError::NotFound("no such upload")),
+        let until = later(now(), APPEND_LEASE);
+        // Only the right offset takes the lock; a wrong one still settles the
+        // upload (so the 409 reports the final offset) and leaves it free.
+        let lock = self
+            .take_upload_lock(id, |lock| (lock.offset == offset).then_some((token, until)))
+            .await?;
+        if lock.offset != offset {
+            return Err(ServiceError::OffsetMismatch {
+                current: lock.offset,
+            });
         }
+        Ok(AppendLease {
+            upload,
+            start: offset,
+            token,
+        })
     }
 
-    /// Keeps the lock while a slow body streams in; false if it was lost.
-    pub async fn renew_append(&self, lease: &AppendLease) -> ServiceResult<bool> {
-        Ok(self
-            .store
-            .extend_upload_lock(lease.upload.id, lease.token, later(now(), APPEND_LEASE))
-            .await?)
-    }
-
-    pub fn append_renewal_period(&self) -> Duration {
-        APPEND_LEASE / 3
-    }
-
-    /// Stores the received bytes durably, then advances the offset; the new offset is returned.
+    /// Stores `file` (the next `length` bytes) durably, then advances the offset.
+    /// With `keep`, the lease stays held for more; the answer says whether
+    /// another request asked for the upload meanwhile. A fenced lease (taken
+    /// over by a newer request) gets a 409 and its bytes are discarded.
     pub async fn commit_append(
         &self,
-        lease: AppendLease,
+        lease: &mut AppendLease,
         file: TempPath,
         length: u64,
-    ) -> ServiceResult<u64> {
+        keep: bool,
+    ) -> ServiceResult<bool> {
         if length == 0 {
-            let offset = lease.start;
-            self.abandon_append(lease).await;
-            return Ok(offset);
+            if !keep {
+                self.abandon_append(lease).await;
+            }
+            return Ok(false);
         }
         let chunk = UploadChunk {
             key: format!(
@@ -172,26 +243,139 @@ impl Services {
             length,
         };
         self.blobs.put_file(&chunk.key, &file).await?;
-        let expires = later(now(), self.upload_ttl);
-        if !self
+        let t = now();
+        // An error here is ambiguous (the commit may have happened): the blob is
+        // left for the orphan sweep rather than deleted under a row that may name it.
+        let committed = self
             .store
-            .commit_chunk(lease.upload.id, lease.token, &chunk, expires)
-            .await?
-        {
-            // The lock expired and another append took over: these bytes were never acknowledged.
+            .commit_chunk(
+                lease.upload.id,
+                lease.token,
+                &chunk,
+                later(t, self.upload_ttl),
+                keep.then(|| later(t, APPEND_LEASE)),
+            )
+            .await?;
+        let Some(release_wanted) = committed else {
+            // Fenced: a newer request owns the upload; these bytes were never acknowledged.
             self.store.queue_blob_deletion(&chunk.key).await?;
             return Err(ServiceError::Conflict(
-                "the upload changed while this PATCH was running".into(),
+                "the upload was taken over by a newer request".into(),
             ));
-        }
-        Ok(lease.start + length)
+        };
+        lease.start += length;
+        metrics::counter!("upload_chunks_committed_total").increment(1);
+        Ok(release_wanted)
     }
 
-    /// Gives the lock back without storing anything (e.g. a checksum mismatch).
-    pub async fn abandon_append(&self, lease: AppendLease) {
+    /// Whether the holder of `lease` should stop: another request asked for
+    /// the upload, or already took it.
+    pub async fn append_superseded(&self, lease: &AppendLease) -> ServiceResult<bool> {
+        Ok(match self.store.upload_lock(lease.upload.id).await? {
+            Some(lock) => lock.token != Some(lease.token) || lock.release_wanted,
+            None => true,
+        })
+    }
+
+    /// Gives the lock back without storing anything more (e.g. a checksum mismatch).
+    pub async fn abandon_append(&self, lease: &AppendLease) {
         if let Err(e) = self.store.unlock_upload(lease.upload.id, lease.token).await {
             tracing::warn!(error = %e, "releasing an upload lock; it will expire by itself");
         }
+    }
+
+    /// Receives an append's body: bytes are staged and committed as they
+    /// arrive (every `COMMIT_BYTES` or `COMMIT_EVERY`), so a connection that
+    /// drops, silently or not, loses at most what it sent since the last commit,
+    /// and a request that asks for the upload meanwhile gets it within
+    /// `HOLDER_POLL` plus one commit. With a promised checksum, the body is
+    /// all-or-nothing instead (tus: a mismatching chunk is discarded whole).
+    /// Returns the offset reached.
+    pub async fn receive_append<S, E>(
+        &self,
+        mut lease: AppendLease,
+        mut body: S,
+        expected: Option<Digest>,
+    ) -> ServiceResult<u64>
+    where
+        S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        use futures_util::StreamExt;
+        let id = lease.upload.id;
+        let incremental = expected.is_none();
+        let mut staged = Staged::new(&self.staging_dir, expected)?;
+        let mut last_commit = Instant::now();
+        let mut poll = tokio::time::interval(HOLDER_POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ended = false;
+        let outcome: ServiceResult<()> = loop {
+            tokio::select! {
+                frame = body.next() => match frame {
+                    Some(Ok(bytes)) => {
+                        if staged.len + bytes.len() as u64 > lease.room() {
+                            break Err(ServiceError::PayloadTooLarge { max: MAX_IMAGE_BYTES });
+                        }
+                        staged.write(&bytes).await?;
+                        if incremental && staged.len >= COMMIT_BYTES {
+                            last_commit = Instant::now();
+                            if self.commit_staged(&mut lease, &mut staged, true).await? {
+                                break Ok(());
+                            }
+                        }
+                    }
+                    Some(Err(e)) => {
+                        tracing::info!(upload = %id, error = %e, "upload body broke off");
+                        break Ok(());
+                    }
+                    None => {
+                        ended = true;
+                        break Ok(());
+                    }
+                },
+                _ = poll.tick() => {
+                    if incremental && staged.len > 0 && last_commit.elapsed() >= COMMIT_EVERY {
+                        last_commit = Instant::now();
+                        if self.commit_staged(&mut lease, &mut staged, true).await? {
+                            break Ok(());
+                        }
+                    } else if self.append_superseded(&lease).await? {
+                        tracing::info!(upload = %id, "another request asked for this upload; letting go");
+                        // Bytes that already arrived are kept, not made to be sent again.
+                        break drain_arrived(&mut body, &mut staged, lease.room()).await;
+                    }
+                }
+            }
+        };
+        metrics::counter!("upload_bytes_total", "kind" => "tus").increment(staged.received);
+        if let Err(e) = outcome {
+            // What was committed stays; what is staged is dropped with the lock.
+            self.abandon_append(&lease).await;
+            return Err(e);
+        }
+        let intact = ended && staged.digest_matches();
+        if !incremental && !intact {
+            self.abandon_append(&lease).await;
+            return Err(ServiceError::ChecksumMismatch);
+        }
+        self.commit_staged(&mut lease, &mut staged, false).await?;
+        Ok(lease.start)
+    }
+
+    /// Commits what is staged; true if the holder was asked to let go.
+    async fn commit_staged(
+        &self,
+        lease: &mut AppendLease,
+        staged: &mut Staged,
+        keep: bool,
+    ) -> ServiceResult<bool> {
+        let (file, len) = staged.take(&self.staging_dir).await?;
+        let release_wanted = self.commit_append(lease, file, len, keep).await?;
+        if release_wanted && keep {
+            // Let go now: the asker is waiting for the lock, and this commit was the last.
+            self.abandon_append(lease).await;
+        }
+        Ok(release_wanted)
     }
 
     pub async fn terminate_upload(&self, id: UploadId, owner: &User) -> ServiceResult<()> {
@@ -259,6 +443,9 @@ impl Services {
     pub async fn sweep_expired(&self) -> anyhow::Result<u64> {
         let t = now();
         let mut removed = self.store.purge_keys(t).await?;
+        let unused =
+            chrono::Duration::from_std(self.session_ttl).unwrap_or(chrono::Duration::days(30));
+        removed += self.store.purge_sessions(t - unused).await?;
         let retention =
             chrono::Duration::from_std(self.event_retention).unwrap_or(chrono::Duration::days(7));
         removed += self.store.purge_events(t - retention).await?;
@@ -275,6 +462,100 @@ impl Services {
         }
         self.collect_garbage().await?;
         Ok(removed)
+    }
+}
+
+/// Stages the body's bytes that have already reached this server: frames keep
+/// coming while the connection's buffers empty, so it reads until the body
+/// pauses for `DRAIN_QUIET` (a silent link has nothing more) or `DRAIN_MAX`
+/// has passed (the asker is waiting for the lock).
+async fn drain_arrived<S, E>(body: &mut S, staged: &mut Staged, room: u64) -> ServiceResult<()>
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+{
+    use futures_util::StreamExt;
+    let deadline = Instant::now() + DRAIN_MAX;
+    while let Ok(Some(Ok(bytes))) = tokio::time::timeout(DRAIN_QUIET, body.next()).await {
+        if staged.len + bytes.len() as u64 > room {
+            break;
+        }
+        staged.write(&bytes).await?;
+        if Instant::now() >= deadline {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// A digest the client promised for an append's body (tus `checksum`).
+pub enum Digest {
+    Sha1(Vec<u8>),
+    Sha256(Vec<u8>),
+}
+
+/// The bytes of an append not committed yet, in a staging file.
+struct Staged {
+    file: tokio::io::BufWriter<tokio::fs::File>,
+    path: TempPath,
+    /// Bytes staged since the last commit.
+    len: u64,
+    /// Bytes received by this request in all.
+    received: u64,
+    expected: Option<Digest>,
+    sha1: sha1::Sha1,
+    sha256: sha2::Sha256,
+}
+
+impl Staged {
+    fn new(dir: &std::path::Path, expected: Option<Digest>) -> ServiceResult<Self> {
+        use sha2::Digest as _;
+        let (file, path) = tempfile::NamedTempFile::new_in(dir)
+            .map_err(anyhow::Error::from)?
+            .into_parts();
+        Ok(Staged {
+            file: tokio::io::BufWriter::with_capacity(64 * 1024, tokio::fs::File::from_std(file)),
+            path,
+            len: 0,
+            received: 0,
+            expected,
+            sha1: sha1::Sha1::new(),
+            sha256: sha2::Sha256::new(),
+        })
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> ServiceResult<()> {
+        use sha2::Digest as _;
+        match self.expected {
+            Some(Digest::Sha1(_)) => self.sha1.update(bytes),
+            Some(Digest::Sha256(_)) => self.sha256.update(bytes),
+            None => {}
+        }
+        self.file
+            .write_all(bytes)
+            .await
+            .map_err(anyhow::Error::from)?;
+        self.len += bytes.len() as u64;
+        self.received += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn digest_matches(&self) -> bool {
+        use sha2::Digest as _;
+        match &self.expected {
+            None => true,
+            Some(Digest::Sha1(d)) => self.sha1.clone().finalize().as_slice() == d.as_slice(),
+            Some(Digest::Sha256(d)) => self.sha256.clone().finalize().as_slice() == d.as_slice(),
+        }
+    }
+
+    /// Hands over the staged bytes and starts a new staging file.
+    async fn take(&mut self, dir: &std::path::Path) -> ServiceResult<(TempPath, u64)> {
+        self.file.flush().await.map_err(anyhow::Error::from)?;
+        let next = Staged::new(dir, None)?;
+        let file = std::mem::replace(&mut self.file, next.file);
+        drop(file);
+        let path = std::mem::replace(&mut self.path, next.path);
+        Ok((path, std::mem::take(&mut self.len)))
     }
 }
 

@@ -7,6 +7,7 @@ pub mod postgres;
 pub mod rate_limits;
 pub mod sqlite;
 pub mod transfer;
+pub mod wakers;
 
 use std::time::Duration;
 
@@ -74,8 +75,15 @@ pub trait AccountStore: Send + Sync {
         user_id: UserId,
         now: Timestamp,
     ) -> StoreResult<()>;
-    async fn user_by_session(&self, token_hash: &[u8; 32]) -> StoreResult<Option<User>>;
+    /// The session's user and when the session was last used.
+    async fn user_by_session(
+        &self,
+        token_hash: &[u8; 32],
+    ) -> StoreResult<Option<(User, Timestamp)>>;
+    async fn touch_session(&self, token_hash: &[u8; 32], now: Timestamp) -> StoreResult<()>;
     async fn delete_session(&self, token_hash: &[u8; 32]) -> StoreResult<()>;
+    /// Deletes sessions last used before `before`.
+    async fn purge_sessions(&self, before: Timestamp) -> StoreResult<u64>;
 }
 
 /// What a deleted post leaves behind for the blob store to remove.
@@ -248,47 +256,51 @@ pub struct UploadChunk {
     pub length: u64,
 }
 
-/// The answer to "may I append at this offset?".
+/// Who may append to an upload right now: the lock as stored. The rules that
+/// read it (when a lock is stale, when to ask for it, when to take it) are the
+/// service's (`service/uploads.rs`); the backends only store and swap it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AppendLock {
-    Granted,
-    /// The upload's offset is not the one the client sent.
-    OffsetMismatch {
-        current: u64,
-    },
-    /// Another append is running.
-    Busy,
-    NotFound,
+pub struct UploadLock {
+    /// Bytes durably stored and acknowledged.
+    pub offset: u64,
+    /// The request appending right now, if any.
+    pub token: Option<uuid::Uuid>,
+    /// Until when that request is presumed alive without a word from it.
+    pub until: Option<Timestamp>,
+    /// Another request asked the holder to commit what it has and let go.
+    pub release_wanted: bool,
 }
 
 #[async_trait]
 pub trait UploadStore: Send + Sync {
     async fn create_upload(&self, upload: &Upload) -> StoreResult<()>;
     async fn upload(&self, id: UploadId) -> StoreResult<Option<Upload>>;
-    /// Takes the upload's append lock (`token`, held until `until`) if its offset is `offset`.
-    async fn lock_upload(
+    async fn upload_lock(&self, id: UploadId) -> StoreResult<Option<UploadLock>>;
+    /// Compare-and-swap of the lock: if the holder is still `expected` and the
+    /// offset still `offset`, the lock becomes `new` (a token and its lease, or
+    /// free) and any release request is cleared. False if either had changed.
+    async fn swap_upload_lock(
         &self,
         id: UploadId,
+        expected: Option<uuid::Uuid>,
         offset: u64,
-        token: uuid::Uuid,
-        until: Timestamp,
-        now: Timestamp,
-    ) -> StoreResult<AppendLock>;
-    async fn extend_upload_lock(
-        &self,
-        id: UploadId,
-        token: uuid::Uuid,
-        until: Timestamp,
+        new: Option<(uuid::Uuid, Timestamp)>,
     ) -> StoreResult<bool>;
-    /// Records a stored chunk at the locked offset, advances the offset, moves the
-    /// expiry and releases the lock, atomically. False if the lock was lost.
+    /// Asks the holder `token` to commit what it received and let go.
+    async fn request_upload_release(&self, id: UploadId, token: uuid::Uuid) -> StoreResult<()>;
+    /// Records a stored chunk at the locked offset, advances the offset and moves
+    /// the expiry, atomically; with `keep_until` the lock stays held (its lease
+    /// renewed), without it the lock is released. `None` if the lock or the
+    /// offset had changed (a takeover fenced this request); else whether a
+    /// release was asked for.
     async fn commit_chunk(
         &self,
         id: UploadId,
         token: uuid::Uuid,
         chunk: &UploadChunk,
         expires_at: Timestamp,
-    ) -> StoreResult<bool>;
+        keep_until: Option<Timestamp>,
+    ) -> StoreResult<Option<bool>>;
     async fn unlock_upload(&self, id: UploadId, token: uuid::Uuid) -> StoreResult<()>;
     /// The chunks in byte order.
     async fn upload_chunks(&self, id: UploadId) -> StoreResult<Vec<UploadChunk>>;
@@ -313,8 +325,8 @@ pub trait EventStore: Send + Sync {
     async fn events_after(&self, user: UserId, after: i64, limit: u32) -> StoreResult<Vec<Event>>;
     /// The user's latest event number (0 if none).
     async fn last_event_seq(&self, user: UserId) -> StoreResult<i64>;
-    /// Waits until some event may have been written, or `timeout`.
-    async fn wait_for_events(&self, timeout: Duration);
+    /// Waits until `user` may have a new event, or `timeout`.
+    async fn wait_for_events(&self, user: UserId, timeout: Duration);
     async fn purge_events(&self, before: Timestamp) -> StoreResult<u64>;
 }
 
@@ -356,16 +368,19 @@ pub enum KeyClaim {
 
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
-    /// Atomically claims `scope_key` for a request with `fingerprint`. An in-flight
-    /// claim made before `stale_before` is taken over (its node died).
+    /// Atomically claims `scope_key` for a request with `fingerprint`, leased
+    /// until `lease_until`. An in-flight claim whose lease lapsed before `now`
+    /// is taken over (its request's node died).
     async fn claim_key(
         &self,
         scope_key: &str,
         fingerprint: &[u8; 32],
         now: Timestamp,
         expires_at: Timestamp,
-        stale_before: Timestamp,
+        lease_until: Timestamp,
     ) -> StoreResult<KeyClaim>;
+    /// Extends the lease of an in-flight claim while its request runs.
+    async fn renew_key(&self, scope_key: &str, lease_until: Timestamp) -> StoreResult<()>;
     async fn complete_key(&self, scope_key: &str, response: &StoredResponse) -> StoreResult<()>;
     /// Forgets a claim whose request failed, so a retry runs afresh.
     async fn release_key(&self, scope_key: &str) -> StoreResult<()>;
@@ -388,4 +403,13 @@ pub trait Store:
     async fn cursor_key(&self) -> StoreResult<Vec<u8>>;
     /// Answers when the database does.
     async fn ping(&self) -> StoreResult<()>;
+    /// Takes the turn named `name` until `until` if nobody holds it at `now`
+    /// (periodic chores that one node at a time should do, across all nodes).
+    async fn take_turn(&self, name: &str, now: Timestamp, until: Timestamp) -> StoreResult<bool>;
+}
+
+/// A turn's holder-until time as a settings value: big-endian, so that the
+/// byte order the databases compare is the time order.
+pub fn turn_value(until: Timestamp) -> Vec<u8> {
+    until.timestamp_millis().to_be_bytes().to_vec()
 }

@@ -5,6 +5,7 @@
 
 mod image_job;
 mod pool;
+pub mod sweeper;
 
 pub use pool::{PoolError, RenderPool};
 
@@ -50,7 +51,7 @@ impl Worker {
         })
     }
 
-    /// Runs `concurrency` job loops and the blob sweeper until `shutdown`.
+    /// Runs `concurrency` job loops until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut tasks = tokio::task::JoinSet::new();
         for n in 0..self.config.concurrency {
@@ -58,9 +59,6 @@ impl Worker {
             let shutdown = shutdown.clone();
             tasks.spawn(async move { worker.job_loop(n, shutdown).await });
         }
-        let sweeper = self.clone();
-        let stop_sweeper = shutdown.clone();
-        tasks.spawn(async move { sweeper.sweep_loop(stop_sweeper).await });
         while tasks.join_next().await.is_some() {}
     }
 
@@ -75,27 +73,6 @@ impl Worker {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = self.services.store.wait_for_jobs(self.config.poll_interval) => {}
-            }
-        }
-    }
-
-    async fn sweep_loop(&self, shutdown: CancellationToken) {
-        loop {
-            match self.services.sweep_expired().await {
-                Ok(0) => {}
-                Ok(n) => {
-                    tracing::info!(records = n, "removed expired uploads and idempotency keys")
-                }
-                Err(e) => tracing::warn!(error = %e, "expiry sweeper"),
-            }
-            match self.services.collect_garbage().await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(blobs = n, "deleted orphaned blobs"),
-                Err(e) => tracing::warn!(error = %e, "blob sweeper"),
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_secs(60)) => {}
             }
         }
     }

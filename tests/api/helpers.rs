@@ -144,6 +144,39 @@ impl TestApp {
             .unwrap()
     }
 
+    /// The bytes an upload holds so far (its committed chunks, in order), read
+    /// behind the API's back so that no request takes the upload over.
+    pub async fn upload_bytes(&self, location: &str) -> Vec<u8> {
+        let id: uuid::Uuid = location.rsplit('/').next().unwrap().parse().unwrap();
+        let keys: Vec<String> = match &self.database_url {
+            Some(url) => {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+                sqlx::query_scalar(
+                    "SELECT key FROM upload_chunks WHERE upload_id = $1 ORDER BY start",
+                )
+                .bind(id)
+                .fetch_all(&mut conn)
+                .await
+                .unwrap()
+            }
+            None => {
+                let conn = rusqlite::Connection::open(self.data_dir.join("imagegram.db")).unwrap();
+                conn.prepare("SELECT key FROM upload_chunks WHERE upload_id = ?1 ORDER BY start")
+                    .unwrap()
+                    .query_map([id.as_bytes().as_slice()], |r| r.get(0))
+                    .unwrap()
+                    .collect::<Result<_, _>>()
+                    .unwrap()
+            }
+        };
+        let mut bytes = Vec::new();
+        for key in keys {
+            bytes.extend_from_slice(&self.blob(&key).await.expect("a committed chunk's blob"));
+        }
+        bytes
+    }
+
     /// A blob of this node's store, whatever the backend.
     pub async fn blob(&self, key: &str) -> Option<bytes::Bytes> {
         self.running

@@ -141,7 +141,7 @@ async fn an_embedded_instance_migrates_completely_and_resumably() {
         .filter(|a| a != "--to")
         .filter(|a| *a != target_dir.path().display().to_string())
         .collect();
-    let node = Node::serve(target_dir.path(), &backend, &["--workers", "0"]);
+    let node = Node::serve(target_dir.path(), &backend, &["--workers", "1"]);
     let client = reqwest::Client::new();
     let get = |path: String, token: Option<&str>| {
         let mut req = client.get(format!("{}{path}", node.base));
@@ -222,4 +222,85 @@ async fn an_embedded_instance_migrates_completely_and_resumably() {
             .unwrap(),
         original
     );
+
+    // The copy takes writes like any instance: every counter carried over.
+    writes_after_migrating(&client, &node.base, &alice, &bob, &ids[0]).await;
+}
+
+/// A comment that notifies a user who already had events, a new post that
+/// becomes ready, and an event stream resumed from the start: each needs the
+/// per-user event sequence, which a copy once forgot.
+async fn writes_after_migrating(
+    client: &reqwest::Client,
+    base: &str,
+    alice: &str,
+    bob: &str,
+    alices_post: &str,
+) {
+    let resp = client
+        .post(format!("{base}/v1/posts/{alices_post}/comments"))
+        .bearer_auth(bob)
+        .json(&json!({"body": "written on the copy"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let form = reqwest::multipart::Form::new()
+        .text("caption", "posted on the copy")
+        .part(
+            "image",
+            reqwest::multipart::Part::bytes(png(40, 30)).file_name("a.png"),
+        );
+    let post: Value = client
+        .post(format!("{base}/v1/posts"))
+        .bearer_auth(bob)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = post["id"].as_str().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let now: Value = client
+            .get(format!("{base}/v1/posts/{id}"))
+            .bearer_auth(bob)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if now["status"] == "ready" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{now}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Alice's stream, resumed from the start, holds the copied events and the new one, in order.
+    let mut stream = client
+        .get(format!("{base}/v1/events"))
+        .bearer_auth(alice)
+        .header("last-event-id", "0")
+        .send()
+        .await
+        .unwrap();
+    let mut text = String::new();
+    while !text.contains("written on the copy") {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), stream.chunk())
+            .await
+            .expect("events arrive")
+            .unwrap()
+            .expect("the stream stays open");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let ids: Vec<i64> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("id:"))
+        .map(|v| v.trim().parse().unwrap())
+        .collect();
+    assert!(ids.len() >= 3, "{text}");
+    assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "{ids:?}");
 }

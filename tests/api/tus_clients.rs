@@ -17,7 +17,7 @@ fn tools() -> PathBuf {
 }
 
 /// A large, incompressible PNG: random noise survives no shortcut.
-fn noisy_png(width: u32, height: u32) -> Vec<u8> {
+pub fn noisy_png(width: u32, height: u32) -> Vec<u8> {
     let mut state = 0x2545_F491_4F6C_DD1Du64;
     let img = image::RgbImage::from_fn(width, height, |_, _| {
         state ^= state << 13;
@@ -86,6 +86,7 @@ async fn upload_through_faults(client: Client, name: &str) {
             latency: Duration::from_millis(2),
             upload_bytes_per_sec: Some(64 << 20),
             stall: Some((2_000_000, Duration::from_millis(1500))),
+            ..Faults::default()
         },
     )
     .await

@@ -397,7 +397,10 @@ async fn bytes_received_before_a_dropped_connection_are_kept() {
     assert_eq!(app.blob(&format!("originals/{id}")).await.unwrap(), image);
 }
 
-/// Two PATCHes at the same offset at once: one wins, the other gets 409, nothing is corrupted.
+/// Two PATCHes at the same offset at once: the later takes the upload over
+/// (the earlier commits what it received and stops), then finds the offset
+/// moved and gets 409. Nothing is corrupted: the upload holds one writer's
+/// bytes, each once, and resumes from the offset it reports.
 #[tokio::test]
 async fn concurrent_patches_cannot_corrupt_an_upload() {
     let app = TestApp::spawn().await;
@@ -412,6 +415,16 @@ async fn concurrent_patches_cannot_corrupt_an_upload() {
     let mut statuses = [ra.status().as_u16(), rb.status().as_u16()];
     statuses.sort();
     assert_eq!(statuses, [204, 409]);
+    let reached = offset(&app, &token, &location).await as usize;
+    let held = app.upload_bytes(&location).await;
+    assert_eq!(held.len(), reached);
+    assert!(
+        held.iter().all(|&c| c == b'a') || held.iter().all(|&c| c == b'b'),
+        "one writer's bytes only"
+    );
+    let rest = vec![held.first().copied().unwrap_or(b'a'); size - reached];
+    let resp = patch(&app, &token, &location, reached, &rest).await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     assert_eq!(offset(&app, &token, &location).await as usize, size);
 }
 

@@ -1,7 +1,10 @@
 //! A loopback TCP proxy that behaves like a bad mobile network, for tests and
-//! benchmarks of resumable uploads: it resets connections after a number of
-//! uploaded bytes, adds latency, caps bandwidth and stalls, and counts the bytes
-//! clients sent so a test can tell how much was sent twice.
+//! benchmarks: it resets connections after a number of uploaded bytes, drops
+//! them silently (the server hears nothing more: no FIN, no RST, the way a phone
+//! that lost coverage looks from the server), makes the client vanish right
+//! after its request, stalls a body for good, adds latency, caps bandwidth and
+//! drips, and counts the bytes clients sent so a test can tell how much was
+//! sent twice.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,13 +27,29 @@ pub struct Faults {
     pub upload_bytes_per_sec: Option<u64>,
     /// Once, after this many client bytes in total, stop forwarding for a while.
     pub stall: Option<(u64, Duration)>,
+    /// After this many client bytes on a connection, the client's side is reset
+    /// and the server's side is left open and silent until the proxy is dropped.
+    pub silent_drop_after: Option<u64>,
+    /// After this many client bytes on a connection (a whole request, say), the
+    /// client vanishes: its side is reset and the server's side closed, before
+    /// any answer can reach it.
+    pub vanish_after: Option<u64>,
+    /// After this many client bytes on a connection, nothing more is forwarded
+    /// either way, and both sides stay open (a body that stops mid-way).
+    pub freeze_after: Option<u64>,
+    /// Forward client bytes in pieces of at most this size (with
+    /// `upload_bytes_per_sec`, a slow drip).
+    pub max_piece: Option<usize>,
 }
 
 #[derive(Debug, Default)]
 struct Counters {
     to_server: AtomicU64,
     resets: AtomicU64,
+    silent_drops: AtomicU64,
     stalled: AtomicBool,
+    /// Sockets left open and quiet on purpose; closed when the proxy is dropped.
+    held: std::sync::Mutex<Vec<Box<dyn std::any::Any + Send>>>,
 }
 
 pub struct FaultProxy {
@@ -75,12 +94,40 @@ impl FaultProxy {
     pub fn resets(&self) -> u64 {
         self.counters.resets.load(Ordering::Relaxed)
     }
+
+    /// Connections dropped silently (also counted in `resets`).
+    pub fn silent_drops(&self) -> u64 {
+        self.counters.silent_drops.load(Ordering::Relaxed)
+    }
 }
 
 impl Drop for FaultProxy {
     fn drop(&mut self) {
         self.accept.abort();
+        self.counters.held.lock().expect("held sockets").clear();
     }
+}
+
+/// A task that ends when its handle is dropped (tokio's handles detach instead).
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// How a connection ends when a byte budget runs out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    /// Client reset; the server sees its stream end after the last byte.
+    Reset,
+    /// Client reset; the server sees nothing more at all.
+    Silent,
+    /// Client reset and server closed right after the request.
+    Vanish,
+    /// Nothing more either way; both stay open.
+    Freeze,
 }
 
 async fn relay(client: TcpStream, server: TcpStream, faults: Faults, counters: Arc<Counters>) {
@@ -88,30 +135,68 @@ async fn relay(client: TcpStream, server: TcpStream, faults: Faults, counters: A
     let _ = server.set_nodelay(true);
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
-    let down = tokio::spawn(pump_down(server_read, client_write, faults.latency));
-    let reset = pump_up(client_read, server_write, &faults, &counters).await;
-    if let Some((client_read, mut server_write)) = reset {
-        // The client sees its connection reset. The server sees the stream end
-        // after the last byte the network delivered: an RST towards it would make
-        // its kernel discard data already received, which a dropped radio link
-        // does not do.
-        let _ = client_read.as_ref().set_zero_linger();
-        let _ = server_write.shutdown().await;
-        down.abort();
-        counters.resets.fetch_add(1, Ordering::Relaxed);
-    } else {
+    let (frozen_tx, frozen_rx) = tokio::sync::watch::channel(false);
+    let down = tokio::spawn(pump_down(
+        server_read,
+        client_write,
+        faults.latency,
+        frozen_rx,
+    ));
+    let cut = pump_up(client_read, server_write, &faults, &counters).await;
+    let Some((cut, client_read, mut server_write)) = cut else {
         let _ = down.await;
+        return;
+    };
+    match cut {
+        Cut::Reset | Cut::Vanish => {
+            // The client sees its connection reset. The server sees the stream
+            // end after the last byte the network delivered: an RST towards it
+            // would make its kernel discard data already received, which a
+            // dropped radio link does not do.
+            let _ = client_read.as_ref().set_zero_linger();
+            let _ = server_write.shutdown().await;
+            down.abort();
+            counters.resets.fetch_add(1, Ordering::Relaxed);
+        }
+        Cut::Silent => {
+            let _ = client_read.as_ref().set_zero_linger();
+            down.abort();
+            drop(client_read);
+            // Kept open, never written to or read from again: the server's side
+            // of a link that simply went quiet.
+            counters
+                .held
+                .lock()
+                .expect("held sockets")
+                .push(Box::new(server_write));
+            counters.resets.fetch_add(1, Ordering::Relaxed);
+            counters.silent_drops.fetch_add(1, Ordering::Relaxed);
+        }
+        Cut::Freeze => {
+            let _ = frozen_tx.send(true);
+            let mut held = counters.held.lock().expect("held sockets");
+            held.push(Box::new(client_read));
+            held.push(Box::new(server_write));
+            held.push(Box::new(AbortOnDrop(down)));
+        }
     }
 }
 
-/// Client to server. Returns the halves to reset if the connection is to be cut.
+/// Client to server. Returns how the connection is to be cut, if it is, with
+/// the halves to cut.
 async fn pump_up(
     mut from: OwnedReadHalf,
     mut to: OwnedWriteHalf,
     faults: &Faults,
     counters: &Counters,
-) -> Option<(OwnedReadHalf, OwnedWriteHalf)> {
-    let mut buf = vec![0u8; 16 * 1024];
+) -> Option<(Cut, OwnedReadHalf, OwnedWriteHalf)> {
+    let mut buf = vec![0u8; faults.max_piece.unwrap_or(16 * 1024).clamp(1, 16 * 1024)];
+    let budgets = [
+        (faults.reset_after, Cut::Reset),
+        (faults.silent_drop_after, Cut::Silent),
+        (faults.vanish_after, Cut::Vanish),
+        (faults.freeze_after, Cut::Freeze),
+    ];
     let mut sent: u64 = 0;
     loop {
         let n = match from.read(&mut buf).await {
@@ -122,12 +207,14 @@ async fn pump_up(
             Ok(n) => n,
         };
         let mut chunk = &buf[..n];
-        let mut cut = false;
-        if let Some(limit) = faults.reset_after {
-            let left = limit.saturating_sub(sent) as usize;
-            if chunk.len() >= left {
-                chunk = &chunk[..left];
-                cut = true;
+        let mut cut = None;
+        for (limit, kind) in budgets {
+            if let Some(limit) = limit {
+                let left = limit.saturating_sub(sent) as usize;
+                if chunk.len() >= left && cut.is_none() {
+                    chunk = &chunk[..left];
+                    cut = Some(kind);
+                }
             }
         }
         delay(faults, chunk.len()).await;
@@ -144,9 +231,9 @@ async fn pump_up(
         counters
             .to_server
             .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-        if cut {
+        if let Some(kind) = cut {
             let _ = to.flush().await;
-            return Some((from, to));
+            return Some((kind, from, to));
         }
     }
 }
@@ -161,11 +248,20 @@ async fn delay(faults: &Faults, len: usize) {
     }
 }
 
-async fn pump_down(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, latency: Duration) {
+async fn pump_down(
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    latency: Duration,
+    frozen: tokio::sync::watch::Receiver<bool>,
+) {
     let mut buf = vec![0u8; 16 * 1024];
     while let Ok(n) = from.read(&mut buf).await {
         if n == 0 {
             break;
+        }
+        if *frozen.borrow() {
+            // Frozen links deliver nothing; keep both ends open until dropped.
+            std::future::pending::<()>().await;
         }
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;

@@ -41,9 +41,19 @@ fn fsync_dir(dir: &Path) -> std::io::Result<()> {
 /// Moves a synced file into place atomically and makes the rename durable.
 fn install(src: &Path, dst: &Path) -> anyhow::Result<()> {
     let parent = dst.parent().context("blob path has no parent")?;
-    std::fs::create_dir_all(parent)?;
     std::fs::File::open(src)?.sync_all()?;
-    if std::fs::rename(src, dst).is_err() {
+    // The deletion of a folder's last blob removes the folder; one that races
+    // with this install is made again.
+    let mut renamed = Err(std::io::ErrorKind::NotFound.into());
+    for _ in 0..3 {
+        std::fs::create_dir_all(parent)?;
+        renamed = std::fs::rename(src, dst);
+        match &renamed {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && src.exists() => continue,
+            _ => break,
+        }
+    }
+    if renamed.is_err() {
         // Different filesystems: copy through a synced temporary in the target directory.
         let mut tmp = tempfile::NamedTempFile::new_in(parent)?;
         std::io::copy(&mut std::fs::File::open(src)?, tmp.as_file_mut())?;
@@ -106,10 +116,20 @@ impl BlobStore for LocalBlobStore {
     async fn delete(&self, key: &str) -> anyhow::Result<()> {
         let path = self.path_of(key)?;
         match tokio::fs::remove_file(&path).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e.into()),
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
         }
+        // Directories a key's path made (an upload's chunk folder) go with their
+        // last file; remove_dir refuses a directory that is not empty.
+        let mut dir = path.parent();
+        while let Some(d) = dir.filter(|d| *d != self.root) {
+            if tokio::fs::remove_dir(d).await.is_err() {
+                break;
+            }
+            dir = d.parent();
+        }
+        Ok(())
     }
 
     async fn check(&self) -> anyhow::Result<()> {

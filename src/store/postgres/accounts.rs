@@ -51,7 +51,7 @@ impl AccountStore for PgStore {
         user_id: UserId,
         now: Timestamp,
     ) -> StoreResult<()> {
-        sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at) VALUES ($1, $2, $3)")
+        sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, last_used_at) VALUES ($1, $2, $3, $3)")
             .bind(token_hash.as_slice())
             .bind(user_id.as_uuid())
             .bind(now)
@@ -60,15 +60,40 @@ impl AccountStore for PgStore {
         Ok(())
     }
 
-    async fn user_by_session(&self, token_hash: &[u8; 32]) -> StoreResult<Option<User>> {
+    async fn user_by_session(
+        &self,
+        token_hash: &[u8; 32],
+    ) -> StoreResult<Option<(User, Timestamp)>> {
         Ok(sqlx::query(
-            "SELECT u.id, u.username, u.created_at FROM sessions s JOIN users u ON u.id = s.user_id \
-             WHERE s.token_hash = $1",
+            "SELECT u.id, u.username, u.created_at, s.last_used_at FROM sessions s \
+             JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1",
         )
         .bind(token_hash.as_slice())
-        .try_map(|r: PgRow| user_from_row(&r, "id", "created_at"))
+        .try_map(|r: PgRow| {
+            Ok((
+                user_from_row(&r, "id", "created_at")?,
+                r.try_get("last_used_at")?,
+            ))
+        })
         .fetch_optional(&self.pool)
         .await?)
+    }
+
+    async fn touch_session(&self, token_hash: &[u8; 32], now: Timestamp) -> StoreResult<()> {
+        sqlx::query("UPDATE sessions SET last_used_at = $1 WHERE token_hash = $2")
+            .bind(now)
+            .bind(token_hash.as_slice())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn purge_sessions(&self, before: Timestamp) -> StoreResult<u64> {
+        let n = sqlx::query("DELETE FROM sessions WHERE last_used_at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(n.rows_affected())
     }
 
     async fn delete_session(&self, token_hash: &[u8; 32]) -> StoreResult<()> {

@@ -38,8 +38,8 @@ impl EventStore for PgStore {
         )
     }
 
-    async fn wait_for_events(&self, timeout: Duration) {
-        let _ = tokio::time::timeout(timeout, self.events_written.notified()).await;
+    async fn wait_for_events(&self, user: UserId, timeout: Duration) {
+        self.event_wakers.wait(user, timeout).await;
     }
 
     async fn purge_events(&self, before: Timestamp) -> StoreResult<u64> {

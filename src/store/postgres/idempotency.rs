@@ -12,24 +12,24 @@ impl IdempotencyStore for PgStore {
         fingerprint: &[u8; 32],
         now: Timestamp,
         expires_at: Timestamp,
-        stale_before: Timestamp,
+        lease_until: Timestamp,
     ) -> StoreResult<KeyClaim> {
         // One statement claims atomically: a new key, or one that expired or was
         // abandoned in flight, becomes ours; any other existing row is left alone.
         let claimed = sqlx::query(
-            "INSERT INTO idempotency_keys (scope_key, fingerprint, state, created_at, expires_at) \
-             VALUES ($1, $2, 'in_flight', $3, $4) \
+            "INSERT INTO idempotency_keys (scope_key, fingerprint, state, created_at, expires_at, lease_until) \
+             VALUES ($1, $2, 'in_flight', $3, $4, $5) \
              ON CONFLICT (scope_key) DO UPDATE SET fingerprint = excluded.fingerprint, state = 'in_flight', \
                status = NULL, headers = NULL, body = NULL, created_at = excluded.created_at, \
-               expires_at = excluded.expires_at \
+               expires_at = excluded.expires_at, lease_until = excluded.lease_until \
              WHERE idempotency_keys.expires_at <= $3 \
-                OR (idempotency_keys.state = 'in_flight' AND idempotency_keys.created_at < $5)",
+                OR (idempotency_keys.state = 'in_flight' AND idempotency_keys.lease_until <= $3)",
         )
         .bind(scope_key)
         .bind(fingerprint.as_slice())
         .bind(now)
         .bind(expires_at)
-        .bind(stale_before)
+        .bind(lease_until)
         .execute(&self.pool)
         .await?;
         if claimed.rows_affected() == 1 {
@@ -74,6 +74,17 @@ impl IdempotencyStore for PgStore {
         .bind(i32::from(response.status))
         .bind(serde_json::to_string(&response.headers).expect("strings serialise"))
         .bind(&response.body)
+        .bind(scope_key)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn renew_key(&self, scope_key: &str, lease_until: Timestamp) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE idempotency_keys SET lease_until = $1 WHERE scope_key = $2 AND state = 'in_flight'",
+        )
+        .bind(lease_until)
         .bind(scope_key)
         .execute(&self.pool)
         .await?;

@@ -18,6 +18,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
+
+use crate::domain::Timestamp;
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use tokio::sync::Notify;
 
@@ -29,7 +31,7 @@ const JOBS_CHANNEL: &str = "imagegram_jobs";
 pub struct PgStore {
     pool: PgPool,
     jobs_queued: Arc<Notify>,
-    events_written: Arc<Notify>,
+    event_wakers: Arc<super::wakers::EventWakers>,
     /// Writes the rendering kept beside each post.
     render: PostRenderer,
 }
@@ -66,16 +68,16 @@ impl PgStore {
             .execute(&pool)
             .await?;
         let jobs_queued = Arc::new(Notify::new());
-        let events_written = Arc::new(Notify::new());
+        let event_wakers = Arc::new(super::wakers::EventWakers::default());
         tokio::spawn(listen(
             pool.clone(),
             jobs_queued.clone(),
-            events_written.clone(),
+            event_wakers.clone(),
         ));
         Ok(PgStore {
             pool,
             jobs_queued,
-            events_written,
+            event_wakers,
             render,
         })
     }
@@ -87,7 +89,7 @@ impl PgStore {
 
 /// Forwards NOTIFYs to local waiters, reconnecting if the connection drops.
 /// A missed notification only delays a job or an event until the next poll.
-async fn listen(pool: PgPool, jobs: Arc<Notify>, events: Arc<Notify>) {
+async fn listen(pool: PgPool, jobs: Arc<Notify>, events: Arc<super::wakers::EventWakers>) {
     loop {
         let listening = async {
             let mut listener = PgListener::connect_with(&pool).await?;
@@ -98,8 +100,8 @@ async fn listen(pool: PgPool, jobs: Arc<Notify>, events: Arc<Notify>) {
                 let notification = listener.recv().await?;
                 if notification.channel() == JOBS_CHANNEL {
                     jobs.notify_one();
-                } else {
-                    events.notify_waiters();
+                } else if let Ok(user) = notification.payload().parse::<uuid::Uuid>() {
+                    events.wake(crate::domain::UserId::from_uuid(user));
                 }
             }
             #[allow(unreachable_code)]
@@ -153,5 +155,18 @@ impl Store for PgStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn take_turn(&self, name: &str, now: Timestamp, until: Timestamp) -> StoreResult<bool> {
+        let n = sqlx::query(
+            "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) \
+             DO UPDATE SET value = excluded.value WHERE settings.value <= $3",
+        )
+        .bind(format!("turn:{name}"))
+        .bind(super::turn_value(until))
+        .bind(super::turn_value(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(n.rows_affected() == 1)
     }
 }

@@ -195,8 +195,10 @@ pub async fn append_event(
         .bind(data.to_string())
         .execute(&mut *conn)
         .await?;
-    sqlx::query("SELECT pg_notify($1, '')")
+    // The payload names the user, so each node wakes only that user's streams.
+    sqlx::query("SELECT pg_notify($1, $2)")
         .bind(EVENTS_CHANNEL)
+        .bind(user.to_string())
         .execute(&mut *conn)
         .await?;
     Ok(())

@@ -5,7 +5,7 @@ use sqlx::postgres::PgRow;
 use super::PgStore;
 use super::rows::queue_blob_deletion;
 use crate::domain::{Timestamp, UploadId, UserId};
-use crate::store::{AppendLock, StoreResult, Upload, UploadChunk, UploadStore};
+use crate::store::{StoreResult, Upload, UploadChunk, UploadLock, UploadStore};
 
 fn upload_from_row(r: &PgRow) -> sqlx::Result<Upload> {
     Ok(Upload {
@@ -64,55 +64,49 @@ impl UploadStore for PgStore {
         .await?)
     }
 
-    async fn lock_upload(
-        &self,
-        id: UploadId,
-        offset: u64,
-        token: uuid::Uuid,
-        until: Timestamp,
-        now: Timestamp,
-    ) -> StoreResult<AppendLock> {
-        let mut tx = self.pool.begin().await?;
-        let row: Option<(i64, Option<Timestamp>)> = sqlx::query_as(
-            "SELECT upload_offset, lock_until FROM uploads WHERE id = $1 FOR UPDATE",
+    async fn upload_lock(&self, id: UploadId) -> StoreResult<Option<UploadLock>> {
+        let row: Option<(i64, Option<uuid::Uuid>, Option<Timestamp>, i16)> = sqlx::query_as(
+            "SELECT upload_offset, lock_token, lock_until, release_wanted FROM uploads WHERE id = $1",
         )
         .bind(id.as_uuid())
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&self.pool)
         .await?;
-        let Some((current, lock_until)) = row else {
-            return Ok(AppendLock::NotFound);
-        };
-        if lock_until.is_some_and(|t| t > now) {
-            return Ok(AppendLock::Busy);
-        }
-        if current as u64 != offset {
-            return Ok(AppendLock::OffsetMismatch {
-                current: current as u64,
-            });
-        }
-        sqlx::query("UPDATE uploads SET lock_token = $1, lock_until = $2 WHERE id = $3")
-            .bind(token)
-            .bind(until)
-            .bind(id.as_uuid())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(AppendLock::Granted)
+        Ok(row.map(|(offset, token, until, release)| UploadLock {
+            offset: offset as u64,
+            token,
+            until,
+            release_wanted: release != 0,
+        }))
     }
 
-    async fn extend_upload_lock(
+    async fn swap_upload_lock(
         &self,
         id: UploadId,
-        token: uuid::Uuid,
-        until: Timestamp,
+        expected: Option<uuid::Uuid>,
+        offset: u64,
+        new: Option<(uuid::Uuid, Timestamp)>,
     ) -> StoreResult<bool> {
-        let n = sqlx::query("UPDATE uploads SET lock_until = $1 WHERE id = $2 AND lock_token = $3")
-            .bind(until)
+        let n = sqlx::query(
+            "UPDATE uploads SET lock_token = $1, lock_until = $2, release_wanted = 0 \
+             WHERE id = $3 AND lock_token IS NOT DISTINCT FROM $4 AND upload_offset = $5",
+        )
+        .bind(new.map(|(t, _)| t))
+        .bind(new.map(|(_, until)| until))
+        .bind(id.as_uuid())
+        .bind(expected)
+        .bind(offset as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(n.rows_affected() == 1)
+    }
+
+    async fn request_upload_release(&self, id: UploadId, token: uuid::Uuid) -> StoreResult<()> {
+        sqlx::query("UPDATE uploads SET release_wanted = 1 WHERE id = $1 AND lock_token = $2")
             .bind(id.as_uuid())
             .bind(token)
             .execute(&self.pool)
             .await?;
-        Ok(n.rows_affected() == 1)
+        Ok(())
     }
 
     async fn commit_chunk(
@@ -121,22 +115,26 @@ impl UploadStore for PgStore {
         token: uuid::Uuid,
         chunk: &UploadChunk,
         expires_at: Timestamp,
-    ) -> StoreResult<bool> {
+        keep_until: Option<Timestamp>,
+    ) -> StoreResult<Option<bool>> {
         let mut tx = self.pool.begin().await?;
-        let n = sqlx::query(
-            "UPDATE uploads SET upload_offset = upload_offset + $1, lock_token = NULL, lock_until = NULL, \
-             expires_at = $2 WHERE id = $3 AND lock_token = $4 AND upload_offset = $5",
+        let release_wanted: Option<i16> = sqlx::query_scalar(
+            "UPDATE uploads SET upload_offset = upload_offset + $1, expires_at = $2, \
+             lock_token = CASE WHEN $3::timestamptz IS NULL THEN NULL ELSE lock_token END, lock_until = $3, \
+             release_wanted = CASE WHEN $3::timestamptz IS NULL THEN 0 ELSE release_wanted END \
+             WHERE id = $4 AND lock_token = $5 AND upload_offset = $6 RETURNING release_wanted",
         )
         .bind(chunk.length as i64)
         .bind(expires_at)
+        .bind(keep_until)
         .bind(id.as_uuid())
         .bind(token)
         .bind(chunk.start as i64)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
-        if n.rows_affected() == 0 {
-            return Ok(false);
-        }
+        let Some(release_wanted) = release_wanted else {
+            return Ok(None);
+        };
         sqlx::query(
             "INSERT INTO upload_chunks (key, upload_id, start, length) VALUES ($1, $2, $3, $4)",
         )
@@ -147,7 +145,7 @@ impl UploadStore for PgStore {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(Some(release_wanted != 0))
     }
 
     async fn unlock_upload(&self, id: UploadId, token: uuid::Uuid) -> StoreResult<()> {

@@ -57,7 +57,7 @@ impl AccountStore for SqliteStore {
         let hash = *token_hash;
         self.write(move |tx| {
             tx.execute(
-                "INSERT INTO sessions (token_hash, user_id, created_at) VALUES (?1, ?2, ?3)",
+                "INSERT INTO sessions (token_hash, user_id, created_at, last_used_at) VALUES (?1, ?2, ?3, ?3)",
                 params![hash.as_slice(), user_id.as_bytes(), ms(now)],
             )?;
             Ok(())
@@ -65,16 +65,41 @@ impl AccountStore for SqliteStore {
         .await
     }
 
-    async fn user_by_session(&self, token_hash: &[u8; 32]) -> StoreResult<Option<User>> {
+    async fn user_by_session(
+        &self,
+        token_hash: &[u8; 32],
+    ) -> StoreResult<Option<(User, Timestamp)>> {
         let hash = *token_hash;
         self.read(move |conn| {
             let sql = format!(
-                "SELECT {USER_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?1"
+                "SELECT {USER_COLUMNS}, s.last_used_at FROM sessions s JOIN users u ON u.id = s.user_id \
+                 WHERE s.token_hash = ?1"
             );
             Ok(conn
                 .prepare_cached(&sql)?
-                .query_row([hash.as_slice()], |r| user_from_row(r, 0))
+                .query_row([hash.as_slice()], |r| {
+                    let user = user_from_row(r, 0)?;
+                    let used = crate::domain::from_millis(r.get(r.as_ref().column_count() - 1)?);
+                    Ok((user, used))
+                })
                 .optional()?)
+        })
+        .await
+    }
+
+    async fn touch_session(&self, token_hash: &[u8; 32], now: Timestamp) -> StoreResult<()> {
+        let hash = *token_hash;
+        self.write(move |tx| {
+            tx.prepare_cached("UPDATE sessions SET last_used_at = ?1 WHERE token_hash = ?2")?
+                .execute(params![ms(now), hash.as_slice()])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn purge_sessions(&self, before: Timestamp) -> StoreResult<u64> {
+        self.write(move |tx| {
+            Ok(tx.execute("DELETE FROM sessions WHERE last_used_at < ?1", [ms(before)])? as u64)
         })
         .await
     }

@@ -51,16 +51,27 @@ impl CommentStore for SqliteStore {
             post.add_comment(comment.clone());
             save_post_comments(tx, &post, render)?;
             // Commenting on your own post notifies no one.
-            if post.author.id != comment.author.id {
-                append_event(tx, post.author.id.as_bytes(), "comment.created", &comment_event(&comment))?;
+            let notified = (post.author.id != comment.author.id).then_some(post.author.id);
+            if let Some(user) = notified {
+                append_event(tx, user.as_bytes(), "comment.created", &comment_event(&comment))?;
             }
-            Ok(Some(CreatedComment {
-                comment,
-                post_comment_count: post.comment_count,
-            }))
+            Ok(Some((
+                CreatedComment {
+                    comment,
+                    post_comment_count: post.comment_count,
+                },
+                notified,
+            )))
         })
         .await
-        .inspect(|_| self.events_written.notify_waiters())
+        .map(|created| {
+            created.map(|(created, notified)| {
+                if let Some(user) = notified {
+                    self.event_wakers.wake(user);
+                }
+                created
+            })
+        })
     }
 
     async fn comments(

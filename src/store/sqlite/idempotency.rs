@@ -14,7 +14,7 @@ impl IdempotencyStore for SqliteStore {
         fingerprint: &[u8; 32],
         now: Timestamp,
         expires_at: Timestamp,
-        stale_before: Timestamp,
+        lease_until: Timestamp,
     ) -> StoreResult<KeyClaim> {
         let (scope_key, fingerprint) = (scope_key.to_owned(), *fingerprint);
         // One writer transaction: the check and the claim cannot interleave with another claim.
@@ -22,15 +22,15 @@ impl IdempotencyStore for SqliteStore {
             type Existing = (Vec<u8>, String, Option<u16>, Option<String>, Option<Vec<u8>>, i64, i64);
             let existing: Option<Existing> = tx
                 .query_row(
-                    "SELECT fingerprint, state, status, headers, body, created_at, expires_at \
+                    "SELECT fingerprint, state, status, headers, body, lease_until, expires_at \
                      FROM idempotency_keys WHERE scope_key = ?1",
                     [&scope_key],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
                 )
                 .optional()?;
-            if let Some((fp, state, status, headers, body, created, expires)) = existing {
+            if let Some((fp, state, status, headers, body, lease, expires)) = existing {
                 let live = expires > ms(now);
-                let abandoned = state == "in_flight" && created < ms(stale_before);
+                let abandoned = state == "in_flight" && lease <= ms(now);
                 if live && !abandoned {
                     if fp != fingerprint {
                         return Ok(KeyClaim::Mismatch);
@@ -48,9 +48,9 @@ impl IdempotencyStore for SqliteStore {
                 }
             }
             tx.execute(
-                "INSERT OR REPLACE INTO idempotency_keys (scope_key, fingerprint, state, created_at, expires_at) \
-                 VALUES (?1, ?2, 'in_flight', ?3, ?4)",
-                params![scope_key, fingerprint.as_slice(), ms(now), ms(expires_at)],
+                "INSERT OR REPLACE INTO idempotency_keys (scope_key, fingerprint, state, created_at, expires_at, lease_until) \
+                 VALUES (?1, ?2, 'in_flight', ?3, ?4, ?5)",
+                params![scope_key, fingerprint.as_slice(), ms(now), ms(expires_at), ms(lease_until)],
             )?;
             Ok(KeyClaim::Claimed)
         })
@@ -64,6 +64,18 @@ impl IdempotencyStore for SqliteStore {
             tx.execute(
                 "UPDATE idempotency_keys SET state = 'done', status = ?1, headers = ?2, body = ?3 WHERE scope_key = ?4",
                 params![response.status, headers, response.body, scope_key],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn renew_key(&self, scope_key: &str, lease_until: Timestamp) -> StoreResult<()> {
+        let scope_key = scope_key.to_owned();
+        self.write(move |tx| {
+            tx.execute(
+                "UPDATE idempotency_keys SET lease_until = ?1 WHERE scope_key = ?2 AND state = 'in_flight'",
+                params![ms(lease_until), scope_key],
             )?;
             Ok(())
         })

@@ -82,13 +82,13 @@ impl JobQueue for SqliteStore {
                     params![id.as_bytes(), token.as_bytes()],
                 )?;
                 if n == 0 {
-                    return Ok(false);
+                    return Ok(None);
                 }
                 let author: Option<Vec<u8>> = tx
                     .query_row("SELECT author_id FROM posts WHERE id = ?1", [post_id.as_bytes()], |r| r.get(0))
                     .optional()?;
                 let Some(author) = author else {
-                    return Ok(false);
+                    return Ok(None);
                 };
                 let (kind, data) = match outcome {
                     JobOutcome::Ready(image) => {
@@ -111,11 +111,13 @@ impl JobQueue for SqliteStore {
                 };
                 store_rendering(tx, post_id, render)?;
                 append_event(tx, &author, kind, &data)?;
-                Ok(true)
+                Ok(crate::domain::UserId::from_slice(&author))
             })
             .await?;
-        self.events_written.notify_waiters();
-        Ok(applied)
+        if let Some(author) = applied {
+            self.event_wakers.wake(author);
+        }
+        Ok(applied.is_some())
     }
 
     async fn retry_job(&self, job: &Job, error: &str, retry_at: Timestamp) -> StoreResult<()> {

@@ -23,19 +23,22 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use async_trait::async_trait;
+
+use crate::domain::Timestamp;
 use rusqlite::{Connection, OpenFlags, Transaction};
 use rusqlite_migration::{M, Migrations};
 use tokio::sync::Notify;
 
 use super::{BlobGc, PostRenderer, Store, StoreError, StoreResult};
 
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0001_init.sql"),
     include_str!("../../../migrations/sqlite/0002_uploads_idempotency.sql"),
     include_str!("../../../migrations/sqlite/0003_post_versions.sql"),
     include_str!("../../../migrations/sqlite/0004_events.sql"),
     include_str!("../../../migrations/sqlite/0005_events_append_only.sql"),
     include_str!("../../../migrations/sqlite/0006_rendered_posts.sql"),
+    include_str!("../../../migrations/sqlite/0007_takeovers_and_leases.sql"),
 ];
 
 pub struct SqliteStore {
@@ -45,8 +48,8 @@ pub struct SqliteStore {
     readers: readers::Readers,
     /// Wakes in-process workers when a job is queued.
     jobs_queued: Arc<Notify>,
-    /// Wakes event streams when an event is written.
-    events_written: Arc<Notify>,
+    /// Wakes a user's event streams when an event for them is written.
+    event_wakers: Arc<super::wakers::EventWakers>,
     /// Writes the rendering kept beside each post.
     render: PostRenderer,
 }
@@ -111,7 +114,7 @@ impl SqliteStore {
             writer,
             readers,
             jobs_queued: Arc::new(Notify::new()),
-            events_written: Arc::new(Notify::new()),
+            event_wakers: Arc::default(),
             render,
         })
     }
@@ -192,5 +195,18 @@ impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
         self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
             .await
+    }
+
+    async fn take_turn(&self, name: &str, now: Timestamp, until: Timestamp) -> StoreResult<bool> {
+        let name = format!("turn:{name}");
+        self.write(move |tx| {
+            let n = tx.execute(
+                "INSERT INTO settings (name, value) VALUES (?1, ?2) ON CONFLICT (name) \
+                 DO UPDATE SET value = excluded.value WHERE settings.value <= ?3",
+                rusqlite::params![name, super::turn_value(until), super::turn_value(now)],
+            )?;
+            Ok(n == 1)
+        })
+        .await
     }
 }

@@ -4,7 +4,7 @@ use rusqlite::{OptionalExtension, params};
 use super::SqliteStore;
 use super::rows::{ms, queue_blob_deletion, uuid_col};
 use crate::domain::{Timestamp, UploadId, UserId, from_millis};
-use crate::store::{AppendLock, StoreResult, Upload, UploadChunk, UploadStore};
+use crate::store::{StoreResult, Upload, UploadChunk, UploadLock, UploadStore};
 
 fn upload_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Upload> {
     Ok(Upload {
@@ -69,54 +69,59 @@ impl UploadStore for SqliteStore {
         .await
     }
 
-    async fn lock_upload(
-        &self,
-        id: UploadId,
-        offset: u64,
-        token: uuid::Uuid,
-        until: Timestamp,
-        now: Timestamp,
-    ) -> StoreResult<AppendLock> {
-        self.write(move |tx| {
-            let row: Option<(i64, Option<i64>)> = tx
-                .query_row(
-                    "SELECT upload_offset, lock_until FROM uploads WHERE id = ?1",
-                    [id.as_bytes()],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
-            let Some((current, lock_until)) = row else {
-                return Ok(AppendLock::NotFound);
-            };
-            if lock_until.is_some_and(|t| t > ms(now)) {
-                return Ok(AppendLock::Busy);
-            }
-            if current as u64 != offset {
-                return Ok(AppendLock::OffsetMismatch {
-                    current: current as u64,
-                });
-            }
-            tx.execute(
-                "UPDATE uploads SET lock_token = ?1, lock_until = ?2 WHERE id = ?3",
-                params![token.as_bytes(), ms(until), id.as_bytes()],
-            )?;
-            Ok(AppendLock::Granted)
+    async fn upload_lock(&self, id: UploadId) -> StoreResult<Option<UploadLock>> {
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT upload_offset, lock_token, lock_until, release_wanted FROM uploads WHERE id = ?1",
+                )?
+                .query_row([id.as_bytes()], |r| {
+                    Ok(UploadLock {
+                        offset: r.get::<_, i64>(0)? as u64,
+                        token: r
+                            .get::<_, Option<Vec<u8>>>(1)?
+                            .and_then(|b| uuid::Uuid::from_slice(&b).ok()),
+                        until: r.get::<_, Option<i64>>(2)?.map(from_millis),
+                        release_wanted: r.get::<_, i64>(3)? != 0,
+                    })
+                })
+                .optional()?)
         })
         .await
     }
 
-    async fn extend_upload_lock(
+    async fn swap_upload_lock(
         &self,
         id: UploadId,
-        token: uuid::Uuid,
-        until: Timestamp,
+        expected: Option<uuid::Uuid>,
+        offset: u64,
+        new: Option<(uuid::Uuid, Timestamp)>,
     ) -> StoreResult<bool> {
         self.write(move |tx| {
-            let n = tx.execute(
-                "UPDATE uploads SET lock_until = ?1 WHERE id = ?2 AND lock_token = ?3",
-                params![ms(until), id.as_bytes(), token.as_bytes()],
-            )?;
+            let n = tx
+                .prepare_cached(
+                    "UPDATE uploads SET lock_token = ?1, lock_until = ?2, release_wanted = 0 \
+                     WHERE id = ?3 AND lock_token IS ?4 AND upload_offset = ?5",
+                )?
+                .execute(params![
+                    new.map(|(t, _)| t.as_bytes().to_vec()),
+                    new.map(|(_, until)| ms(until)),
+                    id.as_bytes(),
+                    expected.map(|t| t.as_bytes().to_vec()),
+                    offset as i64
+                ])?;
             Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn request_upload_release(&self, id: UploadId, token: uuid::Uuid) -> StoreResult<()> {
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "UPDATE uploads SET release_wanted = 1 WHERE id = ?1 AND lock_token = ?2",
+            )?
+            .execute(params![id.as_bytes(), token.as_bytes()])?;
+            Ok(())
         })
         .await
     }
@@ -127,28 +132,37 @@ impl UploadStore for SqliteStore {
         token: uuid::Uuid,
         chunk: &UploadChunk,
         expires_at: Timestamp,
-    ) -> StoreResult<bool> {
+        keep_until: Option<Timestamp>,
+    ) -> StoreResult<Option<bool>> {
         let chunk = chunk.clone();
         self.write(move |tx| {
-            let n = tx.execute(
-                "UPDATE uploads SET upload_offset = upload_offset + ?1, lock_token = NULL, lock_until = NULL, \
-                 expires_at = ?2 WHERE id = ?3 AND lock_token = ?4 AND upload_offset = ?5",
-                params![
-                    chunk.length as i64,
-                    ms(expires_at),
-                    id.as_bytes(),
-                    token.as_bytes(),
-                    chunk.start as i64
-                ],
-            )?;
-            if n == 0 {
-                return Ok(false);
-            }
-            tx.execute(
+            let release_wanted: Option<i64> = tx
+                .prepare_cached(
+                    "UPDATE uploads SET upload_offset = upload_offset + ?1, expires_at = ?2, \
+                     lock_token = CASE WHEN ?3 IS NULL THEN NULL ELSE lock_token END, lock_until = ?3, \
+                     release_wanted = CASE WHEN ?3 IS NULL THEN 0 ELSE release_wanted END \
+                     WHERE id = ?4 AND lock_token = ?5 AND upload_offset = ?6 RETURNING release_wanted",
+                )?
+                .query_row(
+                    params![
+                        chunk.length as i64,
+                        ms(expires_at),
+                        keep_until.map(ms),
+                        id.as_bytes(),
+                        token.as_bytes(),
+                        chunk.start as i64
+                    ],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(release_wanted) = release_wanted else {
+                return Ok(None);
+            };
+            tx.prepare_cached(
                 "INSERT INTO upload_chunks (key, upload_id, start, length) VALUES (?1, ?2, ?3, ?4)",
-                params![chunk.key, id.as_bytes(), chunk.start as i64, chunk.length as i64],
-            )?;
-            Ok(true)
+            )?
+            .execute(params![chunk.key, id.as_bytes(), chunk.start as i64, chunk.length as i64])?;
+            Ok(Some(release_wanted != 0))
         })
         .await
     }

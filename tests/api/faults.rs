@@ -1,0 +1,345 @@
+//! The faults the real world makes, through the fault proxy against a real
+//! server: a connection that goes silent mid-body (no FIN, no RST: a phone that
+//! lost coverage), a client that vanishes right after sending its request, a
+//! body that stops arriving, and a node that freezes while holding an upload.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use fault_proxy::{FaultProxy, Faults};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::helpers::{Node, TestApp, backend_args, register_at};
+
+fn addr_of(base: &str) -> SocketAddr {
+    base.trim_start_matches("http://").parse().unwrap()
+}
+
+/// Random bytes that no codec or compression shortens.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// Sends `head` and `body` on a new connection to `to` and reads until the
+/// connection ends (the proxy resets it, or the server answers and closes).
+async fn send_raw(to: SocketAddr, head: String, body: Vec<u8>) {
+    let mut conn = TcpStream::connect(to).await.unwrap();
+    let _ = conn.write_all(head.as_bytes()).await;
+    let _ = conn.write_all(&body).await;
+    let mut sink = [0u8; 4096];
+    while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(30), conn.read(&mut sink)).await
+    {
+        if n == 0 {
+            break;
+        }
+    }
+}
+
+fn patch_head(location: &str, token: &str, offset: u64, length: usize) -> String {
+    format!(
+        "PATCH {location} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Tus-Resumable: 1.0.0\r\nUpload-Offset: {offset}\r\n\
+         Content-Type: application/offset+octet-stream\r\nContent-Length: {length}\r\n\r\n"
+    )
+}
+
+async fn create_upload(client: &reqwest::Client, base: &str, token: &str, length: usize) -> String {
+    let created = client
+        .post(format!("{base}/v1/uploads"))
+        .bearer_auth(token)
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", length.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    created.headers()["location"].to_str().unwrap().to_owned()
+}
+
+/// HEAD on an upload: (status, offset, how long the answer took).
+async fn head(
+    client: &reqwest::Client,
+    base: &str,
+    location: &str,
+    token: &str,
+) -> (u16, u64, Duration) {
+    let started = Instant::now();
+    let resp = client
+        .head(format!("{base}{location}"))
+        .bearer_auth(token)
+        .header("tus-resumable", "1.0.0")
+        .send()
+        .await
+        .unwrap();
+    let offset = resp
+        .headers()
+        .get("upload-offset")
+        .map(|v| v.to_str().unwrap().parse().unwrap())
+        .unwrap_or(0);
+    (resp.status().as_u16(), offset, started.elapsed())
+}
+
+async fn patch(
+    client: &reqwest::Client,
+    base: &str,
+    location: &str,
+    token: &str,
+    offset: u64,
+    bytes: Vec<u8>,
+) -> reqwest::Response {
+    client
+        .patch(format!("{base}{location}"))
+        .bearer_auth(token)
+        .header("tus-resumable", "1.0.0")
+        .header("upload-offset", offset.to_string())
+        .header("content-type", "application/offset+octet-stream")
+        .body(bytes)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The upload's bytes, as a post created from it stores them.
+async fn original_of(app: &TestApp, token: &str, upload_location: &str) -> bytes::Bytes {
+    let upload_id = upload_location.rsplit('/').next().unwrap();
+    let resp = app
+        .post_json(
+            "/v1/posts",
+            Some(token),
+            json!({"upload_id": upload_id, "caption": "from a broken link"}),
+        )
+        .await;
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let post: Value = resp.json().await.unwrap();
+    app.blob(&format!("originals/{}", post["id"].as_str().unwrap()))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_silently_dropped_patch_gives_its_upload_back_at_once_with_every_byte_that_arrived() {
+    // The idle timeout is far away: the takeover must not wait for it.
+    let app = TestApp::spawn_with(|a| a.idle_timeout_secs = Some(120)).await;
+    let token = app.register("silent_phone").await;
+    let image = crate::tus_clients::noisy_png(900, 700);
+    let location = create_upload(&app.client, &app.base, &token, image.len()).await;
+    let head_bytes = patch_head(&location, &token, 0, image.len());
+    let arrived = 700_000;
+    let proxy = FaultProxy::start(
+        addr_of(&app.base),
+        Faults {
+            silent_drop_after: Some((head_bytes.len() + arrived) as u64),
+            ..Faults::default()
+        },
+    )
+    .await
+    .unwrap();
+    send_raw(proxy.addr(), head_bytes, image.clone()).await;
+    assert_eq!(proxy.silent_drops(), 1, "the link went quiet mid-body");
+
+    // The client's next request finds every byte that reached the server, at once.
+    let (status, offset, took) = head(&app.client, &app.base, &location, &token).await;
+    assert_eq!(status, 200);
+    assert_eq!(offset, arrived as u64, "bytes that arrived are kept");
+    assert!(took < Duration::from_secs(2), "the takeover took {took:?}");
+    let resp = patch(
+        &app.client,
+        &app.base,
+        &location,
+        &token,
+        offset,
+        image[offset as usize..].to_vec(),
+    )
+    .await;
+    assert_eq!(resp.status(), 204, "the resumed PATCH is not blocked");
+    assert_eq!(
+        Sha256::digest(original_of(&app, &token, &location).await),
+        Sha256::digest(&image)
+    );
+}
+
+#[tokio::test]
+async fn a_running_patch_commits_as_it_goes() {
+    let app = TestApp::spawn().await;
+    let token = app.register("steady_phone").await;
+    let body = noise(3 << 20, 7);
+    let location = create_upload(&app.client, &app.base, &token, body.len()).await;
+    // 64 KiB/s: the PATCH runs for many seconds; HEAD meanwhile must see progress.
+    let proxy = FaultProxy::start(
+        addr_of(&app.base),
+        Faults {
+            upload_bytes_per_sec: Some(256 * 1024),
+            max_piece: Some(16 * 1024),
+            ..Faults::default()
+        },
+    )
+    .await
+    .unwrap();
+    let sending = tokio::spawn(send_raw(
+        proxy.addr(),
+        patch_head(&location, &token, 0, body.len()),
+        body.clone(),
+    ));
+    // Reads the committed offset straight from the database, so the running
+    // PATCH is not asked to let go (a HEAD would take the upload over).
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        seen.push(app.upload_bytes(&location).await.len());
+    }
+    assert!(
+        seen.windows(2).all(|w| w[1] > w[0]) && seen[0] > 0,
+        "the offset advanced at least every 1.5 s of a running PATCH: {seen:?}"
+    );
+    drop(sending);
+}
+
+/// A node that freezes (SIGSTOP) while a PATCH streams into it: the client
+/// resumes on another node within about a second, and when the frozen node
+/// wakes up its request is fenced: it cannot write into the upload again.
+#[tokio::test]
+async fn another_node_takes_over_from_a_frozen_one_and_the_stale_request_is_fenced() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = backend_args().await;
+    let frozen = Node::serve(dir.path(), &backend, &["--workers", "0"]);
+    let other = Node::serve(dir.path(), &backend, &["--workers", "1"]);
+    let client = reqwest::Client::new();
+    let token = register_at(&other.base, "two_towers").await;
+    let body = crate::tus_clients::noisy_png(1000, 700);
+    let location = create_upload(&client, &other.base, &token, body.len()).await;
+    let head_bytes = patch_head(&location, &token, 0, body.len());
+    let proxy = FaultProxy::start(
+        addr_of(&frozen.base),
+        Faults {
+            silent_drop_after: Some((head_bytes.len() + 1_200_000) as u64),
+            upload_bytes_per_sec: Some(4 << 20),
+            ..Faults::default()
+        },
+    )
+    .await
+    .unwrap();
+    send_raw(proxy.addr(), head_bytes, body.clone()).await;
+    let pid = frozen.child.id().to_string();
+    let signal = |sig: &str| {
+        let status = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    signal("-STOP");
+    let (status, offset, took) = head(&client, &other.base, &location, &token).await;
+    assert_eq!(status, 200);
+    assert!(
+        took < Duration::from_secs(2),
+        "a frozen holder was taken over in {took:?}"
+    );
+    assert!(offset <= 1_200_000, "{offset}");
+    let resp = patch(
+        &client,
+        &other.base,
+        &location,
+        &token,
+        offset,
+        body[offset as usize..].to_vec(),
+    )
+    .await;
+    assert_eq!(resp.status(), 204);
+    // The frozen request wakes up holding bytes it never committed: it must
+    // not write them anywhere.
+    signal("-CONT");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (_, offset, _) = head(&client, &other.base, &location, &token).await;
+    assert_eq!(offset, body.len() as u64);
+    // The upload's bytes are exact, each once: the post made from it keeps them.
+    let upload_id = location.rsplit('/').next().unwrap();
+    let post: Value = client
+        .post(format!("{}/v1/posts", other.base))
+        .bearer_auth(&token)
+        .json(&json!({"upload_id": upload_id}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let blob_url = backend
+        .iter()
+        .position(|a| a == "--blob-url")
+        .map(|i| backend[i + 1].clone())
+        .unwrap_or_else(|| format!("file://{}/blobs", dir.path().display()));
+    let blobs =
+        imagegram::app::open_blobs(&imagegram::config::parse_blob_url(&blob_url).unwrap()).unwrap();
+    let stored = blobs
+        .get(&format!("originals/{}", post["id"].as_str().unwrap()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(Sha256::digest(&stored), Sha256::digest(&body));
+}
+
+#[tokio::test]
+async fn an_idempotent_retry_after_the_client_vanished_gets_the_original_answer() {
+    let app = TestApp::spawn().await;
+    let token = app.register("vanisher").await;
+    let author = app.register("poster").await;
+    let post = app.ready_post(&author, "talk to me").await;
+    let post_id = post["id"].as_str().unwrap();
+    let body = json!({"body": "sent from a tunnel"}).to_string();
+    let head_bytes = format!(
+        "POST /v1/posts/{post_id}/comments HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Idempotency-Key: \"tunnel-1\"\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let proxy = FaultProxy::start(
+        addr_of(&app.base),
+        Faults {
+            vanish_after: Some((head_bytes.len() + body.len()) as u64),
+            ..Faults::default()
+        },
+    )
+    .await
+    .unwrap();
+    send_raw(proxy.addr(), head_bytes, body.into_bytes()).await;
+    assert_eq!(proxy.resets(), 1, "the client vanished");
+
+    // The retry gets the original answer within a second (a 409 while the first
+    // still runs says when to come back).
+    let started = Instant::now();
+    let replayed = loop {
+        let resp = app
+            .client
+            .post(app.url(&format!("/v1/posts/{post_id}/comments")))
+            .bearer_auth(&token)
+            .header("idempotency-key", "\"tunnel-1\"")
+            .json(&json!({"body": "sent from a tunnel"}))
+            .send()
+            .await
+            .unwrap();
+        if resp.status() != 409 {
+            break resp;
+        }
+        assert!(started.elapsed() < Duration::from_secs(1), "still 409");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(replayed.status(), 201);
+    assert_eq!(replayed.headers()["idempotent-replayed"], "true");
+    let replayed: Value = replayed.json().await.unwrap();
+    let listed = app
+        .get_json(&format!("/v1/posts/{post_id}/comments"), None)
+        .await;
+    let items = listed["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "the comment was made once: {listed}");
+    assert_eq!(items[0]["id"], replayed["id"]);
+}
