@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use tracing::Instrument;
 
 use super::problem::Problem;
@@ -59,28 +59,6 @@ pub async fn edge(request: Request, next: Next) -> Response {
         )
     });
     response
-}
-
-/// Runs a write to its end in a task of its own: hyper drops a request's
-/// future when its client disconnects, and a write must not stop halfway
-/// because of that (PRODUCT.md §2: a vanished client changes nothing about
-/// the outcome). Reads are simply dropped.
-pub async fn run_to_completion(request: Request, next: Next) -> Response {
-    use axum::http::Method;
-    if matches!(
-        *request.method(),
-        Method::GET | Method::HEAD | Method::OPTIONS
-    ) {
-        return next.run(request).await;
-    }
-    let task = tokio::spawn(next.run(request).in_current_span());
-    match task.await {
-        Ok(response) => response,
-        Err(e) => {
-            tracing::error!(error = %e, "a write's task failed");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
-    }
 }
 
 /// The method as a metrics label: a closed set, since a client can send any

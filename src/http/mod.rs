@@ -55,7 +55,6 @@ pub fn router(services: Services) -> Router {
         .with_state(services)
         // A panic becomes a 500 problem instead of a dropped connection.
         .layer(CatchPanicLayer::new())
-        .layer(middleware::from_fn(edge::run_to_completion))
         .layer(middleware::from_fn(edge::edge))
         .layer(CompressionLayer::new());
     // Rewriting the method must happen before routing, so it wraps the whole router.

@@ -15,7 +15,12 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -68,14 +73,14 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let service = router
-            .clone()
-            .map_request(move |request: axum::http::Request<Incoming>| {
-                let (mut parts, body) = request.into_parts();
-                parts.extensions.insert(ConnectInfo::<SocketAddr>(peer));
-                let body = axum::body::Body::new(TimeoutBody::new(idle_timeout, body));
-                axum::http::Request::from_parts(parts, body)
-            });
+        let router = router.clone();
+        let service = tower::service_fn(move |request: axum::http::Request<Incoming>| {
+            let (mut parts, body) = request.into_parts();
+            parts.extensions.insert(ConnectInfo::<SocketAddr>(peer));
+            let body = axum::body::Body::new(TimeoutBody::new(idle_timeout, body));
+            let request = axum::http::Request::from_parts(parts, body);
+            run_to_completion(router.clone(), request)
+        });
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(idle_timeout)
@@ -99,6 +104,37 @@ pub async fn serve(
     {
         tracing::warn!("some connections were still busy at shutdown");
     }
+}
+
+/// Handles a request. A write starts at once in a task of its own and runs to
+/// its end even if the client disconnects: hyper drops a request's future when
+/// its connection closes, possibly before polling it even once, and a write
+/// must neither stop halfway nor depend on that race (PRODUCT.md §2: a vanished
+/// client changes nothing about the outcome). Reads are simply dropped.
+fn run_to_completion(
+    router: Router,
+    request: axum::http::Request<axum::body::Body>,
+) -> Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>> {
+    use axum::http::Method;
+    let read = matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
+    let handling = router.oneshot(request);
+    if read {
+        return Box::pin(handling);
+    }
+    let task = tokio::spawn(handling);
+    Box::pin(async move {
+        Ok(match task.await {
+            Ok(Ok(response)) => response,
+            Ok(Err(never)) => match never {},
+            Err(e) => {
+                tracing::error!(error = %e, "a write's task failed");
+                StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            }
+        })
+    })
 }
 
 /// Tells a connection past the cap to come back later, without reading from it.

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{Node, TestApp, backend_args, register_at};
+use crate::helpers::{Node, TestApp, backend_args, register_at, wait_for_upload_lock};
 
 fn addr_of(base: &str) -> SocketAddr {
     base.trim_start_matches("http://").parse().unwrap()
@@ -147,6 +147,7 @@ async fn a_silently_dropped_patch_gives_its_upload_back_at_once_with_every_byte_
     .unwrap();
     send_raw(proxy.addr(), head_bytes, image.clone()).await;
     assert_eq!(proxy.silent_drops(), 1, "the link went quiet mid-body");
+    app.wait_for_upload_lock(&location).await;
 
     // The client's next request finds every byte that reached the server, at once.
     let (status, offset, took) = head(&app.client, &app.base, &location, &token).await;
@@ -230,6 +231,11 @@ async fn another_node_takes_over_from_a_frozen_one_and_the_stale_request_is_fenc
     .await
     .unwrap();
     send_raw(proxy.addr(), head_bytes, body.clone()).await;
+    let database_url = backend
+        .iter()
+        .position(|a| a == "--database-url")
+        .map(|i| backend[i + 1].clone());
+    wait_for_upload_lock(database_url.as_deref(), dir.path(), &location).await;
     let pid = frozen.child.id().to_string();
     let signal = |sig: &str| {
         let status = std::process::Command::new("kill")
@@ -314,13 +320,27 @@ async fn an_idempotent_retry_after_the_client_vanished_gets_the_original_answer(
     send_raw(proxy.addr(), head_bytes, body.into_bytes()).await;
     assert_eq!(proxy.resets(), 1, "the client vanished");
 
-    // The retry gets the original answer within a second (a 409 while the first
-    // still runs says when to come back).
+    // The request runs to its end without its client. (Waiting for it keeps a
+    // retry from overtaking it, which would simply make the retry the original.)
     let started = Instant::now();
+    let comments = format!("/v1/posts/{post_id}/comments");
+    while app.get_json(&comments, None).await["items"]
+        .as_array()
+        .unwrap()
+        .is_empty()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "the write never happened"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The retry gets the original answer (a 409 while the first still runs
+    // would say when to come back), within a second of the vanishing.
     let replayed = loop {
         let resp = app
             .client
-            .post(app.url(&format!("/v1/posts/{post_id}/comments")))
+            .post(app.url(&comments))
             .bearer_auth(&token)
             .header("idempotency-key", "\"tunnel-1\"")
             .json(&json!({"body": "sent from a tunnel"}))
@@ -331,10 +351,19 @@ async fn an_idempotent_retry_after_the_client_vanished_gets_the_original_answer(
             break resp;
         }
         assert!(started.elapsed() < Duration::from_secs(1), "still 409");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    assert!(started.elapsed() < Duration::from_secs(1));
     assert_eq!(replayed.status(), 201);
-    assert_eq!(replayed.headers()["idempotent-replayed"], "true");
+    assert_eq!(
+        replayed
+            .headers()
+            .get("idempotent-replayed")
+            .map(|v| v.as_bytes()),
+        Some(&b"true"[..]),
+        "{:?}",
+        replayed.headers()
+    );
     let replayed: Value = replayed.json().await.unwrap();
     let listed = app
         .get_json(&format!("/v1/posts/{post_id}/comments"), None)

@@ -177,6 +177,12 @@ impl TestApp {
         bytes
     }
 
+    /// Waits until a request holds the upload's append lock (it started
+    /// receiving a PATCH), as the database says.
+    pub async fn wait_for_upload_lock(&self, location: &str) {
+        wait_for_upload_lock(self.database_url.as_deref(), &self.data_dir, location).await
+    }
+
     /// A blob of this node's store, whatever the backend.
     pub async fn blob(&self, key: &str) -> Option<bytes::Bytes> {
         self.running
@@ -434,5 +440,49 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Waits until a request holds the upload's append lock (it started receiving
+/// a PATCH), as the instance's database says (`database_url`, or the SQLite
+/// file in `data_dir`).
+pub async fn wait_for_upload_lock(
+    database_url: Option<&str>,
+    data_dir: &std::path::Path,
+    location: &str,
+) {
+    let id: uuid::Uuid = location.rsplit('/').next().unwrap().parse().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let held = match database_url {
+            Some(url) => {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+                sqlx::query_scalar::<_, bool>(
+                    "SELECT lock_token IS NOT NULL FROM uploads WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap()
+            }
+            None => {
+                let conn = rusqlite::Connection::open(data_dir.join("imagegram.db")).unwrap();
+                conn.query_row(
+                    "SELECT lock_token IS NOT NULL FROM uploads WHERE id = ?1",
+                    [id.as_bytes().as_slice()],
+                    |r| r.get(0),
+                )
+                .unwrap()
+            }
+        };
+        if held {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no PATCH took the upload"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

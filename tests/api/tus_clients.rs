@@ -143,3 +143,94 @@ async fn tuspy_resumes_through_a_bad_network() {
 async fn tus_js_client_resumes_through_a_bad_network() {
     upload_through_faults(Client::TusJs, "tusjs_user").await;
 }
+
+/// PRODUCT.md §3 Uploads: a 100 MiB upload through a link that goes silent
+/// (no FIN, no RST towards the server) every 10 MiB finishes with at most 5%
+/// of its bytes sent twice, and the clients never wait on the server: no
+/// 409 "in progress" and no 423, only their own retry delays.
+async fn upload_through_silent_drops(client: Client, name: &str) {
+    let Some(mut command) = client.command() else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI needs the tus clients: run scripts/test-tools"
+        );
+        eprintln!("SKIPPED: {name} is not installed (run scripts/test-tools)");
+        return;
+    };
+    const MIB: usize = 1 << 20;
+    // The idle timeout is long: only the takeover may free the upload.
+    let app = TestApp::spawn_with(|a| a.idle_timeout_secs = Some(300)).await;
+    let token = app.register(name).await;
+    let bytes = crate::faults::noise(100 * MIB, 0x5eed);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.bin");
+    std::fs::write(&file, &bytes).unwrap();
+    let proxy = FaultProxy::start(
+        app.base.trim_start_matches("http://").parse().unwrap(),
+        Faults {
+            silent_drop_after: Some(10 * MIB as u64),
+            ..Faults::default()
+        },
+    )
+    .await
+    .unwrap();
+    command
+        .arg(format!("http://{}/v1/uploads", proxy.addr()))
+        .arg(&token)
+        .arg(&file)
+        .arg((100 * MIB).to_string());
+    let out = tokio::time::timeout(Duration::from_secs(300), command.output())
+        .await
+        .expect("the upload finished in time")
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{name} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        proxy.silent_drops() >= 9,
+        "{} silent drops",
+        proxy.silent_drops()
+    );
+    let resent = proxy.bytes_to_server() as f64 / bytes.len() as f64 - 1.0;
+    eprintln!(
+        "{name}: {} silent drops, {:.2}% of the bytes sent again",
+        proxy.silent_drops(),
+        resent * 100.0
+    );
+    assert!(
+        resent <= 0.05,
+        "{:.2}% of the bytes were sent twice",
+        resent * 100.0
+    );
+    assert_eq!(
+        proxy.responses_with_status(409),
+        0,
+        "a client was told to wait"
+    );
+    assert_eq!(
+        proxy.responses_with_status(423),
+        0,
+        "a client was told to wait"
+    );
+    let url = String::from_utf8(out.stdout).unwrap();
+    let location = format!("/v1/uploads/{}", url.trim().rsplit('/').next().unwrap());
+    let held = app.upload_bytes(&location).await;
+    assert_eq!(held.len(), bytes.len());
+    assert!(
+        Sha256::digest(&held) == Sha256::digest(&bytes),
+        "every byte once"
+    );
+}
+
+#[tokio::test]
+async fn tuspy_finishes_100_mib_through_silent_drops() {
+    upload_through_silent_drops(Client::Tuspy, "tuspy_silent").await;
+}
+
+#[tokio::test]
+async fn tus_js_client_finishes_100_mib_through_silent_drops() {
+    upload_through_silent_drops(Client::TusJs, "tusjs_silent").await;
+}

@@ -48,6 +48,8 @@ struct Counters {
     resets: AtomicU64,
     silent_drops: AtomicU64,
     stalled: AtomicBool,
+    /// HTTP responses seen going to clients, by status code.
+    statuses: std::sync::Mutex<std::collections::HashMap<u16, u64>>,
     /// Sockets left open and quiet on purpose; closed when the proxy is dropped.
     held: std::sync::Mutex<Vec<Box<dyn std::any::Any + Send>>>,
 }
@@ -95,6 +97,12 @@ impl FaultProxy {
         self.counters.resets.load(Ordering::Relaxed)
     }
 
+    /// How many HTTP responses with `status` went back to clients.
+    pub fn responses_with_status(&self, status: u16) -> u64 {
+        let statuses = self.counters.statuses.lock().expect("statuses");
+        statuses.get(&status).copied().unwrap_or(0)
+    }
+
     /// Connections dropped silently (also counted in `resets`).
     pub fn silent_drops(&self) -> u64 {
         self.counters.silent_drops.load(Ordering::Relaxed)
@@ -105,6 +113,38 @@ impl Drop for FaultProxy {
     fn drop(&mut self) {
         self.accept.abort();
         self.counters.held.lock().expect("held sockets").clear();
+    }
+}
+
+/// Finds HTTP/1.1 status lines in a response stream cut into arbitrary pieces.
+#[derive(Default)]
+struct StatusLines {
+    /// The end of the previous piece, where a status line may have begun.
+    tail: Vec<u8>,
+}
+
+impl StatusLines {
+    const MARK: &'static [u8] = b"HTTP/1.1 ";
+
+    fn feed(&mut self, piece: &[u8]) -> Vec<u16> {
+        let mut text = std::mem::take(&mut self.tail);
+        text.extend_from_slice(piece);
+        let mut found = Vec::new();
+        let mut i = 0;
+        while i + Self::MARK.len() + 3 <= text.len() {
+            if text[i..].starts_with(Self::MARK) {
+                let code = &text[i + Self::MARK.len()..i + Self::MARK.len() + 3];
+                if let Some(status) = std::str::from_utf8(code).ok().and_then(|c| c.parse().ok()) {
+                    found.push(status);
+                }
+                i += Self::MARK.len();
+            } else {
+                i += 1;
+            }
+        }
+        let keep = (Self::MARK.len() + 2).min(text.len());
+        self.tail = text[text.len() - keep..].to_vec();
+        found
     }
 }
 
@@ -141,6 +181,7 @@ async fn relay(client: TcpStream, server: TcpStream, faults: Faults, counters: A
         client_write,
         faults.latency,
         frozen_rx,
+        counters.clone(),
     ));
     let cut = pump_up(client_read, server_write, &faults, &counters).await;
     let Some((cut, client_read, mut server_write)) = cut else {
@@ -253,11 +294,21 @@ async fn pump_down(
     mut to: OwnedWriteHalf,
     latency: Duration,
     frozen: tokio::sync::watch::Receiver<bool>,
+    counters: Arc<Counters>,
 ) {
     let mut buf = vec![0u8; 16 * 1024];
+    let mut seen = StatusLines::default();
     while let Ok(n) = from.read(&mut buf).await {
         if n == 0 {
             break;
+        }
+        for status in seen.feed(&buf[..n]) {
+            *counters
+                .statuses
+                .lock()
+                .expect("statuses")
+                .entry(status)
+                .or_default() += 1;
         }
         if *frozen.borrow() {
             // Frozen links deliver nothing; keep both ends open until dropped.
@@ -276,6 +327,20 @@ async fn pump_down(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_lines_are_found_across_pieces() {
+        let mut seen = StatusLines::default();
+        let mut all = Vec::new();
+        for piece in [
+            &b"HTTP/1.1 2"[..],
+            b"04 No Content\r\n\r\nHTTP/1",
+            b".1 409 Conflict\r\n",
+        ] {
+            all.extend(seen.feed(piece));
+        }
+        assert_eq!(all, [204, 409]);
+    }
 
     #[tokio::test]
     async fn resets_after_the_byte_budget_and_counts() {
