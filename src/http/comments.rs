@@ -4,14 +4,16 @@ use axum::extract::{OriginalUri, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 
 use super::extract::{AuthUser, JsonBody, MaybeUser, PageQuery, post_id};
+use super::idempotency::{Claim, answer_response, json_answer, key_answer};
 use super::problem::{ApiError, ApiResult};
 use super::views::{CommentView, PageView, next_link};
-use crate::domain::CommentId;
+use crate::domain::{Comment, CommentId};
 use crate::service::Services;
+use crate::store::StoredResponse;
 
 pub fn router() -> Router<Services> {
     Router::new()
@@ -32,16 +34,20 @@ pub(super) async fn create(
     State(s): State<Services>,
     auth: AuthUser,
     Path(id): Path<String>,
+    claim: Option<Extension<Claim>>,
     JsonBody(input): JsonBody<NewComment>,
 ) -> ApiResult<Response> {
-    let comment = s.add_comment(post_id(&id)?, &auth.user, input.body).await?;
+    let answer = key_answer(claim, created);
+    let comment = s
+        .add_comment(post_id(&id)?, &auth.user, input.body, answer)
+        .await?;
+    Ok(answer_response(created(&comment)))
+}
+
+/// 201 with the comment: now, and to every retry with the same key.
+fn created(comment: &Comment) -> StoredResponse {
     let location = format!("/v1/posts/{}/comments/{}", comment.post_id, comment.id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(CommentView::from(&comment)),
-    )
-        .into_response())
+    json_answer(StatusCode::CREATED, location, &CommentView::from(comment))
 }
 
 #[utoipa::path(get, path = "/v1/posts/{id}/comments", tag = "comments", params(("id" = String, Path), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),

@@ -34,7 +34,7 @@ use tracing::Instrument;
 use super::extract::authenticate_once;
 use super::problem::{ApiError, Problem};
 use crate::service::{CLAIM_RENEW_EVERY, Services};
-use crate::store::{KeyClaim, StoredResponse};
+use crate::store::{KeyAnswer, KeyClaim, StoredResponse};
 
 const BUFFERED_BODY_MAX: usize = 1024 * 1024;
 /// Headers replayed with a stored response (the rest are per-response).
@@ -300,12 +300,54 @@ pub async fn idempotency(
     }
 }
 
+/// The claim a keyed request holds, for handlers whose write records its
+/// answer itself (in the write's transaction).
+#[derive(Clone)]
+pub struct Claim(String);
+
+/// The answer recorder for a write under `claim`, if the request has one.
+pub fn key_answer<T: 'static>(
+    claim: Option<axum::Extension<Claim>>,
+    render: fn(&T) -> StoredResponse,
+) -> Option<KeyAnswer<T>> {
+    claim.map(|axum::Extension(Claim(scope_key))| KeyAnswer::new(scope_key, render))
+}
+
+/// A JSON answer as the client gets it now and as a retry will get it again.
+pub fn json_answer(
+    status: StatusCode,
+    location: String,
+    body: &impl serde::Serialize,
+) -> StoredResponse {
+    StoredResponse {
+        status: status.as_u16(),
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("location".into(), location),
+        ],
+        body: serde_json::to_vec(body).expect("views serialise"),
+    }
+}
+
+/// The live response for an answer built by `json_answer`.
+pub fn answer_response(stored: StoredResponse) -> Response {
+    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    let mut response = (status, stored.body).into_response();
+    for (name, value) in stored.headers {
+        if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            response.headers_mut().insert(n, v);
+        }
+    }
+    response
+}
+
 async fn run_claimed(
     services: Services,
     scope_key: String,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
+    request.extensions_mut().insert(Claim(scope_key.clone()));
     let mut guard = ClaimGuard {
         services: services.clone(),
         scope_key: Some(scope_key.clone()),

@@ -5,15 +5,16 @@ use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, OriginalUri, Path,
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use tokio::io::{AsyncWriteExt, BufWriter};
 
 use super::extract::{AuthUser, JsonBody, MaybeUser, PageQuery, post_id};
+use super::idempotency::{Claim, answer_response, json_answer, key_answer};
 use super::problem::{ApiError, ApiResult};
 use super::views::{PageView, PostView, if_none_match_hits, next_link};
 use crate::domain::{Post, ValidationErrors};
 use crate::service::{CachedPage, CreatePost, EditPost, Services, StagedImage};
-use crate::store::FeedEntry;
+use crate::store::{FeedEntry, StoredResponse};
 
 /// The image may be 100 MiB; the other fields and multipart framing get this much on top.
 const MULTIPART_OVERHEAD: u64 = 1024 * 1024;
@@ -44,8 +45,10 @@ pub fn router() -> Router<Services> {
 pub(super) async fn create(
     State(s): State<Services>,
     auth: AuthUser,
+    claim: Option<Extension<Claim>>,
     request: Request,
 ) -> ApiResult<Response> {
+    let answer = key_answer(claim, accepted);
     let max = crate::service::MAX_IMAGE_BYTES;
     let declared = request
         .headers()
@@ -66,7 +69,7 @@ pub(super) async fn create(
             .await
             .map_err(|r| ApiError::bad_request(r.body_text()))?;
         let (input, image) = read_form(multipart, &s, max).await?;
-        s.create_post(&auth.user, input, image).await?
+        s.create_post(&auth.user, input, image, answer).await?
     } else if content_type.starts_with("application/json") {
         let JsonBody(body) = JsonBody::<FromUpload>::from_request(request, &s).await?;
         let input = CreatePost {
@@ -81,7 +84,8 @@ pub(super) async fn create(
                 StatusCode::UNPROCESSABLE_ENTITY,
             )
         })?;
-        s.create_post_from_upload(&auth.user, input, upload).await?
+        s.create_post_from_upload(&auth.user, input, upload, answer)
+            .await?
     } else {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -90,17 +94,22 @@ pub(super) async fn create(
             "send multipart/form-data with \"caption\" and \"image\", or JSON with \"upload_id\"",
         ));
     };
+    Ok(answer_response(accepted(&post)))
+}
+
+/// 202 with the post while its image is processed (201 once ready): now, and
+/// to every retry with the same key.
+fn accepted(post: &Post) -> StoredResponse {
     let status = if post.status == crate::domain::PostStatus::Ready {
         StatusCode::CREATED
     } else {
         StatusCode::ACCEPTED
     };
-    Ok((
+    json_answer(
         status,
-        [(header::LOCATION, format!("/v1/posts/{}", post.id))],
-        Json(PostView::from(&post)),
+        format!("/v1/posts/{}", post.id),
+        &PostView::from(post),
     )
-        .into_response())
 }
 
 /// The JSON form: a finished resumable upload becomes the post's image.

@@ -4,7 +4,7 @@ use super::{Page, ServiceError, ServiceResult, Services};
 use crate::domain::{
     Comment, CommentBody, CommentId, IdCursor, Limit, PostId, User, ValidationErrors, now,
 };
-use crate::store::CommentDeletion;
+use crate::store::{CommentDeletion, KeyAnswer};
 
 impl Services {
     pub async fn add_comment(
@@ -12,11 +12,12 @@ impl Services {
         post_id: PostId,
         author: &User,
         body: String,
+        answer: Option<KeyAnswer<Comment>>,
     ) -> ServiceResult<Comment> {
         let body = CommentBody::parse(body).map_err(|m| ValidationErrors::single("body", m))?;
         let created = self
             .store
-            .create_comment(post_id, author, &body, now())
+            .create_comment(post_id, author, &body, now(), answer)
             .await?
             .ok_or(ServiceError::NotFound("no such post"))?;
         self.feed_cache

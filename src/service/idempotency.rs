@@ -14,8 +14,8 @@ pub const IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(24 * 3600);
 /// while it runs (it runs to its end even if the client leaves); a claim not
 /// renewed for this long belongs to a request whose node died, and a retry
 /// takes it over.
-pub const CLAIM_LEASE: Duration = Duration::from_secs(10);
-pub const CLAIM_RENEW_EVERY: Duration = Duration::from_secs(3);
+pub const CLAIM_LEASE: Duration = Duration::from_secs(5);
+pub const CLAIM_RENEW_EVERY: Duration = Duration::from_millis(1500);
 
 fn span(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).expect("small durations fit")

@@ -2,7 +2,7 @@
 
 use tempfile::TempPath;
 
-use crate::store::{EditOutcome, FeedEntry, PostEdit};
+use crate::store::{EditOutcome, FeedEntry, KeyAnswer, PostEdit, StoreError};
 
 use super::{CachedPage, Page, PageShape, ServiceError, ServiceResult, Services};
 use crate::domain::{
@@ -98,8 +98,10 @@ impl Services {
         author: &User,
         input: CreatePost,
         image: StagedImage,
+        answer: Option<KeyAnswer<Post>>,
     ) -> ServiceResult<Post> {
-        self.create_post_with(author, input, image, None).await
+        self.create_post_with(author, input, image, None, answer)
+            .await
     }
 
     /// As `create_post`; with `from_upload`, that upload is consumed in the post's transaction.
@@ -109,6 +111,7 @@ impl Services {
         input: CreatePost,
         image: StagedImage,
         from_upload: Option<UploadId>,
+        answer: Option<KeyAnswer<Post>>,
     ) -> ServiceResult<Post> {
         let valid = validate(input)?;
         if image.size > MAX_IMAGE_BYTES {
@@ -132,15 +135,18 @@ impl Services {
         self.blobs
             .put_file(&new_post.original_key, &image.file)
             .await?;
-        match self.store.create_post(&new_post, from_upload).await {
+        match self.store.create_post(&new_post, from_upload, answer).await {
             Ok(post) => Ok(post),
-            Err(e) => {
-                // The row never committed, so nothing references the blob.
+            // Refused: the row never committed, so nothing references the blob.
+            Err(e @ StoreError::UploadUnavailable) => {
                 if let Err(cleanup) = self.blobs.delete(&new_post.original_key).await {
                     tracing::warn!(error = %cleanup, "removing the original of a post that failed to commit");
                 }
                 Err(e.into())
             }
+            // Ambiguous (the commit may have happened): the blob stays, for the
+            // orphan sweep to judge, rather than vanish under a committed row.
+            Err(e) => Err(e.into()),
         }
     }
 

@@ -14,7 +14,7 @@ use tokio::io::AsyncWriteExt;
 use super::posts::StagedImage;
 use super::{CreatePost, MAX_IMAGE_BYTES, ServiceError, ServiceResult, Services};
 use crate::domain::{Post, Timestamp, UploadId, User, now};
-use crate::store::{Upload, UploadChunk, UploadLock};
+use crate::store::{KeyAnswer, Upload, UploadChunk, UploadLock};
 
 /// How long an append is presumed alive after its last commit. Past it, its
 /// lock is taken without asking; the holder has nothing uncommitted by then,
@@ -393,6 +393,7 @@ impl Services {
         author: &User,
         input: CreatePost,
         id: UploadId,
+        answer: Option<KeyAnswer<Post>>,
     ) -> ServiceResult<Post> {
         let unavailable = || ServiceError::from(crate::store::StoreError::UploadUnavailable);
         let upload = self.upload(id, author).await.map_err(|_| unavailable())?;
@@ -400,7 +401,8 @@ impl Services {
             return Err(unavailable());
         }
         let staged = self.join_chunks(&upload).await?;
-        self.create_post_with(author, input, staged, Some(id)).await
+        self.create_post_with(author, input, staged, Some(id), answer)
+            .await
     }
 
     /// Joins an upload's chunks into one local file, in order.

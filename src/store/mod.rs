@@ -98,8 +98,12 @@ pub trait PostStore: Send + Sync {
     /// transaction. With `from_upload`, that finished upload is consumed in the
     /// same transaction (its chunks queued for deletion); if it is no longer
     /// there, nothing is inserted and the error is `UploadUnavailable`.
-    async fn create_post(&self, post: &NewPost, from_upload: Option<UploadId>)
-    -> StoreResult<Post>;
+    async fn create_post(
+        &self,
+        post: &NewPost,
+        from_upload: Option<UploadId>,
+        answer: Option<KeyAnswer<Post>>,
+    ) -> StoreResult<Post>;
     async fn post(&self, id: PostId) -> StoreResult<Option<Post>>;
     /// Ready, unexpired posts by (comment_count desc, id desc), after `after`,
     /// rendered.
@@ -172,6 +176,7 @@ pub trait CommentStore: Send + Sync {
         author: &User,
         body: &CommentBody,
         now: Timestamp,
+        answer: Option<KeyAnswer<Comment>>,
     ) -> StoreResult<Option<CreatedComment>>;
     async fn comments(
         &self,
@@ -345,6 +350,28 @@ pub fn comment_event(c: &Comment) -> serde_json::Value {
         "body": c.body.as_str(),
         "created_at": c.created_at,
     })
+}
+
+/// The answer to an Idempotency-Key claim, recorded in the transaction of the
+/// write it answers (PRODUCT.md §2): no crash can leave the write done and the
+/// claim open, so a retry after any failure either replays this answer or
+/// finds no write and runs. The caller renders the answer from what was
+/// written; the store only saves it.
+pub struct KeyAnswer<T> {
+    pub scope_key: String,
+    pub render: Box<dyn FnOnce(&T) -> StoredResponse + Send>,
+}
+
+impl<T> KeyAnswer<T> {
+    pub fn new(
+        scope_key: String,
+        render: impl FnOnce(&T) -> StoredResponse + Send + 'static,
+    ) -> Self {
+        KeyAnswer {
+            scope_key,
+            render: Box::new(render),
+        }
+    }
 }
 
 /// A response kept for replaying to retries with the same idempotency key.

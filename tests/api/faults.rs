@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{Node, TestApp, backend_args, register_at, wait_for_upload_lock};
+use crate::helpers::{Node, TestApp, backend_args, blobs_of, register_at, wait_for_upload_lock};
 
 fn addr_of(base: &str) -> SocketAddr {
     base.trim_start_matches("http://").parse().unwrap()
@@ -280,13 +280,7 @@ async fn another_node_takes_over_from_a_frozen_one_and_the_stale_request_is_fenc
         .json()
         .await
         .unwrap();
-    let blob_url = backend
-        .iter()
-        .position(|a| a == "--blob-url")
-        .map(|i| backend[i + 1].clone())
-        .unwrap_or_else(|| format!("file://{}/blobs", dir.path().display()));
-    let blobs =
-        imagegram::app::open_blobs(&imagegram::config::parse_blob_url(&blob_url).unwrap()).unwrap();
+    let blobs = blobs_of(&backend, dir.path());
     let stored = blobs
         .get(&format!("originals/{}", post["id"].as_str().unwrap()))
         .await

@@ -486,3 +486,16 @@ pub async fn wait_for_upload_lock(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The blob store of an instance started with `backend` flags on `data_dir`.
+pub fn blobs_of(
+    backend: &[String],
+    data_dir: &std::path::Path,
+) -> std::sync::Arc<dyn imagegram::store::BlobStore> {
+    let url = backend
+        .iter()
+        .position(|a| a == "--blob-url")
+        .map(|i| backend[i + 1].clone())
+        .unwrap_or_else(|| format!("file://{}/blobs", data_dir.display()));
+    imagegram::app::open_blobs(&imagegram::config::parse_blob_url(&url).unwrap()).unwrap()
+}

@@ -3,6 +3,7 @@
 
 mod accounts;
 mod comments;
+mod crash;
 mod edits;
 mod events;
 mod faults;

@@ -8,7 +8,7 @@ use super::rows::{
 };
 use crate::domain::{Comment, CommentBody, CommentId, IdCursor, PostId, Timestamp, User, UserId};
 use crate::store::comment_event;
-use crate::store::{CommentDeletion, CommentStore, CreatedComment, StoreResult};
+use crate::store::{CommentDeletion, CommentStore, CreatedComment, KeyAnswer, StoreResult};
 
 #[async_trait]
 impl CommentStore for PgStore {
@@ -18,6 +18,7 @@ impl CommentStore for PgStore {
         author: &User,
         body: &CommentBody,
         now: Timestamp,
+        answer: Option<KeyAnswer<Comment>>,
     ) -> StoreResult<Option<CreatedComment>> {
         let mut tx = self.pool.begin().await?;
         // Under the row lock the post's newest comments are exact, so they are
@@ -52,6 +53,14 @@ impl CommentStore for PgStore {
                 *post.author.id.as_uuid(),
                 "comment.created",
                 &comment_event(&comment),
+            )
+            .await?;
+        }
+        if let Some(answer) = answer {
+            super::idempotency::record_answer(
+                &mut tx,
+                &answer.scope_key,
+                &(answer.render)(&comment),
             )
             .await?;
         }

@@ -68,15 +68,8 @@ impl IdempotencyStore for PgStore {
     }
 
     async fn complete_key(&self, scope_key: &str, response: &StoredResponse) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE idempotency_keys SET state = 'done', status = $1, headers = $2, body = $3 WHERE scope_key = $4",
-        )
-        .bind(i32::from(response.status))
-        .bind(serde_json::to_string(&response.headers).expect("strings serialise"))
-        .bind(&response.body)
-        .bind(scope_key)
-        .execute(&self.pool)
-        .await?;
+        let mut conn = self.pool.acquire().await?;
+        record_answer(&mut conn, scope_key, response).await?;
         Ok(())
     }
 
@@ -106,4 +99,23 @@ impl IdempotencyStore for PgStore {
             .await?;
         Ok(n.rows_affected())
     }
+}
+
+/// Stores the answer to a claimed key on `conn` (the write's own transaction,
+/// when the write records its answer itself).
+pub(super) async fn record_answer(
+    conn: &mut sqlx::PgConnection,
+    scope_key: &str,
+    response: &StoredResponse,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE idempotency_keys SET state = 'done', status = $1, headers = $2, body = $3 WHERE scope_key = $4",
+    )
+    .bind(i32::from(response.status))
+    .bind(serde_json::to_string(&response.headers).expect("strings serialise"))
+    .bind(&response.body)
+    .bind(scope_key)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }

@@ -9,12 +9,17 @@ use crate::domain::{
     FeedCursor, IdCursor, NewPost, Post, PostId, Timestamp, UploadId, UserId, derived_blob_key,
 };
 use crate::store::{
-    DeletedPost, EditOutcome, FeedEntry, PostEdit, PostStore, StoreError, StoreResult,
+    DeletedPost, EditOutcome, FeedEntry, KeyAnswer, PostEdit, PostStore, StoreError, StoreResult,
 };
 
 #[async_trait]
 impl PostStore for PgStore {
-    async fn create_post(&self, p: &NewPost, from_upload: Option<UploadId>) -> StoreResult<Post> {
+    async fn create_post(
+        &self,
+        p: &NewPost,
+        from_upload: Option<UploadId>,
+        answer: Option<KeyAnswer<Post>>,
+    ) -> StoreResult<Post> {
         let mut tx = self.pool.begin().await?;
         if let Some(upload) = from_upload {
             // Consume the finished upload exactly once, in this transaction.
@@ -60,6 +65,10 @@ impl PostStore for PgStore {
         let post = store_rendering(&mut tx, p.id, self.render)
             .await?
             .ok_or_else(|| StoreError::Backend(anyhow::anyhow!("post vanished")))?;
+        if let Some(answer) = answer {
+            super::idempotency::record_answer(&mut tx, &answer.scope_key, &(answer.render)(&post))
+                .await?;
+        }
         tx.commit().await?;
         Ok(post)
     }

@@ -8,7 +8,7 @@ use super::rows::{
 };
 use crate::domain::{Comment, CommentBody, CommentId, IdCursor, PostId, Timestamp, User, UserId};
 use crate::store::comment_event;
-use crate::store::{CommentDeletion, CommentStore, CreatedComment, StoreResult};
+use crate::store::{CommentDeletion, CommentStore, CreatedComment, KeyAnswer, StoreResult};
 
 #[async_trait]
 impl CommentStore for SqliteStore {
@@ -18,6 +18,7 @@ impl CommentStore for SqliteStore {
         author: &User,
         body: &CommentBody,
         now: Timestamp,
+        answer: Option<KeyAnswer<Comment>>,
     ) -> StoreResult<Option<CreatedComment>> {
         let author = author.clone();
         let body = body.clone();
@@ -54,6 +55,9 @@ impl CommentStore for SqliteStore {
             let notified = (post.author.id != comment.author.id).then_some(post.author.id);
             if let Some(user) = notified {
                 append_event(tx, user.as_bytes(), "comment.created", &comment_event(&comment))?;
+            }
+            if let Some(answer) = answer {
+                super::idempotency::record_answer(tx, &answer.scope_key, &(answer.render)(&comment))?;
             }
             Ok(Some((
                 CreatedComment {

@@ -59,15 +59,8 @@ impl IdempotencyStore for SqliteStore {
 
     async fn complete_key(&self, scope_key: &str, response: &StoredResponse) -> StoreResult<()> {
         let (scope_key, response) = (scope_key.to_owned(), response.clone());
-        self.write(move |tx| {
-            let headers = serde_json::to_string(&response.headers).expect("strings serialise");
-            tx.execute(
-                "UPDATE idempotency_keys SET state = 'done', status = ?1, headers = ?2, body = ?3 WHERE scope_key = ?4",
-                params![response.status, headers, response.body, scope_key],
-            )?;
-            Ok(())
-        })
-        .await
+        self.write(move |tx| Ok(record_answer(tx, &scope_key, &response)?))
+            .await
     }
 
     async fn renew_key(&self, scope_key: &str, lease_until: Timestamp) -> StoreResult<()> {
@@ -103,4 +96,19 @@ impl IdempotencyStore for SqliteStore {
         })
         .await
     }
+}
+
+/// Stores the answer to a claimed key, in whatever transaction `tx` is (the
+/// write's own, when the write records its answer itself).
+pub(super) fn record_answer(
+    tx: &rusqlite::Connection,
+    scope_key: &str,
+    response: &StoredResponse,
+) -> rusqlite::Result<()> {
+    let headers = serde_json::to_string(&response.headers).expect("strings serialise");
+    tx.prepare_cached(
+        "UPDATE idempotency_keys SET state = 'done', status = ?1, headers = ?2, body = ?3 WHERE scope_key = ?4",
+    )?
+    .execute(params![response.status, headers, response.body, scope_key])?;
+    Ok(())
 }

@@ -10,7 +10,8 @@ use crate::domain::{
     FeedCursor, IdCursor, NewPost, Post, PostId, Timestamp, UploadId, UserId, derived_blob_key,
 };
 use crate::store::{
-    DeletedPost, EditOutcome, FeedEntry, PostEdit, PostRenderer, PostStore, StoreError, StoreResult,
+    DeletedPost, EditOutcome, FeedEntry, KeyAnswer, PostEdit, PostRenderer, PostStore, StoreError,
+    StoreResult,
 };
 
 // The feed's statements name their index: each is written as one walk of
@@ -61,6 +62,7 @@ impl PostStore for SqliteStore {
         &self,
         post: &NewPost,
         from_upload: Option<UploadId>,
+        answer: Option<KeyAnswer<Post>>,
     ) -> StoreResult<Post> {
         let p = post.clone();
         let render = self.render;
@@ -97,8 +99,12 @@ impl PostStore for SqliteStore {
                     "INSERT INTO jobs (id, post_id, run_at, created_at) VALUES (?1, ?2, ?3, ?3)",
                     params![uuid::Uuid::now_v7().as_bytes(), p.id.as_bytes(), ms(p.created_at)],
                 )?;
-                store_rendering(tx, p.id, render)?
-                    .ok_or_else(|| StoreError::Backend(anyhow::anyhow!("post vanished")))
+                let post = store_rendering(tx, p.id, render)?
+                    .ok_or_else(|| StoreError::Backend(anyhow::anyhow!("post vanished")))?;
+                if let Some(answer) = answer {
+                    super::idempotency::record_answer(tx, &answer.scope_key, &(answer.render)(&post))?;
+                }
+                Ok(post)
             })
             .await?;
         self.jobs_queued.notify_one();
