@@ -65,12 +65,8 @@ async fn nothing_acknowledged_is_lost_across_kill_9_cycles() {
             tokens.push(register_at(&node.base, &format!("crasher{n}")).await);
         }
         let mut posts = Vec::new();
-        for n in 0..3 {
-            posts.push(
-                make_post(&client, &node.base, &tokens[n], None)
-                    .await
-                    .unwrap(),
-            );
+        for token in &tokens[..3] {
+            posts.push(make_post(&client, &node.base, token, None).await.unwrap());
         }
         for (n, post) in posts.iter().enumerate() {
             wait_until_ready(&client, &node.base, &tokens[n], post).await;
@@ -128,7 +124,11 @@ async fn nothing_acknowledged_is_lost_across_kill_9_cycles() {
     // A last start: settle what is owed, then check everything.
     let node = Node::serve(dir.path(), &backend, &flags);
     settle(&client, &node.base, &fixture, &ledger).await;
-    let ledger = ledger.lock().unwrap();
+    let ledger = Arc::try_unwrap(ledger)
+        .ok()
+        .expect("the writers are done")
+        .into_inner()
+        .unwrap();
     verify(&client, &node.base, &fixture, &ledger).await;
     verify_upload(
         &client,
@@ -462,14 +462,14 @@ async fn settle(
     }
     let deleting: Vec<_> = ledger.lock().unwrap().deleting.drain().collect();
     for (post, id) in deleting {
-        let l = ledger.lock().unwrap();
-        let key = l
-            .comments
-            .iter()
-            .find(|(_, v)| v.as_ref().is_some_and(|(_, c)| *c == id))
-            .map(|(k, _)| k.clone())
-            .unwrap();
-        drop(l);
+        let key = {
+            let l = ledger.lock().unwrap();
+            l.comments
+                .iter()
+                .find(|(_, v)| v.as_ref().is_some_and(|(_, c)| *c == id))
+                .map(|(k, _)| k.clone())
+                .unwrap()
+        };
         let w: usize = key[1..2].parse().unwrap();
         let resp = client
             .delete(format!("{base}/v1/posts/{post}/comments/{id}"))
