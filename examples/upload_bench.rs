@@ -5,7 +5,8 @@
 //! cargo run --release --example upload_bench -- memory   # server RSS with 50 concurrent 100 MiB uploads
 //!
 //! `resume` runs the real tus clients (tuspy, tus-js-client) through the fault
-//! proxy and reports the bytes sent beyond the file's size. `memory` starts
+//! proxy (no faults; a reset every 10 MiB; a silent drop every 10 MiB) and
+//! reports the bytes sent beyond the file's size. `memory` starts
 //! `target/release/imagegram serve` as its own process, streams 50 uploads of
 //! 100 MiB at once (multipart, then tus PATCH), and samples the server's RSS.
 
@@ -17,12 +18,13 @@ use fault_proxy::{FaultProxy, Faults};
 use futures_util::stream;
 use tokio::io::AsyncBufReadExt;
 
+#[path = "support/server.rs"]
+mod server;
+
+use server::{root, rss_kib, start_server};
+
 const MIB: u64 = 1 << 20;
 const SIZE: u64 = 100 * MIB;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 async fn register(client: &reqwest::Client, base: &str, name: &str) -> String {
     let v: serde_json::Value = client
@@ -37,42 +39,9 @@ async fn register(client: &reqwest::Client, base: &str, name: &str) -> String {
     v["token"].as_str().unwrap().to_owned()
 }
 
-/// Starts the release binary on a free port; returns the child and its base URL.
-async fn start_server(data_dir: &Path) -> (tokio::process::Child, String) {
-    let mut child = tokio::process::Command::new(root().join("target/release/imagegram"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--workers",
-            "0",
-            "--rate-limit",
-            "off",
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        // The benchmark's server ends with it, even on a panic.
-        .kill_on_drop(true)
-        .spawn()
-        .expect("build it first: cargo build --release");
-    let mut line = String::new();
-    tokio::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .await
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("imagegram listening on ")
-        .unwrap()
-        .to_owned();
-    (child, base)
-}
-
 async fn resume() {
     let dir = tempfile::tempdir().unwrap();
-    let (_server, base) = start_server(&dir.path().join("data")).await;
+    let (_server, base) = start_server(&dir.path().join("data"), &["--workers", "0"]).await;
     let client = reqwest::Client::new();
     let file = dir.path().join("upload.bin");
     let mut state = 0x9E37_79B9_7F4A_7C15u64;
@@ -87,21 +56,27 @@ async fn resume() {
     std::fs::write(&file, &data).unwrap();
     let tools = root().join(".tools");
     let clients = root().join("tests/clients");
-    for (name, faulty) in [
-        ("tuspy", false),
-        ("tuspy", true),
-        ("tus-js-client", false),
-        ("tus-js-client", true),
+    // "reset": the client's connection is reset and the server sees it end;
+    // "silent": the client's is reset and the server's goes quiet (no FIN, no
+    // RST), as when a phone loses coverage.
+    for (name, fault) in [
+        ("tuspy", "none"),
+        ("tuspy", "reset"),
+        ("tuspy", "silent"),
+        ("tus-js-client", "none"),
+        ("tus-js-client", "reset"),
+        ("tus-js-client", "silent"),
     ] {
         let token = register(
             &client,
             &base,
-            &format!("bench_{}_{faulty}", name.replace('-', "_")),
+            &format!("bench_{}_{fault}", name.replace('-', "_")),
         )
         .await;
         let upstream = base.trim_start_matches("http://").parse().unwrap();
         let faults = Faults {
-            reset_after: faulty.then_some(10 * MIB),
+            reset_after: (fault == "reset").then_some(10 * MIB),
+            silent_drop_after: (fault == "silent").then_some(10 * MIB),
             ..Faults::default()
         };
         let proxy = FaultProxy::start(upstream, faults).await.unwrap();
@@ -131,7 +106,7 @@ async fn resume() {
         );
         let sent = proxy.bytes_to_server();
         println!(
-            "{name:<14} resets={:<3} sent={:>10} B  beyond the file: {:>8} B ({:.3}%)  time {:.2?}",
+            "{name:<14} {fault:<6} cuts={:<3} sent={:>10} B  beyond the file: {:>8} B ({:.3}%)  time {:.2?}",
             proxy.resets(),
             sent,
             sent.saturating_sub(SIZE),
@@ -139,16 +114,6 @@ async fn resume() {
             took
         );
     }
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
 }
 
 /// A 100 MiB body generated on the fly, so the client holds almost nothing.
@@ -164,7 +129,7 @@ fn body_stream(prefix: &'static [u8]) -> reqwest::Body {
 
 async fn memory() {
     let dir = tempfile::tempdir().unwrap();
-    let (server, base) = start_server(&dir.path().join("data")).await;
+    let (server, base) = start_server(&dir.path().join("data"), &["--workers", "0"]).await;
     let pid = server.id().unwrap();
     let client = reqwest::Client::new();
     let token = register(&client, &base, "bench_memory").await;

@@ -193,6 +193,11 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
+        if let Some(why) = self.group.broken() {
+            return Err(StoreError::Backend(anyhow::anyhow!(
+                "writes are stopped until a restart: {why}"
+            )));
+        }
         self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
             .await
     }

@@ -110,6 +110,8 @@ impl Wal {
 #[derive(Clone)]
 pub(super) struct GroupWriter {
     ops: Sender<Op>,
+    /// Set for good once a WAL fsync failed.
+    broken: Arc<Mutex<Option<String>>>,
 }
 
 impl GroupWriter {
@@ -152,16 +154,26 @@ impl GroupWriter {
         std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
             .spawn(move || checkpoint_continuously(&checkpoints, &checkpointer_wal))?;
+        let broken = Arc::new(Mutex::new(None));
+        let syncer_broken = broken.clone();
         std::thread::Builder::new()
             .name("sqlite-sync".into())
-            .spawn(move || sync_continuously(wal_file, &to_sync))?;
+            .spawn(move || sync_continuously(wal_file, &to_sync, &syncer_broken))?;
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || {
                 run(&conn, &queue, &wal, &committed, rewind_frames);
                 wal.update(|p| p.stopped = true);
             })?;
-        Ok(GroupWriter { ops })
+        Ok(GroupWriter { ops, broken })
+    }
+
+    /// Why this writer stopped acknowledging writes, if it did (see `sync_continuously`).
+    pub(super) fn broken(&self) -> Option<String> {
+        self.broken
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Runs `f` in the next group; resolves after the group committed.
@@ -228,11 +240,25 @@ fn run(
 
 /// The syncer's loop: one fsync of the WAL for every group committed since
 /// the last one, then their answers.
-fn sync_continuously(mut wal: WalFile, committed: &Receiver<Committed>) {
+///
+/// A failed fsync is fail-stop: after it, no write is ever acknowledged again
+/// by this process. The kernel may have dropped the dirty pages it could not
+/// write, and a later fsync can then succeed without them, so "the next sync
+/// worked" proves nothing about the groups before it. A restart recovers from
+/// what is really on disk; until then `/readyz` fails, so a load balancer
+/// stops sending writes here.
+fn sync_continuously(
+    mut wal: WalFile,
+    committed: &Receiver<Committed>,
+    broken: &Mutex<Option<String>>,
+) {
     while let Ok(first) = committed.recv() {
         let mut groups = vec![first];
         groups.extend(committed.try_iter());
-        let synced = if groups.iter().any(|g| g.outcome.is_ok()) {
+        let stopped = broken.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let synced = if let Some(why) = stopped {
+            Err(format!("writes are stopped until a restart: {why}"))
+        } else if groups.iter().any(|g| g.outcome.is_ok()) {
             let started = std::time::Instant::now();
             let synced = wal.sync().map_err(|e| format!("syncing the WAL: {e}"));
             metrics::histogram!("sqlite_wal_sync_seconds").record(started.elapsed().as_secs_f64());
@@ -242,6 +268,10 @@ fn sync_continuously(mut wal: WalFile, committed: &Receiver<Committed>) {
         };
         if let Err(e) = &synced {
             tracing::error!(error = %e, "a group's commit is not known to be durable");
+            broken
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert_with(|| e.clone());
         }
         for group in groups {
             let outcome = group.outcome.and(synced.clone());
@@ -466,6 +496,17 @@ mod tests {
             }
             other => panic!("acknowledged without a sync: {other:?}"),
         }
+        // Fail-stop: even once the WAL could be synced again, nothing more is acknowledged.
+        std::fs::create_dir_all(dir.path().join("missing")).unwrap();
+        std::fs::write(dir.path().join("missing/t.db-wal"), b"").unwrap();
+        let again = writer
+            .write(|tx| Ok(tx.execute("INSERT INTO t (v) VALUES (2)", [])?))
+            .await;
+        assert!(
+            again.is_err(),
+            "acknowledged after a failed sync: {again:?}"
+        );
+        assert!(writer.broken().is_some());
     }
 
     #[tokio::test]
