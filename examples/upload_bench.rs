@@ -10,18 +10,15 @@
 //! `target/release/imagegram serve` as its own process, streams 50 uploads of
 //! 100 MiB at once (multipart, then tus PATCH), and samples the server's RSS.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use fault_proxy::{FaultProxy, Faults};
 use futures_util::stream;
-use tokio::io::AsyncBufReadExt;
 
 #[path = "support/server.rs"]
 mod server;
 
-use server::{root, rss_kib, start_server};
+use server::{memory_kib, root, start_server};
 
 const MIB: u64 = 1 << 20;
 const SIZE: u64 = 100 * MIB;
@@ -134,13 +131,16 @@ async fn memory() {
     let client = reqwest::Client::new();
     let token = register(&client, &base, "bench_memory").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let baseline = rss_kib(pid);
+    let baseline = memory_kib(pid, "VmRSS:");
     for kind in ["multipart POST /v1/posts", "tus PATCH /v1/uploads/{id}"] {
         let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(baseline));
         let sampled = peak.clone();
         let sampling = tokio::spawn(async move {
             loop {
-                sampled.fetch_max(rss_kib(pid), std::sync::atomic::Ordering::Relaxed);
+                sampled.fetch_max(
+                    memory_kib(pid, "VmRSS:"),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         });

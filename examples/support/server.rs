@@ -47,7 +47,3 @@ pub fn memory_kib(pid: u32, field: &str) -> u64 {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
 }
-
-pub fn rss_kib(pid: u32) -> u64 {
-    memory_kib(pid, "VmRSS:")
-}
