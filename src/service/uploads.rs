@@ -24,9 +24,12 @@ const APPEND_LEASE: Duration = Duration::from_secs(3);
 pub const COMMIT_EVERY: Duration = Duration::from_secs(1);
 /// …and whenever this much is waiting, so a dropped connection loses little.
 pub const COMMIT_BYTES: u64 = 1024 * 1024;
-/// How long a new request waits for a live holder to let go before it takes
-/// the lock anyway (fencing the holder, whose next commit then fails).
+/// How long a new request waits for a holder to let go before it takes the
+/// lock anyway (fencing the holder, whose next commit then fails)…
 const TAKEOVER_WAIT: Duration = Duration::from_millis(900);
+/// …unless the holder answered that it is committing what it received: it is
+/// alive, and waiting a little longer saves those bytes from being sent again.
+const RELEASING_WAIT: Duration = Duration::from_secs(3);
 /// How often a waiting request looks again, and a holder looks for release requests.
 pub const LOCK_POLL: Duration = Duration::from_millis(50);
 pub const HOLDER_POLL: Duration = Duration::from_millis(150);
@@ -148,7 +151,8 @@ impl Services {
         id: UploadId,
         next: impl Fn(&UploadLock) -> Option<(uuid::Uuid, Timestamp)>,
     ) -> ServiceResult<UploadLock> {
-        let deadline = Instant::now() + TAKEOVER_WAIT;
+        let started = Instant::now();
+        let mut deadline = started + TAKEOVER_WAIT;
         loop {
             let lock = self
                 .store
@@ -156,6 +160,9 @@ impl Services {
                 .await?
                 .ok_or(ServiceError::NotFound("no such upload"))?;
             let holder = lock.token;
+            if lock.releasing {
+                deadline = deadline.max(started + RELEASING_WAIT);
+            }
             if lock_is_free(&lock, now()) || Instant::now() >= deadline {
                 if holder.is_none() && next(&lock).is_none() {
                     return Ok(lock);
@@ -272,7 +279,8 @@ impl Services {
     /// the upload, or already took it.
     pub async fn append_superseded(&self, lease: &AppendLease) -> ServiceResult<bool> {
         Ok(match self.store.upload_lock(lease.upload.id).await? {
-            Some(lock) => lock.token != Some(lease.token) || lock.release_wanted,
+            Some(lock) if lock.token != Some(lease.token) => true,
+            Some(lock) => lock.release_wanted,
             None => true,
         })
     }
@@ -320,7 +328,7 @@ impl Services {
                         if incremental && staged.len >= COMMIT_BYTES {
                             last_commit = Instant::now();
                             if self.commit_staged(&mut lease, &mut staged, true).await? {
-                                break Ok(());
+                                break self.let_go(&lease, &mut body, &mut staged).await;
                             }
                         }
                     }
@@ -337,12 +345,10 @@ impl Services {
                     if incremental && staged.len > 0 && last_commit.elapsed() >= COMMIT_EVERY {
                         last_commit = Instant::now();
                         if self.commit_staged(&mut lease, &mut staged, true).await? {
-                            break Ok(());
+                            break self.let_go(&lease, &mut body, &mut staged).await;
                         }
                     } else if self.append_superseded(&lease).await? {
-                        tracing::info!(upload = %id, "another request asked for this upload; letting go");
-                        // Bytes that already arrived are kept, not made to be sent again.
-                        break drain_arrived(&mut body, &mut staged, lease.room()).await;
+                        break self.let_go(&lease, &mut body, &mut staged).await;
                     }
                 }
             }
@@ -370,12 +376,26 @@ impl Services {
         keep: bool,
     ) -> ServiceResult<bool> {
         let (file, len) = staged.take(&self.staging_dir).await?;
-        let release_wanted = self.commit_append(lease, file, len, keep).await?;
-        if release_wanted && keep {
-            // Let go now: the asker is waiting for the lock, and this commit was the last.
-            self.abandon_append(lease).await;
-        }
-        Ok(release_wanted)
+        self.commit_append(lease, file, len, keep).await
+    }
+
+    /// Another request asked for the upload: tell it this holder is letting go,
+    /// and stage what already reached this server, so that it is committed
+    /// (by the caller's last commit) rather than sent again.
+    async fn let_go<S, E>(
+        &self,
+        lease: &AppendLease,
+        body: &mut S,
+        staged: &mut Staged,
+    ) -> ServiceResult<()>
+    where
+        S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+    {
+        tracing::info!(upload = %lease.upload.id, "another request asked for this upload; letting go");
+        self.store
+            .acknowledge_upload_release(lease.upload.id, lease.token)
+            .await?;
+        drain_arrived(body, staged, lease.room()).await
     }
 
     pub async fn terminate_upload(&self, id: UploadId, owner: &User) -> ServiceResult<()> {

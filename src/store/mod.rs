@@ -274,6 +274,8 @@ pub struct UploadLock {
     pub until: Option<Timestamp>,
     /// Another request asked the holder to commit what it has and let go.
     pub release_wanted: bool,
+    /// The holder answered that request and is committing (it is alive).
+    pub releasing: bool,
 }
 
 #[async_trait]
@@ -293,6 +295,8 @@ pub trait UploadStore: Send + Sync {
     ) -> StoreResult<bool>;
     /// Asks the holder `token` to commit what it received and let go.
     async fn request_upload_release(&self, id: UploadId, token: uuid::Uuid) -> StoreResult<()>;
+    /// The holder `token` says it is letting go (committing what it has).
+    async fn acknowledge_upload_release(&self, id: UploadId, token: uuid::Uuid) -> StoreResult<()>;
     /// Records a stored chunk at the locked offset, advances the offset and moves
     /// the expiry, atomically; with `keep_until` the lock stays held (its lease
     /// renewed), without it the lock is released. `None` if the lock or the

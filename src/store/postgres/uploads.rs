@@ -76,6 +76,7 @@ impl UploadStore for PgStore {
             token,
             until,
             release_wanted: release != 0,
+            releasing: release == 2,
         }))
     }
 
@@ -101,7 +102,18 @@ impl UploadStore for PgStore {
     }
 
     async fn request_upload_release(&self, id: UploadId, token: uuid::Uuid) -> StoreResult<()> {
-        sqlx::query("UPDATE uploads SET release_wanted = 1 WHERE id = $1 AND lock_token = $2")
+        sqlx::query(
+            "UPDATE uploads SET release_wanted = 1 WHERE id = $1 AND lock_token = $2 AND release_wanted = 0",
+        )
+        .bind(id.as_uuid())
+        .bind(token)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn acknowledge_upload_release(&self, id: UploadId, token: uuid::Uuid) -> StoreResult<()> {
+        sqlx::query("UPDATE uploads SET release_wanted = 2 WHERE id = $1 AND lock_token = $2")
             .bind(id.as_uuid())
             .bind(token)
             .execute(&self.pool)

@@ -83,6 +83,7 @@ impl UploadStore for SqliteStore {
                             .and_then(|b| uuid::Uuid::from_slice(&b).ok()),
                         until: r.get::<_, Option<i64>>(2)?.map(from_millis),
                         release_wanted: r.get::<_, i64>(3)? != 0,
+                        releasing: r.get::<_, i64>(3)? == 2,
                     })
                 })
                 .optional()?)
@@ -118,7 +119,18 @@ impl UploadStore for SqliteStore {
     async fn request_upload_release(&self, id: UploadId, token: uuid::Uuid) -> StoreResult<()> {
         self.write(move |tx| {
             tx.prepare_cached(
-                "UPDATE uploads SET release_wanted = 1 WHERE id = ?1 AND lock_token = ?2",
+                "UPDATE uploads SET release_wanted = 1 WHERE id = ?1 AND lock_token = ?2 AND release_wanted = 0",
+            )?
+            .execute(params![id.as_bytes(), token.as_bytes()])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn acknowledge_upload_release(&self, id: UploadId, token: uuid::Uuid) -> StoreResult<()> {
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "UPDATE uploads SET release_wanted = 2 WHERE id = ?1 AND lock_token = ?2",
             )?
             .execute(params![id.as_bytes(), token.as_bytes()])?;
             Ok(())
