@@ -366,3 +366,77 @@ async fn an_idempotent_retry_after_the_client_vanished_gets_the_original_answer(
     assert_eq!(items.len(), 1, "the comment was made once: {listed}");
     assert_eq!(items[0]["id"], replayed["id"]);
 }
+
+fn multipart_post(token: &str, image: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "imagegram-fault-boundary";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"caption\"\r\n\r\nthrough a bad link\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\n\
+         Content-Type: image/png\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(image);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let head = format!(
+        "POST /v1/posts HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    (head, body)
+}
+
+/// Posts of `user` in their listing (ready ones).
+async fn post_count(app: &TestApp, user: &str) -> usize {
+    app.get_json(&format!("/v1/users/{user}/posts"), None).await["items"]
+        .as_array()
+        .unwrap()
+        .len()
+}
+
+#[tokio::test]
+async fn a_multipart_post_whose_link_freezes_is_cut_and_changes_nothing() {
+    let app = TestApp::spawn_with(|a| a.idle_timeout_secs = Some(1)).await;
+    let token = app.register("frozen_link").await;
+    let image = crate::tus_clients::noisy_png(400, 300);
+    let (head, body) = multipart_post(&token, &image);
+    let proxy = FaultProxy::start(
+        addr_of(&app.base),
+        Faults {
+            freeze_after: Some((head.len() + body.len() / 2) as u64),
+            ..Faults::default()
+        },
+    )
+    .await
+    .unwrap();
+    let sending = tokio::spawn(send_raw(proxy.addr(), head, body));
+    // The server cuts the silent body after its idle timeout; nothing was made.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(post_count(&app, "frozen_link").await, 0);
+    let staged = std::fs::read_dir(app.data_dir.join("staging"))
+        .unwrap()
+        .count();
+    assert_eq!(staged, 0, "the half-received image was not left in staging");
+    sending.abort();
+    // The same post through a link that only drips arrives whole.
+    let (head, body) = multipart_post(&token, &image);
+    let drip = FaultProxy::start(
+        addr_of(&app.base),
+        Faults {
+            upload_bytes_per_sec: Some(512 * 1024),
+            max_piece: Some(4096),
+            ..Faults::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut conn = TcpStream::connect(drip.addr()).await.unwrap();
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(&body).await.unwrap();
+    let mut answer = vec![0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(30), conn.read(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+}
