@@ -7,6 +7,7 @@ mod errors;
 mod events;
 mod feed_cache;
 mod idempotency;
+mod orphans;
 mod pages;
 mod posts;
 mod rate_limits;
@@ -23,6 +24,7 @@ pub use accounts::{Session, Token};
 pub use errors::{ServiceError, ServiceResult};
 pub use events::EventStreamSlots;
 pub use idempotency::{CLAIM_RENEW_EVERY, IDEMPOTENCY_RETENTION};
+pub use orphans::ORPHAN_AGE;
 pub use pages::Page;
 pub use posts::{CreatePost, EditPost, MAX_IMAGE_BYTES, StagedImage};
 pub use rate_limits::{Budgets, Class, RateCheck};
@@ -78,6 +80,8 @@ pub struct ServiceParts {
     pub sessions: SessionCache,
     /// Sessions unused this long are refused and removed.
     pub session_ttl: std::time::Duration,
+    /// Where the orphan sweep goes on in each blob prefix (see `orphans.rs`).
+    orphan_scan: std::sync::Mutex<std::collections::HashMap<&'static str, String>>,
     /// Open event streams, bounded per user and per node (see `events.rs`).
     pub event_streams: Arc<EventStreamSlots>,
     /// Benchmarks only: the size of the fixed body `GET /v1/_bench/ceiling` returns; 0 = no such route.
@@ -109,6 +113,7 @@ impl ServiceParts {
             feed_cache: Arc::new(FeedCache::new(std::time::Duration::from_secs(1))),
             sessions: SessionCache::new(std::time::Duration::from_secs(1)),
             session_ttl: std::time::Duration::from_secs(30 * 24 * 3600),
+            orphan_scan: Default::default(),
             event_streams: Arc::new(EventStreamSlots::new(EventStreamSlots::DEFAULT_PER_NODE)),
             bench_ceiling_bytes: 0,
         })

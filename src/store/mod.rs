@@ -313,6 +313,8 @@ pub trait UploadStore: Send + Sync {
     async fn unlock_upload(&self, id: UploadId, token: uuid::Uuid) -> StoreResult<()>;
     /// The chunks in byte order.
     async fn upload_chunks(&self, id: UploadId) -> StoreResult<Vec<UploadChunk>>;
+    /// Whether a committed chunk is stored under `key`.
+    async fn chunk_exists(&self, key: &str) -> StoreResult<bool>;
     /// Deletes the upload and queues its chunk blobs for deletion; false if there was none.
     async fn delete_upload(&self, id: UploadId) -> StoreResult<bool>;
     async fn expired_uploads(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<UploadId>>;

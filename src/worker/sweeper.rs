@@ -41,6 +41,11 @@ async fn sweep(services: &Services) {
         Ok(n) => tracing::info!(blobs = n, "deleted orphaned blobs"),
         Err(e) => tracing::warn!(error = %e, "blob sweeper"),
     }
+    match services.collect_orphans(crate::service::ORPHAN_AGE).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(blobs = n, "deleted blobs no row names"),
+        Err(e) => tracing::warn!(error = %e, "orphan sweeper"),
+    }
     match services.clean_staging().await {
         Ok(0) => {}
         Ok(n) => tracing::info!(files = n, "removed staging leftovers"),

@@ -183,6 +183,11 @@ impl TestApp {
         wait_for_upload_lock(self.database_url.as_deref(), &self.data_dir, location).await
     }
 
+    /// The node's services, for tests that drive a chore directly.
+    pub fn services(&self) -> &imagegram::service::Services {
+        &self.running.as_ref().unwrap().services
+    }
+
     /// A blob of this node's store, whatever the backend.
     pub async fn blob(&self, key: &str) -> Option<bytes::Bytes> {
         self.running

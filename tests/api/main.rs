@@ -14,6 +14,7 @@ mod idempotency;
 mod images;
 mod migrate;
 mod multinode;
+mod orphans;
 mod platform;
 mod posts;
 mod rate_limits;

@@ -65,6 +65,31 @@ fn install(src: &Path, dst: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Every file under `dir`, as keys relative to `root`, with its modification time.
+fn collect_keys(
+    root: &Path,
+    dir: &Path,
+    keys: &mut Vec<(String, crate::domain::Timestamp)>,
+) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let path = entry.path();
+        let meta = entry.metadata()?;
+        if meta.is_dir() {
+            collect_keys(root, &path, keys)?;
+        } else if let Ok(relative) = path.strip_prefix(root) {
+            let written = crate::domain::Timestamp::from(meta.modified()?);
+            keys.push((relative.to_string_lossy().into_owned(), written));
+        }
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl BlobStore for LocalBlobStore {
     async fn put_file(&self, key: &str, src: &Path) -> anyhow::Result<()> {
@@ -130,6 +155,30 @@ impl BlobStore for LocalBlobStore {
             dir = d.parent();
         }
         Ok(())
+    }
+
+    async fn list_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<(String, crate::domain::Timestamp)>> {
+        let (root, prefix, after) = (
+            self.root.clone(),
+            prefix.to_owned(),
+            after.map(str::to_owned),
+        );
+        tokio::task::spawn_blocking(move || {
+            let mut keys = Vec::new();
+            collect_keys(&root, &root.join(&prefix), &mut keys)?;
+            keys.sort();
+            Ok(keys
+                .into_iter()
+                .filter(|(k, _)| after.as_deref().is_none_or(|a| k.as_str() > a))
+                .take(limit)
+                .collect())
+        })
+        .await?
     }
 
     async fn check(&self) -> anyhow::Result<()> {

@@ -30,6 +30,15 @@ pub trait BlobStore: Send + Sync {
     async fn delete(&self, key: &str) -> anyhow::Result<()>;
     /// Answers when the store does.
     async fn check(&self) -> anyhow::Result<()>;
+    /// Up to `limit` blobs under `prefix` (which ends in `/`) with the time
+    /// each was written, in key order, after `after` if given: a page of a
+    /// scan that goes round the store.
+    async fn list_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<(String, crate::domain::Timestamp)>>;
 }
 
 /// A blob as a local file, removed on drop if it was a temporary copy.

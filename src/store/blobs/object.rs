@@ -115,6 +115,30 @@ impl BlobStore for ObjectBlobStore {
         }
     }
 
+    async fn list_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<(String, crate::domain::Timestamp)>> {
+        let prefix_path = ObjectPath::from(prefix.trim_end_matches('/'));
+        let mut listing = match after {
+            Some(after) => self
+                .store
+                .list_with_offset(Some(&prefix_path), &ObjectPath::from(after)),
+            None => self.store.list(Some(&prefix_path)),
+        };
+        let mut keys = Vec::new();
+        while let Some(meta) = listing.next().await {
+            let meta = meta?;
+            keys.push((meta.location.to_string(), meta.last_modified));
+            if keys.len() >= limit {
+                break;
+            }
+        }
+        Ok(keys)
+    }
+
     async fn check(&self) -> anyhow::Result<()> {
         // A listing needs the bucket itself to exist, unlike a HEAD of some key,
         // whose "not found" cannot tell a missing object from a missing bucket.

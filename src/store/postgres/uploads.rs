@@ -185,6 +185,16 @@ impl UploadStore for PgStore {
         .await?)
     }
 
+    async fn chunk_exists(&self, key: &str) -> StoreResult<bool> {
+        Ok(
+            sqlx::query_scalar::<_, i32>("SELECT 1 FROM upload_chunks WHERE key = $1")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?
+                .is_some(),
+        )
+    }
+
     async fn delete_upload(&self, id: UploadId) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await?;
         queue_chunk_deletions(&mut tx, id).await?;

@@ -206,6 +206,16 @@ impl UploadStore for SqliteStore {
         .await
     }
 
+    async fn chunk_exists(&self, key: &str) -> StoreResult<bool> {
+        let key = key.to_owned();
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached("SELECT 1 FROM upload_chunks WHERE key = ?1")?
+                .exists([key])?)
+        })
+        .await
+    }
+
     async fn delete_upload(&self, id: UploadId) -> StoreResult<bool> {
         self.write(move |tx| {
             queue_chunk_deletions(tx, id)?;
