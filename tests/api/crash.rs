@@ -144,6 +144,44 @@ async fn nothing_acknowledged_is_lost_across_kill_9_cycles() {
     );
 }
 
+/// The keys in `map` still owed an answer.
+fn owed<T>(map: &HashMap<String, Option<T>>, prefix: &str) -> Vec<String> {
+    map.iter()
+        .filter(|(k, v)| v.is_none() && k.starts_with(prefix))
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+/// Which writer (and so which user) made the comment `id`: keys start "w<n>-".
+fn author_of(ledger: &Mutex<Ledger>, id: &str) -> usize {
+    let l = ledger.lock().unwrap();
+    let key = l
+        .comments
+        .iter()
+        .find(|(_, v)| v.as_ref().is_some_and(|(_, c)| c == id))
+        .map(|(k, _)| k.clone())
+        .unwrap();
+    key[1..2].parse().unwrap()
+}
+
+/// The comment a key stands for (its body is the key), sent with that key.
+async fn send_comment(
+    client: &reqwest::Client,
+    base: &str,
+    fx: &Fixture,
+    key: &str,
+) -> Result<reqwest::Response, reqwest::Error> {
+    let writer: usize = key[1..2].parse().unwrap();
+    let post = &fx.posts[key.len() % fx.posts.len()];
+    client
+        .post(format!("{base}/v1/posts/{post}/comments"))
+        .bearer_auth(&fx.tokens[writer])
+        .header("idempotency-key", key)
+        .json(&json!({"body": key}))
+        .send()
+        .await
+}
+
 /// Comments with an Idempotency-Key; a request whose answer the kill took is
 /// retried with the same key (in this cycle or the next) until it has one.
 async fn commenter(
@@ -154,17 +192,9 @@ async fn commenter(
     cycle: usize,
     w: usize,
 ) {
-    let token = &fx.tokens[w];
     let mut n = 0;
     loop {
-        let owed: Vec<String> = {
-            let l = ledger.lock().unwrap();
-            l.comments
-                .iter()
-                .filter(|(k, v)| v.is_none() && k.starts_with(&format!("w{w}-")))
-                .map(|(k, _)| k.clone())
-                .collect()
-        };
+        let owed = owed(&ledger.lock().unwrap().comments, &format!("w{w}-"));
         let key = owed.into_iter().next().unwrap_or_else(|| {
             n += 1;
             format!("w{w}-c{cycle}-{n}")
@@ -176,14 +206,7 @@ async fn commenter(
             .comments
             .entry(key.clone())
             .or_insert(None);
-        let sent = client
-            .post(format!("{base}/v1/posts/{post}/comments"))
-            .bearer_auth(token)
-            .header("idempotency-key", &key)
-            .json(&json!({"body": key}))
-            .send()
-            .await;
-        match sent {
+        match send_comment(&client, &base, &fx, &key).await {
             Ok(resp) if resp.status() == 201 => {
                 let body: Value = resp.json().await.unwrap();
                 let mut l = ledger.lock().unwrap();
@@ -227,16 +250,7 @@ async fn deleter(
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         };
-        let author = {
-            let l = ledger.lock().unwrap();
-            let key = l
-                .comments
-                .iter()
-                .find(|(_, v)| v.as_ref().is_some_and(|(_, c)| *c == id))
-                .map(|(k, _)| k.clone())
-                .unwrap();
-            key[1..2].parse::<usize>().unwrap()
-        };
+        let author = author_of(&ledger, &id);
         let retried = ledger
             .lock()
             .unwrap()
@@ -423,29 +437,14 @@ async fn settle(
     fx: &Arc<Fixture>,
     ledger: &Arc<Mutex<Ledger>>,
 ) {
-    let owed: Vec<String> = ledger
-        .lock()
-        .unwrap()
-        .comments
-        .iter()
-        .filter(|(_, v)| v.is_none())
-        .map(|(k, _)| k.clone())
-        .collect();
-    for key in owed {
-        let w: usize = key[1..2].parse().unwrap();
+    let keys = owed(&ledger.lock().unwrap().comments, "");
+    for key in keys {
         let post = &fx.posts[key.len() % fx.posts.len()];
         // A claim whose node was killed is taken over when its lease lapses
         // (seconds); until then the retry is told to come back.
         let deadline = Instant::now() + Duration::from_secs(15);
         let resp = loop {
-            let resp = client
-                .post(format!("{base}/v1/posts/{post}/comments"))
-                .bearer_auth(&fx.tokens[w])
-                .header("idempotency-key", &key)
-                .json(&json!({"body": key}))
-                .send()
-                .await
-                .unwrap();
+            let resp = send_comment(client, base, fx, &key).await.unwrap();
             if resp.status() != 409 {
                 break resp;
             }
@@ -462,15 +461,7 @@ async fn settle(
     }
     let deleting: Vec<_> = ledger.lock().unwrap().deleting.drain().collect();
     for (post, id) in deleting {
-        let key = {
-            let l = ledger.lock().unwrap();
-            l.comments
-                .iter()
-                .find(|(_, v)| v.as_ref().is_some_and(|(_, c)| *c == id))
-                .map(|(k, _)| k.clone())
-                .unwrap()
-        };
-        let w: usize = key[1..2].parse().unwrap();
+        let w = author_of(ledger, &id);
         let resp = client
             .delete(format!("{base}/v1/posts/{post}/comments/{id}"))
             .bearer_auth(&fx.tokens[w])
@@ -480,15 +471,8 @@ async fn settle(
         assert!([204, 404].contains(&resp.status().as_u16()));
         ledger.lock().unwrap().deleted.insert(id);
     }
-    let owed: Vec<String> = ledger
-        .lock()
-        .unwrap()
-        .posts
-        .iter()
-        .filter(|(_, v)| v.is_none())
-        .map(|(k, _)| k.clone())
-        .collect();
-    for key in owed {
+    let keys = owed(&ledger.lock().unwrap().posts, "");
+    for key in keys {
         let id = make_post(client, base, &fx.tokens[0], Some(&key))
             .await
             .unwrap();

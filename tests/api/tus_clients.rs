@@ -63,13 +63,50 @@ impl Client {
     }
 }
 
-async fn upload_through_faults(client: Client, name: &str) {
-    let Some(mut command) = client.command() else {
+/// The client's command, or None (and a note) where it is not installed;
+/// CI must have it.
+fn installed(client: Client, name: &str) -> Option<tokio::process::Command> {
+    let command = client.command();
+    if command.is_none() {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
             "CI needs the tus clients: run scripts/test-tools"
         );
         eprintln!("SKIPPED: {name} is not installed (run scripts/test-tools)");
+    }
+    command
+}
+
+/// Uploads `file` through `proxy` with the client, in `chunk`-byte PATCHes;
+/// returns the upload's URL.
+async fn run_client(
+    mut command: tokio::process::Command,
+    name: &str,
+    proxy: &FaultProxy,
+    token: &str,
+    file: &Path,
+    chunk: usize,
+) -> String {
+    command
+        .arg(format!("http://{}/v1/uploads", proxy.addr()))
+        .arg(token)
+        .arg(file)
+        .arg(chunk.to_string());
+    let out = tokio::time::timeout(Duration::from_secs(300), command.output())
+        .await
+        .expect("the upload finished in time")
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{name} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+async fn upload_through_faults(client: Client, name: &str) {
+    let Some(command) = installed(client, name) else {
         return;
     };
     let app = TestApp::spawn().await;
@@ -91,29 +128,13 @@ async fn upload_through_faults(client: Client, name: &str) {
     )
     .await
     .unwrap();
-    let endpoint = format!("http://{}/v1/uploads", proxy.addr());
-    command
-        .arg(&endpoint)
-        .arg(&token)
-        .arg(&file)
-        .arg((4 << 20).to_string());
-    let out = tokio::time::timeout(Duration::from_secs(180), command.output())
-        .await
-        .expect("the upload finished in time")
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{name} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let url = run_client(command, name, &proxy, &token, &file, 4 << 20).await;
     assert!(
         proxy.resets() >= 3,
         "the proxy really cut the connection ({} resets)",
         proxy.resets()
     );
-    let url = String::from_utf8(out.stdout).unwrap();
-    let upload_id = url.trim().rsplit('/').next().unwrap().to_owned();
+    let upload_id = url.rsplit('/').next().unwrap().to_owned();
     let post: Value = app
         .post_json(
             "/v1/posts",
@@ -149,12 +170,7 @@ async fn tus_js_client_resumes_through_a_bad_network() {
 /// of its bytes sent twice, and the clients never wait on the server: no
 /// 409 "in progress" and no 423, only their own retry delays.
 async fn upload_through_silent_drops(client: Client, name: &str) {
-    let Some(mut command) = client.command() else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI needs the tus clients: run scripts/test-tools"
-        );
-        eprintln!("SKIPPED: {name} is not installed (run scripts/test-tools)");
+    let Some(command) = installed(client, name) else {
         return;
     };
     const MIB: usize = 1 << 20;
@@ -174,21 +190,7 @@ async fn upload_through_silent_drops(client: Client, name: &str) {
     )
     .await
     .unwrap();
-    command
-        .arg(format!("http://{}/v1/uploads", proxy.addr()))
-        .arg(&token)
-        .arg(&file)
-        .arg((100 * MIB).to_string());
-    let out = tokio::time::timeout(Duration::from_secs(300), command.output())
-        .await
-        .expect("the upload finished in time")
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{name} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let url = run_client(command, name, &proxy, &token, &file, 100 * MIB).await;
     assert!(
         proxy.silent_drops() >= 9,
         "{} silent drops",
@@ -215,8 +217,7 @@ async fn upload_through_silent_drops(client: Client, name: &str) {
         0,
         "a client was told to wait"
     );
-    let url = String::from_utf8(out.stdout).unwrap();
-    let location = format!("/v1/uploads/{}", url.trim().rsplit('/').next().unwrap());
+    let location = format!("/v1/uploads/{}", url.rsplit('/').next().unwrap());
     let held = app.upload_bytes(&location).await;
     assert_eq!(held.len(), bytes.len());
     assert!(
