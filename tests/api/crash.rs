@@ -481,18 +481,21 @@ async fn settle(
     uploader(client.clone(), base.to_owned(), fx.clone(), ledger.clone()).await;
 }
 
+/// GET `url` (with `token`, if given) as JSON.
+async fn get_json(client: &reqwest::Client, url: String, token: Option<&str>) -> Value {
+    let mut req = client.get(url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.send().await.unwrap().json().await.unwrap()
+}
+
 async fn all_comments(client: &reqwest::Client, base: &str, post: &str) -> Vec<Value> {
     let mut items = Vec::new();
     let mut cursor = String::new();
     loop {
-        let page: Value = client
-            .get(format!("{base}/v1/posts/{post}/comments?limit=100{cursor}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let url = format!("{base}/v1/posts/{post}/comments?limit=100{cursor}");
+        let page = get_json(client, url, None).await;
         items.extend(page["items"].as_array().unwrap().iter().cloned());
         match page["next_cursor"].as_str() {
             Some(c) => cursor = format!("&cursor={c}"),
@@ -514,14 +517,7 @@ async fn verify(client: &reqwest::Client, base: &str, fx: &Fixture, ledger: &Led
                 .or_default() += 1;
             present.insert(c["id"].as_str().unwrap().to_owned());
         }
-        let shown: Value = client
-            .get(format!("{base}/v1/posts/{post}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let shown = get_json(client, format!("{base}/v1/posts/{post}"), None).await;
         assert_eq!(
             shown["comment_count"],
             comments.len(),
@@ -567,14 +563,12 @@ async fn verify(client: &reqwest::Client, base: &str, fx: &Fixture, ledger: &Led
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    let mine: Value = client
-        .get(format!("{base}/v1/users/crasher0/posts?limit=100"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let mine = get_json(
+        client,
+        format!("{base}/v1/users/crasher0/posts?limit=100"),
+        None,
+    )
+    .await;
     let captions: Vec<&str> = mine["items"]
         .as_array()
         .unwrap()
@@ -625,15 +619,7 @@ async fn verify_upload(
 async fn wait_until_ready(client: &reqwest::Client, base: &str, token: &str, id: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let post: Value = client
-            .get(format!("{base}/v1/posts/{id}"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let post = get_json(client, format!("{base}/v1/posts/{id}"), Some(token)).await;
         assert_ne!(post["status"], "failed", "{post}");
         if post["status"] == "ready" {
             return;
