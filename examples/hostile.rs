@@ -141,14 +141,16 @@ async fn event_streams(base: String, tokens: Vec<String>, until: Instant, tally:
                 .send()
                 .await
             {
-                Ok(r) if r.status() == 200 => open.push(r),
+                Ok(r) if r.status() == 200 => {
+                    count(&tally, "event stream → 200 (held open)".into());
+                    open.push(r);
+                }
                 Ok(r) => count(&tally, format!("event stream → {}", r.status().as_u16())),
                 Err(_) => count(&tally, "event stream → error".into()),
             }
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    count(&tally, format!("event streams held open: {}", open.len()));
 }
 
 async fn sign_in_flood(base: String, until: Instant, tally: Tally) {

@@ -57,18 +57,24 @@ fn argon2() -> Argon2<'static> {
 }
 
 /// Argon2 is meant to be expensive (19 MiB and tens of milliseconds a hash), so
-/// it is bounded: one hash at a time per core, and a short queue behind them.
-/// Past the queue a login or sign-up gets 503 + Retry-After at once, instead of
-/// piling work (and memory) onto the blocking pool that file I/O also needs.
-struct HashingSlots {
-    running: tokio::sync::Semaphore,
+/// it is bounded: it runs on threads of its own, one per core, with a short
+/// queue (8 per core) behind them. Past the queue a sign-up or login gets 503 +
+/// Retry-After at once, instead of piling work onto the blocking pool that file
+/// I/O also needs — where each of up to hundreds of threads would also keep its
+/// own 19 MiB allocation once it had hashed.
+struct HashingPool {
+    threads: rayon::ThreadPool,
     admitted: tokio::sync::Semaphore,
 }
 
-static HASHING: LazyLock<HashingSlots> = LazyLock::new(|| {
+static HASHING: LazyLock<HashingPool> = LazyLock::new(|| {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    HashingSlots {
-        running: tokio::sync::Semaphore::new(cores),
+    HashingPool {
+        threads: rayon::ThreadPoolBuilder::new()
+            .num_threads(cores)
+            .thread_name(|n| format!("password-hash-{n}"))
+            .build()
+            .expect("starting the password hashing threads"),
         admitted: tokio::sync::Semaphore::new(cores * 8),
     }
 });
@@ -83,14 +89,13 @@ async fn bounded_hashing<T: Send + 'static>(
             "too many sign-ins at once; retry in a second",
         ));
     };
-    let _running = HASHING
-        .running
-        .acquire()
+    let (done, result) = tokio::sync::oneshot::channel();
+    HASHING.threads.spawn(move || {
+        let _ = done.send(work());
+    });
+    result
         .await
-        .map_err(|e| ServiceError::Internal(e.into()))?;
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(anyhow::Error::from)?
+        .map_err(|e| ServiceError::Internal(e.into()))?
         .map_err(ServiceError::Internal)
 }
 
