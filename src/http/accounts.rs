@@ -4,13 +4,15 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::extract::{AuthUser, JsonBody};
+use super::idempotency::{Claim, json_answer, key_answer};
 use super::problem::ApiResult;
 use crate::domain::User;
 use crate::service::{Services, Session};
+use crate::store::StoredResponse;
 
 pub fn router() -> Router<Services> {
     Router::new()
@@ -44,15 +46,27 @@ impl From<Session> for SessionView {
     }
 }
 
+/// The answer kept for a keyed sign-up or login: tokens are never stored, so
+/// it has none, and a replay carries a token issued afresh (see idempotency.rs).
+fn signed_in(user: &User) -> StoredResponse {
+    let view = SessionView {
+        token: String::new(),
+        user: user.clone(),
+    };
+    json_answer(StatusCode::CREATED, None, &view)
+}
+
 #[utoipa::path(post, path = "/v1/users", tag = "accounts", request_body = Credentials,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
     responses((status = 201, description = "Account created; the token authenticates later calls", body = SessionView),
         (status = 400, description = "Malformed JSON", body = super::problem::Problem, content_type = "application/problem+json"), (status = 409, description = "Username taken", body = super::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "Invalid username or password", body = super::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "Rate limited", body = super::problem::Problem, content_type = "application/problem+json")))]
 pub(super) async fn register(
     State(s): State<Services>,
+    claim: Option<Extension<Claim>>,
     JsonBody(c): JsonBody<Credentials>,
 ) -> ApiResult<impl IntoResponse> {
-    let session = s.register(&c.username, c.password).await?;
+    let answer = key_answer(claim, signed_in);
+    let session = s.register(&c.username, c.password, answer).await?;
     Ok((StatusCode::CREATED, Json(SessionView::from(session))))
 }
 
@@ -61,9 +75,11 @@ pub(super) async fn register(
         (status = 401, description = "Wrong username or password", body = super::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "Invalid request", body = super::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "Rate limited", body = super::problem::Problem, content_type = "application/problem+json")))]
 pub(super) async fn login(
     State(s): State<Services>,
+    claim: Option<Extension<Claim>>,
     JsonBody(c): JsonBody<Credentials>,
 ) -> ApiResult<impl IntoResponse> {
-    let session = s.login(&c.username, c.password).await?;
+    let answer = key_answer(claim, signed_in);
+    let session = s.login(&c.username, c.password, answer).await?;
     Ok((StatusCode::CREATED, Json(SessionView::from(session))))
 }
 

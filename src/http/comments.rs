@@ -47,7 +47,11 @@ pub(super) async fn create(
 /// 201 with the comment: now, and to every retry with the same key.
 fn created(comment: &Comment) -> StoredResponse {
     let location = format!("/v1/posts/{}/comments/{}", comment.post_id, comment.id);
-    json_answer(StatusCode::CREATED, location, &CommentView::from(comment))
+    json_answer(
+        StatusCode::CREATED,
+        Some(location),
+        &CommentView::from(comment),
+    )
 }
 
 #[utoipa::path(get, path = "/v1/posts/{id}/comments", tag = "comments", params(("id" = String, Path), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),

@@ -316,15 +316,14 @@ pub fn key_answer<T: 'static>(
 /// A JSON answer as the client gets it now and as a retry will get it again.
 pub fn json_answer(
     status: StatusCode,
-    location: String,
+    location: Option<String>,
     body: &impl serde::Serialize,
 ) -> StoredResponse {
+    let mut headers = vec![("content-type".into(), "application/json".into())];
+    headers.extend(location.map(|l| ("location".to_owned(), l)));
     StoredResponse {
         status: status.as_u16(),
-        headers: vec![
-            ("content-type".into(), "application/json".into()),
-            ("location".into(), location),
-        ],
+        headers,
         body: serde_json::to_vec(body).expect("views serialise"),
     }
 }

@@ -107,7 +107,7 @@ fn accepted(post: &Post) -> StoredResponse {
     };
     json_answer(
         status,
-        format!("/v1/posts/{}", post.id),
+        Some(format!("/v1/posts/{}", post.id)),
         &PostView::from(post),
     )
 }

@@ -4,21 +4,22 @@
 
 use std::time::{Duration, SystemTime};
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use axum::{Extension, Router};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use super::extract::AuthUser;
+use super::idempotency::{Claim, answer_response, key_answer};
 use super::problem::{ApiError, ApiResult};
 use crate::domain::{Timestamp, UploadId};
 use crate::service::{AppendLease, Digest, MAX_IMAGE_BYTES, ServiceError, Services};
-use crate::store::Upload;
+use crate::store::{StoredResponse, Upload};
 
 const TUS_VERSION: &str = "1.0.0";
 const EXTENSIONS: &str = "creation,creation-with-upload,termination,expiration,checksum";
@@ -143,6 +144,7 @@ fn is_offset_stream(headers: &HeaderMap) -> bool {
 pub(super) async fn create(
     State(s): State<Services>,
     auth: AuthUser,
+    claim: Option<Extension<Claim>>,
     request: Request,
 ) -> ApiResult<Response> {
     let headers = request.headers().clone();
@@ -171,23 +173,40 @@ pub(super) async fn create(
             format!("data sent with the creation must be {OFFSET_STREAM}"),
         ));
     }
-    let mut upload = s.create_upload(&auth.user, length, metadata).await?;
+    // With data, the answer depends on what arrives; the middleware keeps it then.
+    let answer = key_answer(claim.filter(|_| !with_data), created);
+    let mut upload = s
+        .create_upload(&auth.user, length, metadata, answer)
+        .await?;
     if with_data {
         // creation-with-upload: the body is the first chunk.
         let lease = s.lease_append(upload.id, &auth.user, 0).await?;
         upload.offset = receive_and_commit(&s, lease, request.into_body(), expected).await?;
     }
-    let mut response = (
-        StatusCode::CREATED,
-        [(header::LOCATION, format!("/v1/uploads/{}", upload.id))],
-    )
-        .into_response();
-    let h_ = response.headers_mut();
-    h_.insert(h("upload-expires"), http_date(upload.expires_at));
+    let mut response = answer_response(created(&upload));
     if with_data {
-        h_.insert(h("upload-offset"), HeaderValue::from(upload.offset));
+        response
+            .headers_mut()
+            .insert(h("upload-offset"), HeaderValue::from(upload.offset));
     }
     Ok(response)
+}
+
+/// 201 with the upload's place and expiry: now, and to every retry with the same key.
+fn created(upload: &Upload) -> StoredResponse {
+    let expires = http_date(upload.expires_at);
+    StoredResponse {
+        status: StatusCode::CREATED.as_u16(),
+        headers: vec![
+            ("location".into(), format!("/v1/uploads/{}", upload.id)),
+            (
+                "upload-expires".into(),
+                expires.to_str().expect("HTTP dates are ASCII").to_owned(),
+            ),
+            ("tus-resumable".into(), TUS_VERSION.into()),
+        ],
+        body: Vec::new(),
+    }
 }
 
 fn offsets(upload: &Upload) -> [(HeaderName, HeaderValue); 4] {

@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::{ServiceError, ServiceResult, Services};
 use crate::domain::{Password, Timestamp, User, UserId, Username, ValidationErrors, now};
+use crate::store::KeyAnswer;
 
 /// A bearer token: 256 random bits, given to the client once and stored only as a SHA-256 hash.
 #[derive(Clone)]
@@ -158,7 +159,14 @@ fn session_use(last_used: Timestamp, at: Timestamp, ttl: std::time::Duration) ->
 }
 
 impl Services {
-    pub async fn register(&self, username: &str, password: String) -> ServiceResult<Session> {
+    /// With `answer`, the sign-up's Idempotency-Key answer is recorded with the
+    /// account (its token is issued afresh to a retry, as tokens are not kept).
+    pub async fn register(
+        &self,
+        username: &str,
+        password: String,
+        answer: Option<KeyAnswer<User>>,
+    ) -> ServiceResult<Session> {
         let mut errors = ValidationErrors::default();
         let username = errors.check("username", Username::parse(username));
         let password = errors.check("password", Password::parse(password));
@@ -173,11 +181,16 @@ impl Services {
             created_at: now(),
         };
         let hash = hash_password(password).await?;
-        self.store.create_user(&user, &hash).await?;
-        self.start_session(user).await
+        self.store.create_user(&user, &hash, answer).await?;
+        self.start_session(user, None).await
     }
 
-    pub async fn login(&self, username: &str, password: String) -> ServiceResult<Session> {
+    pub async fn login(
+        &self,
+        username: &str,
+        password: String,
+        answer: Option<KeyAnswer<User>>,
+    ) -> ServiceResult<Session> {
         const WRONG: &str = "wrong username or password";
         // An invalid username cannot exist; still spend the hashing time.
         let credentials = match Username::parse(username) {
@@ -191,19 +204,23 @@ impl Services {
         if !verify_password(password, hash).await? {
             return Err(ServiceError::Unauthorized(WRONG));
         }
-        self.start_session(user.expect("verified users exist"))
+        self.start_session(user.expect("verified users exist"), answer)
             .await
     }
 
     /// A new session for a user whose earlier session response is being replayed.
     pub async fn reissue_session(&self, user: User) -> ServiceResult<Session> {
-        self.start_session(user).await
+        self.start_session(user, None).await
     }
 
-    async fn start_session(&self, user: User) -> ServiceResult<Session> {
+    async fn start_session(
+        &self,
+        user: User,
+        answer: Option<KeyAnswer<User>>,
+    ) -> ServiceResult<Session> {
         let token = Token::generate();
         self.store
-            .create_session(&token.hash(), user.id, now())
+            .create_session(&token.hash(), &user, now(), answer)
             .await?;
         Ok(Session { user, token })
     }

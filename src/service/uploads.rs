@@ -103,6 +103,7 @@ impl Services {
         owner: &User,
         length: u64,
         metadata: Option<String>,
+        answer: Option<KeyAnswer<Upload>>,
     ) -> ServiceResult<Upload> {
         if length > MAX_IMAGE_BYTES {
             return Err(ServiceError::PayloadTooLarge {
@@ -123,7 +124,7 @@ impl Services {
             created_at,
             expires_at: later(created_at, self.upload_ttl),
         };
-        self.store.create_upload(&upload).await?;
+        self.store.create_upload(&upload, answer).await?;
         Ok(upload)
     }
 

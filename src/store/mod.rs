@@ -66,14 +66,20 @@ pub struct Credentials {
 
 #[async_trait]
 pub trait AccountStore: Send + Sync {
-    async fn create_user(&self, user: &User, password_hash: &str) -> StoreResult<()>;
+    async fn create_user(
+        &self,
+        user: &User,
+        password_hash: &str,
+        answer: Option<KeyAnswer<User>>,
+    ) -> StoreResult<()>;
     async fn credentials(&self, username: &Username) -> StoreResult<Option<Credentials>>;
     async fn user_by_username(&self, username: &Username) -> StoreResult<Option<User>>;
     async fn create_session(
         &self,
         token_hash: &[u8; 32],
-        user_id: UserId,
+        user: &User,
         now: Timestamp,
+        answer: Option<KeyAnswer<User>>,
     ) -> StoreResult<()>;
     /// The session's user and when the session was last used.
     async fn user_by_session(
@@ -280,7 +286,11 @@ pub struct UploadLock {
 
 #[async_trait]
 pub trait UploadStore: Send + Sync {
-    async fn create_upload(&self, upload: &Upload) -> StoreResult<()>;
+    async fn create_upload(
+        &self,
+        upload: &Upload,
+        answer: Option<KeyAnswer<Upload>>,
+    ) -> StoreResult<()>;
     async fn upload(&self, id: UploadId) -> StoreResult<Option<Upload>>;
     async fn upload_lock(&self, id: UploadId) -> StoreResult<Option<UploadLock>>;
     /// Compare-and-swap of the lock: if the holder is still `expected` and the

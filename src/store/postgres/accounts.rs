@@ -4,12 +4,18 @@ use sqlx::postgres::PgRow;
 
 use super::PgStore;
 use super::rows::user_from_row;
-use crate::domain::{Timestamp, User, UserId, Username};
-use crate::store::{AccountStore, Credentials, StoreError, StoreResult};
+use crate::domain::{Timestamp, User, Username};
+use crate::store::{AccountStore, Credentials, KeyAnswer, StoreError, StoreResult};
 
 #[async_trait]
 impl AccountStore for PgStore {
-    async fn create_user(&self, user: &User, password_hash: &str) -> StoreResult<()> {
+    async fn create_user(
+        &self,
+        user: &User,
+        password_hash: &str,
+        answer: Option<KeyAnswer<User>>,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO users (id, username, password_hash, created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (username) DO NOTHING",
@@ -18,11 +24,16 @@ impl AccountStore for PgStore {
         .bind(user.username.as_str())
         .bind(password_hash)
         .bind(user.created_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         if inserted.rows_affected() == 0 {
             return Err(StoreError::UsernameTaken);
         }
+        if let Some(answer) = answer {
+            super::idempotency::record_answer(&mut tx, &answer.scope_key, &(answer.render)(user))
+                .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -48,15 +59,22 @@ impl AccountStore for PgStore {
     async fn create_session(
         &self,
         token_hash: &[u8; 32],
-        user_id: UserId,
+        user: &User,
         now: Timestamp,
+        answer: Option<KeyAnswer<User>>,
     ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, last_used_at) VALUES ($1, $2, $3, $3)")
             .bind(token_hash.as_slice())
-            .bind(user_id.as_uuid())
+            .bind(user.id.as_uuid())
             .bind(now)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        if let Some(answer) = answer {
+            super::idempotency::record_answer(&mut tx, &answer.scope_key, &(answer.render)(user))
+                .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

@@ -5,7 +5,7 @@ use sqlx::postgres::PgRow;
 use super::PgStore;
 use super::rows::queue_blob_deletion;
 use crate::domain::{Timestamp, UploadId, UserId};
-use crate::store::{StoreResult, Upload, UploadChunk, UploadLock, UploadStore};
+use crate::store::{KeyAnswer, StoreResult, Upload, UploadChunk, UploadLock, UploadStore};
 
 fn upload_from_row(r: &PgRow) -> sqlx::Result<Upload> {
     Ok(Upload {
@@ -37,7 +37,12 @@ pub(super) async fn queue_chunk_deletions(
 
 #[async_trait]
 impl UploadStore for PgStore {
-    async fn create_upload(&self, u: &Upload) -> StoreResult<()> {
+    async fn create_upload(
+        &self,
+        u: &Upload,
+        answer: Option<KeyAnswer<Upload>>,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO uploads (id, owner_id, length, upload_offset, metadata, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -49,8 +54,13 @@ impl UploadStore for PgStore {
         .bind(&u.metadata)
         .bind(u.created_at)
         .bind(u.expires_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        if let Some(answer) = answer {
+            super::idempotency::record_answer(&mut tx, &answer.scope_key, &(answer.render)(u))
+                .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

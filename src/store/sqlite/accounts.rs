@@ -3,12 +3,17 @@ use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
 use super::rows::{USER_COLUMNS, ms, user_from_row};
-use crate::domain::{Timestamp, User, UserId, Username};
-use crate::store::{AccountStore, Credentials, StoreError, StoreResult};
+use crate::domain::{Timestamp, User, Username};
+use crate::store::{AccountStore, Credentials, KeyAnswer, StoreError, StoreResult};
 
 #[async_trait]
 impl AccountStore for SqliteStore {
-    async fn create_user(&self, user: &User, password_hash: &str) -> StoreResult<()> {
+    async fn create_user(
+        &self,
+        user: &User,
+        password_hash: &str,
+        answer: Option<KeyAnswer<User>>,
+    ) -> StoreResult<()> {
         let user = user.clone();
         let hash = password_hash.to_owned();
         self.write(move |tx| {
@@ -19,6 +24,9 @@ impl AccountStore for SqliteStore {
             )?;
             if inserted == 0 {
                 return Err(StoreError::UsernameTaken);
+            }
+            if let Some(answer) = answer {
+                super::idempotency::record_answer(tx, &answer.scope_key, &(answer.render)(&user))?;
             }
             Ok(())
         })
@@ -51,15 +59,20 @@ impl AccountStore for SqliteStore {
     async fn create_session(
         &self,
         token_hash: &[u8; 32],
-        user_id: UserId,
+        user: &User,
         now: Timestamp,
+        answer: Option<KeyAnswer<User>>,
     ) -> StoreResult<()> {
         let hash = *token_hash;
+        let user = user.clone();
         self.write(move |tx| {
             tx.execute(
                 "INSERT INTO sessions (token_hash, user_id, created_at, last_used_at) VALUES (?1, ?2, ?3, ?3)",
-                params![hash.as_slice(), user_id.as_bytes(), ms(now)],
+                params![hash.as_slice(), user.id.as_bytes(), ms(now)],
             )?;
+            if let Some(answer) = answer {
+                super::idempotency::record_answer(tx, &answer.scope_key, &(answer.render)(&user))?;
+            }
             Ok(())
         })
         .await

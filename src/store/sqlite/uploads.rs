@@ -4,7 +4,7 @@ use rusqlite::{OptionalExtension, params};
 use super::SqliteStore;
 use super::rows::{ms, queue_blob_deletion, uuid_col};
 use crate::domain::{Timestamp, UploadId, UserId, from_millis};
-use crate::store::{StoreResult, Upload, UploadChunk, UploadLock, UploadStore};
+use crate::store::{KeyAnswer, StoreResult, Upload, UploadChunk, UploadLock, UploadStore};
 
 fn upload_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Upload> {
     Ok(Upload {
@@ -35,9 +35,16 @@ pub(super) fn queue_chunk_deletions(
 
 #[async_trait]
 impl UploadStore for SqliteStore {
-    async fn create_upload(&self, u: &Upload) -> StoreResult<()> {
+    async fn create_upload(
+        &self,
+        u: &Upload,
+        answer: Option<KeyAnswer<Upload>>,
+    ) -> StoreResult<()> {
         let u = u.clone();
         self.write(move |tx| {
+            if let Some(answer) = answer {
+                super::idempotency::record_answer(tx, &answer.scope_key, &(answer.render)(&u))?;
+            }
             tx.execute(
                 "INSERT INTO uploads (id, owner_id, length, upload_offset, metadata, created_at, expires_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
