@@ -16,9 +16,11 @@
 //! is replayed rather than refused. A chunked body (no Content-Length) is
 //! fingerprinted by its bytes (its first MiB, if longer).
 //!
-//! A claimed request runs to its end in a task of its own even if its client
-//! disconnects, and holds its claim as a lease renewed while it runs; a claim
-//! whose node died is taken over once the lease lapses (`CLAIM_LEASE`).
+//! A claimed request runs to its end even if its client disconnects (writes
+//! run in tasks of their own, see `server.rs`), and holds its claim as a lease
+//! renewed while it runs; a claim whose node died is taken over once the lease
+//! lapses (`CLAIM_LEASE`). Writes that create something record their answer
+//! in their own transaction (`key_answer`), so no crash separates the two.
 
 use std::net::SocketAddr;
 
@@ -29,7 +31,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
-use tracing::Instrument;
 
 use super::extract::authenticate_once;
 use super::problem::{ApiError, Problem};
@@ -285,19 +286,10 @@ pub async fn idempotency(
         }
         Err(e) => return ApiError::from(e).into_response(),
     }
-    // The request runs to its end in a task of its own, so a client that leaves
-    // (hyper then drops this future) changes nothing: the outcome is stored and
-    // the retry gets it. While it runs, its claim's lease is renewed.
-    let task = tokio::spawn(
-        run_claimed(services, scope_key, request, next).instrument(tracing::Span::current()),
-    );
-    match task.await {
-        Ok(response) => response,
-        Err(e) => {
-            tracing::error!(error = %e, "a keyed request's task failed");
-            ApiError::from(crate::service::ServiceError::Internal(e.into())).into_response()
-        }
-    }
+    // A client that leaves changes nothing: writes run to their end in a task
+    // of their own (see `server::run_to_completion`), so the outcome is stored
+    // and the retry gets it.
+    run_claimed(services, scope_key, request, next).await
 }
 
 /// The claim a keyed request holds, for handlers whose write records its

@@ -18,7 +18,7 @@ use super::extract::AuthUser;
 use super::idempotency::{Claim, answer_response, key_answer};
 use super::problem::{ApiError, ApiResult};
 use crate::domain::{Timestamp, UploadId};
-use crate::service::{AppendLease, Digest, MAX_IMAGE_BYTES, ServiceError, Services};
+use crate::service::{AppendLease, Digest, MAX_IMAGE_BYTES, Services};
 use crate::store::{StoredResponse, Upload};
 
 const TUS_VERSION: &str = "1.0.0";
@@ -291,23 +291,17 @@ pub(super) async fn terminate(
 }
 
 /// Receives the body and commits it as it arrives (see `Services::receive_append`).
-///
-/// Runs in its own task: if the client goes away mid-body, the request's future
-/// is dropped, but the bytes that did arrive are still committed and reported
-/// by the next HEAD.
+/// If the client goes away mid-body, the bytes that did arrive are still
+/// committed (writes run to their end: see `server::run_to_completion`) and
+/// reported by the next HEAD.
 async fn receive_and_commit(
     s: &Services,
     lease: AppendLease,
     body: Body,
     expected: Option<Digest>,
 ) -> ApiResult<u64> {
-    let services = s.clone();
-    let task = tokio::spawn(async move {
-        services
-            .receive_append(lease, body.into_data_stream(), expected)
-            .await
-    });
-    Ok(task.await.map_err(|e| ServiceError::Internal(e.into()))??)
+    Ok(s.receive_append(lease, body.into_data_stream(), expected)
+        .await?)
 }
 
 /// `X-HTTP-Method-Override` lets clients behind proxies that only pass GET and
