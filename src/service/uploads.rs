@@ -35,8 +35,8 @@ pub const LOCK_POLL: Duration = Duration::from_millis(50);
 pub const HOLDER_POLL: Duration = Duration::from_millis(150);
 /// A holder asked to let go first keeps what already arrived: it reads on until
 /// the body pauses this long, for at most `DRAIN_MAX`.
-const DRAIN_QUIET: Duration = Duration::from_millis(50);
-const DRAIN_MAX: Duration = Duration::from_millis(300);
+const DRAIN_QUIET: Duration = Duration::from_millis(150);
+const DRAIN_MAX: Duration = Duration::from_secs(1);
 
 /// The right to append to an upload, held by one request at a time. It moves
 /// forward with each commit (`start` is where the next byte goes).
