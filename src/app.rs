@@ -78,7 +78,6 @@ pub async fn services(config: &Config) -> anyhow::Result<Services> {
         std::sync::Arc::new(crate::service::FeedCache::new(config.feed_cache_ttl));
     services.sessions = crate::service::SessionCache::new(config.session_cache_ttl);
     services.bench_ceiling_bytes = config.bench_ceiling_bytes;
-    services.idle_timeout = config.idle_timeout;
     services.event_retention = config.event_retention;
     services.session_ttl = config.session_ttl;
     services.event_streams = Arc::new(crate::service::EventStreamSlots::new(

@@ -66,8 +66,6 @@ pub struct ServiceParts {
     pub staging_dir: PathBuf,
     /// How long an unfinished upload lives after its last append.
     pub upload_ttl: std::time::Duration,
-    /// How long a request body may send nothing before the request is cut off.
-    pub idle_timeout: std::time::Duration,
     /// How long notifications are kept for streams to resume from.
     pub event_retention: std::time::Duration,
     /// Rate-limit state and budgets; `None` when limits are off.
@@ -106,7 +104,6 @@ impl ServiceParts {
             image_limits,
             staging_dir,
             upload_ttl: std::time::Duration::from_secs(24 * 3600),
-            idle_timeout: std::time::Duration::from_secs(60),
             event_retention: std::time::Duration::from_secs(7 * 24 * 3600),
             rate_limits: None,
             trusted_proxies: Vec::new(),

@@ -21,9 +21,9 @@ use crate::store::{KeyAnswer, Upload, UploadChunk, UploadLock};
 /// since it commits whatever it holds at least every `COMMIT_EVERY`.
 const APPEND_LEASE: Duration = Duration::from_secs(3);
 /// A running append commits what it received at least this often…
-pub const COMMIT_EVERY: Duration = Duration::from_secs(1);
+const COMMIT_EVERY: Duration = Duration::from_secs(1);
 /// …and whenever this much is waiting, so a dropped connection loses little.
-pub const COMMIT_BYTES: u64 = 1024 * 1024;
+const COMMIT_BYTES: u64 = 1024 * 1024;
 /// How long a new request waits for a holder to let go before it takes the
 /// lock anyway (fencing the holder, whose next commit then fails)…
 const TAKEOVER_WAIT: Duration = Duration::from_millis(900);
@@ -31,8 +31,8 @@ const TAKEOVER_WAIT: Duration = Duration::from_millis(900);
 /// alive, and waiting a little longer saves those bytes from being sent again.
 const RELEASING_WAIT: Duration = Duration::from_secs(3);
 /// How often a waiting request looks again, and a holder looks for release requests.
-pub const LOCK_POLL: Duration = Duration::from_millis(50);
-pub const HOLDER_POLL: Duration = Duration::from_millis(150);
+const LOCK_POLL: Duration = Duration::from_millis(50);
+const HOLDER_POLL: Duration = Duration::from_millis(150);
 /// A holder asked to let go first keeps what already arrived: it reads on until
 /// the body pauses this long, for at most `DRAIN_MAX`.
 const DRAIN_QUIET: Duration = Duration::from_millis(150);
@@ -328,7 +328,7 @@ impl Services {
                         staged.write(&bytes).await?;
                         if incremental && staged.len >= COMMIT_BYTES {
                             last_commit = Instant::now();
-                            if self.commit_staged(&mut lease, &mut staged, true).await? {
+                            if self.commit_staged(&mut lease, &mut staged).await? {
                                 break self.let_go(&lease, &mut body, &mut staged).await;
                             }
                         }
@@ -345,7 +345,7 @@ impl Services {
                 _ = poll.tick() => {
                     if incremental && staged.len > 0 && last_commit.elapsed() >= COMMIT_EVERY {
                         last_commit = Instant::now();
-                        if self.commit_staged(&mut lease, &mut staged, true).await? {
+                        if self.commit_staged(&mut lease, &mut staged).await? {
                             break self.let_go(&lease, &mut body, &mut staged).await;
                         }
                     } else if self.append_superseded(&lease).await? {
@@ -365,19 +365,20 @@ impl Services {
             self.abandon_append(&lease).await;
             return Err(ServiceError::ChecksumMismatch);
         }
-        self.commit_staged(&mut lease, &mut staged, false).await?;
+        let (file, len) = staged.finish().await?;
+        self.commit_append(&mut lease, file, len, false).await?;
         Ok(lease.start)
     }
 
-    /// Commits what is staged; true if the holder was asked to let go.
+    /// Commits what is staged and goes on holding the upload; true if the
+    /// holder was asked to let go.
     async fn commit_staged(
         &self,
         lease: &mut AppendLease,
         staged: &mut Staged,
-        keep: bool,
     ) -> ServiceResult<bool> {
         let (file, len) = staged.take(&self.staging_dir).await?;
-        self.commit_append(lease, file, len, keep).await
+        self.commit_append(lease, file, len, true).await
     }
 
     /// Another request asked for the upload: tell it this holder is letting go,
@@ -569,6 +570,12 @@ impl Staged {
             Some(Digest::Sha1(d)) => self.sha1.clone().finalize().as_slice() == d.as_slice(),
             Some(Digest::Sha256(d)) => self.sha256.clone().finalize().as_slice() == d.as_slice(),
         }
+    }
+
+    /// Hands over the last staged bytes.
+    async fn finish(mut self) -> ServiceResult<(TempPath, u64)> {
+        self.file.flush().await.map_err(anyhow::Error::from)?;
+        Ok((self.path, self.len))
     }
 
     /// Hands over the staged bytes and starts a new staging file.

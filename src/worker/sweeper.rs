@@ -30,16 +30,12 @@ pub async fn run(services: Services, shutdown: CancellationToken) {
     }
 }
 
+/// One round. `sweep_expired` also deletes the blobs whose deletions are queued.
 async fn sweep(services: &Services) {
     match services.sweep_expired().await {
         Ok(0) => {}
         Ok(n) => tracing::info!(records = n, "removed expired records"),
         Err(e) => tracing::warn!(error = %e, "expiry sweeper"),
-    }
-    match services.collect_garbage().await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(blobs = n, "deleted orphaned blobs"),
-        Err(e) => tracing::warn!(error = %e, "blob sweeper"),
     }
     match services.collect_orphans(crate::service::ORPHAN_AGE).await {
         Ok(0) => {}
