@@ -1,7 +1,7 @@
 //! API latency on a seeded instance, measured over real HTTP.
 //!
-//! cargo run --release --example api_latency -- [POSTS] [REQUESTS]
-//! BENCH_DATABASE_URL=postgres://… cargo run --release --example api_latency -- [POSTS] [REQUESTS]
+//! cargo run --release --features bench --example api_latency -- [POSTS] [REQUESTS]
+//! BENCH_DATABASE_URL=postgres://… cargo run --release --features bench --example api_latency -- [POSTS] [REQUESTS]
 //!
 //! Seeds POSTS ready posts (default 100000) with skewed comment counts in an
 //! embedded database (copied into PostgreSQL by `migrate` when
@@ -111,11 +111,7 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
 
     let started = Instant::now();
-    let store = SqliteStore::open(
-        &dir.path().join("imagegram.db"),
-        4,
-        imagegram::http::POST_RENDERER,
-    )?;
+    let store = SqliteStore::open(&dir.path().join("imagegram.db"), 4)?;
     let comments = store.seed_synthetic(1_000, posts, 42)?;
     drop(store);
     println!(

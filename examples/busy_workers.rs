@@ -1,7 +1,7 @@
 //! Feed latency while every image worker is busy: the API must not starve.
 //!
 //! ./scripts/image-corpus   # once, for the 12-megapixel photograph
-//! cargo run --release --example busy_workers -- [IMAGE] [UPLOADS] [WORKERS]
+//! cargo run --release --features bench --example busy_workers -- [IMAGE] [UPLOADS] [WORKERS]
 //!
 //! Seeds 10,000 ready posts in an embedded instance served in-process with
 //! WORKERS image workers (default: the service's default, CPUs - 1), times 3,000 sequential `GET /v1/posts`
@@ -55,12 +55,7 @@ async fn main() -> anyhow::Result<()> {
     let header = imaging::probe(&image, &imaging::Limits::default())?;
 
     let dir = tempfile::tempdir()?;
-    SqliteStore::open(
-        &dir.path().join("imagegram.db"),
-        4,
-        imagegram::http::POST_RENDERER,
-    )?
-    .seed_synthetic(100, 10_000, 7)?;
+    SqliteStore::open(&dir.path().join("imagegram.db"), 4)?.seed_synthetic(100, 10_000, 7)?;
     let config = ServerArgs {
         listen: Some("127.0.0.1:0".parse()?),
         data_dir: Some(dir.path().to_owned()),

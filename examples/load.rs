@@ -1,7 +1,7 @@
 //! The load benchmark: a dataset, the real server, and `wrk` scenarios.
 //!
 //! ./scripts/bench-load [POSTS]     (installs wrk and runs this for SQLite, then PostgreSQL)
-//! cargo run --release --example load -- [--posts N] [--postgres URL] [--duration SECS]
+//! cargo run --release --features bench --example load -- [--posts N] [--postgres URL] [--duration SECS]
 //!     [--connections C] [--write-connections C] [--mix-rate R] [--uploads N] [--image PATH]
 //!     [--only SCENARIO,...] [--server PATH] [--label NAME]
 //!
@@ -150,7 +150,7 @@ fn dataset(posts: usize) -> anyhow::Result<PathBuf> {
         "seeding {bar:40} {pos}/{len} posts, {msg} [{elapsed_precise}, eta {eta}]",
     )?);
     let started = Instant::now();
-    let store = SqliteStore::open(&dir.join("imagegram.db"), 2, imagegram::http::POST_RENDERER)?;
+    let store = SqliteStore::open(&dir.join("imagegram.db"), 2)?;
     let comments = store.seed_synthetic_with_progress(1_000, posts, 42, &|p, c| {
         bar.set_position(p);
         bar.set_message(format!("{c} comments"));

@@ -28,14 +28,13 @@ pub async fn open_backend(
                     .with_context(|| format!("creating {}", parent.display()))?;
             }
             let path = path.clone();
-            let store = tokio::task::spawn_blocking(move || {
-                SqliteStore::open(&path, sqlite_readers(), crate::http::POST_RENDERER)
-            })
-            .await??;
+            let store =
+                tokio::task::spawn_blocking(move || SqliteStore::open(&path, sqlite_readers()))
+                    .await??;
             Ok((Arc::new(store), Arc::new(MemoryRateLimits::default())))
         }
         DatabaseUrl::Postgres(url) => {
-            let store = Arc::new(PgStore::connect(url, 16, crate::http::POST_RENDERER).await?);
+            let store = Arc::new(PgStore::connect(url, 16).await?);
             Ok((store.clone(), store))
         }
     }
@@ -62,6 +61,12 @@ pub fn open_blobs(blobs: &BlobUrl) -> anyhow::Result<Arc<dyn BlobStore>> {
 }
 
 pub async fn services(config: &Config) -> anyhow::Result<Services> {
+    if !imaging::jpeg_simd_enabled() {
+        tracing::warn!(
+            "the JPEG codec runs without SIMD on this machine (built without NASM, or a CPU \
+             without SSE2): image processing is several times slower; see scripts/build-tools"
+        );
+    }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let (store, rate_limits) = open_backend(&config.database).await?;
@@ -77,7 +82,10 @@ pub async fn services(config: &Config) -> anyhow::Result<Services> {
     services.feed_cache =
         std::sync::Arc::new(crate::service::FeedCache::new(config.feed_cache_ttl));
     services.sessions = crate::service::SessionCache::new(config.session_cache_ttl);
-    services.bench_ceiling_bytes = config.bench_ceiling_bytes;
+    #[cfg(feature = "bench")]
+    if config.bench_ceiling_bytes > 0 {
+        crate::http::bench::set_ceiling_bytes(config.bench_ceiling_bytes);
+    }
     services.event_retention = config.event_retention;
     services.session_ttl = config.session_ttl;
     services.event_streams = Arc::new(crate::service::EventStreamSlots::new(

@@ -1,15 +1,15 @@
-//! Imagegram: a self-hostable backend for an image-sharing app.
-//!
-//! Layers, top to bottom: `http` (axum routes, extractors, problem+json) →
-//! `service` (rules; no SQL, no HTTP) → `store` (storage traits and their
-//! backends) and `worker` (image jobs) → the `imaging` crate (pure pipeline).
+//! Imagegram: a self-hostable backend for an image-sharing app. This crate is
+//! the binary's wiring; the layers are crates (see docs/ARCHITECTURE.md):
+//! `http` → `service` → `store`, with `domain` beneath them all, `worker`
+//! beside `http`, and `imaging` the pure image pipeline.
+
+pub use ::domain;
+pub use ::http;
+pub use ::service;
+pub use ::store;
+pub use ::worker;
 
 pub mod app;
 pub mod config;
-pub mod domain;
-pub mod http;
 pub mod migrate;
-pub mod service;
-pub mod store;
 pub mod telemetry;
-pub mod worker;

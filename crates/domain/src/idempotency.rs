@@ -1,0 +1,76 @@
+//! Idempotency-Key answers: what a creating request answered, kept so a
+//! retry with the same key gets the same answer (PRODUCT.md §2), and the rule
+//! that decides what a request with a known key gets.
+
+use crate::Timestamp;
+
+/// The answer to an Idempotency-Key claim, recorded in the transaction of the
+/// write it answers (PRODUCT.md §2): no crash can leave the write done and the
+/// claim open, so a retry after any failure either replays this answer or
+/// finds no write and runs. The caller renders the answer from what was
+/// written; the store only saves it.
+pub struct KeyAnswer<T> {
+    pub scope_key: String,
+    pub render: Box<dyn FnOnce(&T) -> StoredResponse + Send>,
+}
+
+impl<T> KeyAnswer<T> {
+    pub fn new(
+        scope_key: String,
+        render: impl FnOnce(&T) -> StoredResponse + Send + 'static,
+    ) -> Self {
+        KeyAnswer {
+            scope_key,
+            render: Box::new(render),
+        }
+    }
+}
+
+/// A response kept for replaying to retries with the same idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyClaim {
+    /// The key is ours: do the work, then complete or release it.
+    Claimed,
+    /// The first request with this key is still running.
+    InFlight,
+    /// The key was used for a different request.
+    Mismatch,
+    Replay(StoredResponse),
+}
+
+/// A key as stored: the request that claimed it, and its answer once given.
+pub struct StoredKey {
+    pub fingerprint: Vec<u8>,
+    /// `None` while the first request is still running.
+    pub answer: Option<StoredResponse>,
+    /// Until when the running request is presumed alive (renewed while it runs).
+    pub lease_until: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+impl StoredKey {
+    /// Whether a new request may take the key over: it expired, or its request
+    /// died in flight (its lease lapsed). PostgreSQL claims in one statement,
+    /// so its `ON CONFLICT … WHERE` states this same rule in SQL.
+    pub fn claimable(&self, now: Timestamp) -> bool {
+        self.expires_at <= now || (self.answer.is_none() && self.lease_until <= now)
+    }
+
+    /// What a request with `fingerprint` gets for a key it could not claim.
+    pub fn verdict(self, fingerprint: &[u8; 32]) -> KeyClaim {
+        if self.fingerprint != fingerprint {
+            return KeyClaim::Mismatch;
+        }
+        match self.answer {
+            None => KeyClaim::InFlight,
+            Some(answer) => KeyClaim::Replay(answer),
+        }
+    }
+}

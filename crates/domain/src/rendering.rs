@@ -1,0 +1,217 @@
+//! The versioned JSON rendering of posts and comments: what clients see, and
+//! what both stores keep beside each post (see `PostRenderer`), so a feed page
+//! is assembled from stored text instead of rendered per request.
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::{Comment, CommentId, ImageInfo, Post, PostId, Timestamp, User, timestamp};
+
+/// A rendering format and its renderer. A stored rendering of another version
+/// (an older release's, or none) is not served; the post is rendered afresh.
+#[derive(Clone, Copy)]
+pub struct PostRenderer {
+    pub version: i64,
+    pub render: fn(&Post) -> String,
+}
+
+/// The derived 600x600 JPEG of a ready post.
+#[derive(Serialize, ToSchema)]
+pub struct ImageView {
+    /// Path of the image on this API (`/v1/images/{key}.jpg`); immutable.
+    #[schema(example = "/v1/images/3f2a0c1b9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a.jpg")]
+    pub url: String,
+    pub width: u32,
+    pub height: u32,
+    #[schema(value_type = String, example = "image/jpeg")]
+    pub content_type: &'static str,
+    #[schema(example = "LEHV6nWB2yk8pyo0adR*.7kCMdnj")]
+    pub blurhash: String,
+}
+
+impl From<&ImageInfo> for ImageView {
+    fn from(i: &ImageInfo) -> Self {
+        ImageView {
+            url: format!("/v1/images/{}.jpg", i.key),
+            width: i.width,
+            height: i.height,
+            content_type: "image/jpeg",
+            blurhash: i.blurhash.clone(),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = Comment)]
+pub struct CommentView<'a> {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: CommentId,
+    #[schema(value_type = String, format = Uuid)]
+    pub post_id: PostId,
+    pub author: &'a User,
+    #[schema(value_type = String, example = "What a view!")]
+    pub body: &'a str,
+    #[schema(value_type = String, format = DateTime)]
+    #[serde(serialize_with = "timestamp::serialize")]
+    pub created_at: Timestamp,
+}
+
+impl<'a> From<&'a Comment> for CommentView<'a> {
+    fn from(c: &'a Comment) -> Self {
+        CommentView {
+            id: c.id,
+            post_id: c.post_id,
+            author: &c.author,
+            body: c.body.as_str(),
+            created_at: c.created_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = Post)]
+pub struct PostView<'a> {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: PostId,
+    pub author: &'a User,
+    #[schema(value_type = String, example = "Sunset over the bay")]
+    pub caption: &'a str,
+    /// `processing`, `ready` or `failed`.
+    #[schema(value_type = String, example = "ready")]
+    pub status: &'static str,
+    #[schema(value_type = Option<String>)]
+    pub failure_reason: Option<&'a str>,
+    /// `none`, `grayscale` or `dither`.
+    #[schema(value_type = String, example = "none")]
+    pub filter: &'static str,
+    pub dither_levels: Option<u8>,
+    #[schema(value_type = String, format = DateTime)]
+    #[serde(serialize_with = "timestamp::serialize")]
+    pub created_at: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    #[serde(serialize_with = "timestamp::serialize")]
+    pub updated_at: Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    #[serde(serialize_with = "timestamp::serialize_option")]
+    pub expires_at: Option<Timestamp>,
+    pub comment_count: i64,
+    pub image: Option<ImageView>,
+    /// At most the 2 newest comments, newest first.
+    #[schema(value_type = Vec<CommentView>)]
+    pub last_comments: Vec<CommentView<'a>>,
+}
+
+impl<'a> From<&'a Post> for PostView<'a> {
+    fn from(p: &'a Post) -> Self {
+        PostView {
+            id: p.id,
+            author: &p.author,
+            caption: p.caption.as_str(),
+            status: p.status.as_str(),
+            failure_reason: p.failure_reason.as_deref(),
+            filter: p.filter.name(),
+            dither_levels: p.filter.levels(),
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+            expires_at: p.expires_at,
+            comment_count: p.comment_count,
+            image: p.image.as_ref().map(ImageView::from),
+            last_comments: p.last_comments.iter().map(CommentView::from).collect(),
+        }
+    }
+}
+
+/// The renderer the stores keep each post's JSON with.
+/// `version` must change whenever the JSON `PostView` writes does; the test
+/// `post_json_format_is_pinned` fails until it has.
+pub const POST_RENDERER: PostRenderer = PostRenderer {
+    version: 1,
+    render: render_post,
+};
+
+fn render_post(post: &Post) -> String {
+    serde_json::to_string(&PostView::from(post)).expect("a post view always serialises")
+}
+
+/// A feed post: its position and its stored (or fresh) rendering.
+#[derive(Debug, Clone)]
+pub struct FeedEntry {
+    pub id: PostId,
+    pub comment_count: i64,
+    /// The post as `PostRenderer::render` writes it.
+    pub json: String,
+}
+
+/// The payload of a `comment.created` event, the same on every backend.
+pub fn comment_event(c: &Comment) -> serde_json::Value {
+    serde_json::json!({
+        "post_id": c.post_id,
+        "comment_id": c.id,
+        "author": {"id": c.author.id, "username": c.author.username},
+        "body": c.body.as_str(),
+        "created_at": c.created_at,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Caption, CommentBody, PostFilter, PostStatus, UserId, Username, from_millis};
+
+    fn sample() -> Post {
+        let user = |n: u128, name: &str| User {
+            id: UserId::from_uuid(uuid::Uuid::from_u128(n)),
+            username: Username::from_trusted(name.into()),
+            created_at: from_millis(1_700_000_000_000),
+        };
+        let post_id = PostId::from_uuid(uuid::Uuid::from_u128(10));
+        Post {
+            id: post_id,
+            caption: Caption::from_trusted("Sunset \"over\" the bay\n".into()),
+            status: PostStatus::Ready,
+            failure_reason: None,
+            filter: PostFilter::from_stored("dither", Some(4)),
+            created_at: from_millis(1_700_000_001_000),
+            updated_at: from_millis(1_700_000_002_500),
+            expires_at: Some(from_millis(1_800_000_000_000)),
+            comment_count: 7,
+            image: Some(ImageInfo {
+                key: "ab".repeat(20),
+                width: 600,
+                height: 600,
+                blurhash: "LEHV6nWB2yk8pyo0adR*.7kCMdnj".into(),
+            }),
+            last_comments: vec![Comment {
+                id: CommentId::from_uuid(uuid::Uuid::from_u128(20)),
+                post_id,
+                author: user(2, "bob"),
+                body: CommentBody::from_trusted("What a view!".into()),
+                created_at: from_millis(1_700_000_003_000),
+            }],
+            author: user(1, "alice"),
+            version: 3,
+        }
+    }
+
+    /// The stores keep posts rendered in this format (see `POST_RENDERER`).
+    /// When `PostView` changes, this fails: bump `POST_RENDERER.version` (so
+    /// renderings in the old format are not served) and then update the text.
+    #[test]
+    fn post_json_format_is_pinned() {
+        const RENDERED: &str = concat!(
+            r#"{"id":"00000000-0000-0000-0000-00000000000a","#,
+            r#""author":{"id":"00000000-0000-0000-0000-000000000001","username":"alice","created_at":"2023-11-14T22:13:20Z"},"#,
+            r#""caption":"Sunset \"over\" the bay\n","status":"ready","failure_reason":null,"#,
+            r#""filter":"dither","dither_levels":4,"created_at":"2023-11-14T22:13:21Z","#,
+            r#""updated_at":"2023-11-14T22:13:22.500Z","expires_at":"2027-01-15T08:00:00Z","#,
+            r#""comment_count":7,"image":{"url":"/v1/images/abababababababababababababababababababab.jpg","#,
+            r#""width":600,"height":600,"content_type":"image/jpeg","blurhash":"LEHV6nWB2yk8pyo0adR*.7kCMdnj"},"#,
+            r#""last_comments":[{"id":"00000000-0000-0000-0000-000000000014","#,
+            r#""post_id":"00000000-0000-0000-0000-00000000000a","#,
+            r#""author":{"id":"00000000-0000-0000-0000-000000000002","username":"bob","created_at":"2023-11-14T22:13:20Z"},"#,
+            r#""body":"What a view!","created_at":"2023-11-14T22:13:23Z"}]}"#,
+        );
+        let rendered = (POST_RENDERER.render)(&sample());
+        assert_eq!((POST_RENDERER.version, rendered.as_str()), (1, RENDERED));
+    }
+}

@@ -1,0 +1,95 @@
+//! Comments on a post.
+
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::{Extension, Json, Router};
+use serde::Deserialize;
+
+use super::extract::{AuthUser, JsonBody, MaybeUser, PageQuery, post_id};
+use super::idempotency::{Claim, answer_response, json_answer, key_answer};
+use super::problem::{ApiError, ApiResult};
+use super::views::{CommentView, PageView, next_link};
+use domain::idempotency::StoredResponse;
+use domain::{Comment, CommentId};
+use service::Services;
+
+pub fn router() -> Router<Services> {
+    Router::new()
+        .route("/v1/posts/{id}/comments", get(list).post(create))
+        .route("/v1/posts/{post_id}/comments/{comment_id}", delete(remove))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(super) struct NewComment {
+    #[schema(example = "What a view!")]
+    body: String,
+}
+
+#[utoipa::path(post, path = "/v1/posts/{id}/comments", tag = "comments", security(("bearer" = [])), params(("id" = String, Path)),
+    request_body = NewComment,
+    responses((status = 201, description = "Created", body = CommentView), (status = 401, description = "Missing or invalid token", body = super::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such post (or not ready, or expired)", body = super::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "Body must be 1–1000 characters", body = super::problem::Problem, content_type = "application/problem+json")))]
+pub(super) async fn create(
+    State(s): State<Services>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+    claim: Option<Extension<Claim>>,
+    JsonBody(input): JsonBody<NewComment>,
+) -> ApiResult<Response> {
+    let answer = key_answer(claim, created);
+    let comment = s
+        .add_comment(post_id(&id)?, &auth.user, input.body, answer)
+        .await?;
+    Ok(answer_response(created(&comment)))
+}
+
+/// 201 with the comment: now, and to every retry with the same key.
+fn created(comment: &Comment) -> StoredResponse {
+    let location = format!("/v1/posts/{}/comments/{}", comment.post_id, comment.id);
+    json_answer(
+        StatusCode::CREATED,
+        Some(location),
+        &CommentView::from(comment),
+    )
+}
+
+#[utoipa::path(get, path = "/v1/posts/{id}/comments", tag = "comments", params(("id" = String, Path), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, description = "Newest first", body = PageView<CommentView>), (status = 400, description = "Invalid limit or cursor", body = super::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such post", body = super::problem::Problem, content_type = "application/problem+json")))]
+pub(super) async fn list(
+    State(s): State<Services>,
+    MaybeUser(viewer): MaybeUser,
+    Path(id): Path<String>,
+    OriginalUri(uri): OriginalUri,
+    page: PageQuery,
+) -> ApiResult<Response> {
+    let comments = s
+        .comments(
+            post_id(&id)?,
+            viewer.as_ref(),
+            page.cursor.as_deref(),
+            page.limit,
+        )
+        .await?;
+    let mut response = Json(PageView::of(&comments, CommentView::from)).into_response();
+    if let Some(link) = next_link(&uri, comments.next_cursor.as_deref()) {
+        response.headers_mut().insert(header::LINK, link);
+    }
+    Ok(response)
+}
+
+#[utoipa::path(delete, path = "/v1/posts/{post_id}/comments/{comment_id}", tag = "comments", security(("bearer" = [])),
+    params(("post_id" = String, Path), ("comment_id" = String, Path)),
+    responses((status = 204, description = "Deleted"), (status = 401, description = "Missing or invalid token", body = super::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "Not the comment's author", body = super::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such comment on that post", body = super::problem::Problem, content_type = "application/problem+json")))]
+pub(super) async fn remove(
+    State(s): State<Services>,
+    auth: AuthUser,
+    Path((post, comment)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let comment: CommentId = comment
+        .parse()
+        .map_err(|_| ApiError::not_found("no such comment on this post"))?;
+    s.delete_comment(post_id(&post)?, comment, &auth.user)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

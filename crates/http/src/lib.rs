@@ -1,0 +1,66 @@
+//! The HTTP layer: routing, extractors, JSON views and problem+json. It calls
+//! the services and never touches storage directly.
+
+mod accounts;
+#[cfg(feature = "bench")]
+pub mod bench;
+mod comments;
+mod edge;
+mod events;
+mod extract;
+mod health;
+mod idempotency;
+mod images;
+pub mod metrics;
+pub mod openapi;
+mod posts;
+mod problem;
+mod rate_limit;
+pub mod server;
+mod uploads;
+mod views;
+
+use axum::Router;
+use axum::middleware;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+
+pub use problem::{ApiError, Problem};
+use service::Services;
+
+/// Every route, with the layers every response passes through.
+pub fn router(services: Services) -> Router {
+    metrics::recorder();
+    let routes = Router::new()
+        .merge(accounts::router())
+        .merge(posts::router())
+        .merge(comments::router())
+        .merge(images::router())
+        .merge(uploads::router())
+        .merge(events::router())
+        .merge(metrics::router())
+        .merge(openapi::router())
+        .merge(health::router());
+    #[cfg(feature = "bench")]
+    let routes = routes.merge(bench::router());
+    let routes = routes
+        .fallback(|| async { ApiError::not_found("no such resource") })
+        .layer(middleware::from_fn_with_state(
+            services.clone(),
+            idempotency::idempotency,
+        ))
+        // Outside idempotency: a refused request claims no key.
+        .layer(middleware::from_fn_with_state(
+            services.clone(),
+            rate_limit::rate_limit,
+        ))
+        .with_state(services)
+        // A panic becomes a 500 problem instead of a dropped connection.
+        .layer(CatchPanicLayer::new())
+        .layer(middleware::from_fn(edge::edge))
+        .layer(CompressionLayer::new());
+    // Rewriting the method must happen before routing, so it wraps the whole router.
+    Router::new()
+        .fallback_service(routes)
+        .layer(middleware::from_fn(uploads::method_override))
+}

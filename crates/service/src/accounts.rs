@@ -1,0 +1,290 @@
+//! Registration, sessions and bearer-token authentication.
+
+use std::sync::LazyLock;
+
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::{Argon2, Params};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
+
+use super::{ServiceError, ServiceResult, Services};
+use domain::{Password, Timestamp, User, UserId, Username, ValidationErrors, now};
+use store::KeyAnswer;
+
+/// A bearer token: 256 random bits, given to the client once and stored only as a SHA-256 hash.
+#[derive(Clone)]
+pub struct Token(String);
+
+impl Token {
+    fn generate() -> Self {
+        let mut bytes = [0u8; 32];
+        rand::fill(&mut bytes);
+        Token(URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    pub fn from_header(s: &str) -> Self {
+        Token(s.to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// A fast hash is enough: the token has 256 bits of entropy, so it cannot be guessed from it.
+    fn hash(&self) -> [u8; 32] {
+        Sha256::digest(self.0.as_bytes()).into()
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(***)")
+    }
+}
+
+/// A signed-in user and the token that proves it.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub user: User,
+    pub token: Token,
+}
+
+fn argon2() -> Argon2<'static> {
+    // OWASP's first Argon2id recommendation: 19 MiB, 2 passes, 1 lane.
+    let params = Params::new(19 * 1024, 2, 1, None).expect("valid Argon2 parameters");
+    Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+}
+
+/// Argon2 is meant to be expensive (19 MiB and tens of milliseconds a hash), so
+/// it is bounded: it runs on threads of its own, one per core, with a short
+/// queue (8 per core) behind them. Past the queue a sign-up or login gets 503 +
+/// Retry-After at once, instead of piling work onto the blocking pool that file
+/// I/O also needs — where each of up to hundreds of threads would also keep its
+/// own 19 MiB allocation once it had hashed.
+struct HashingPool {
+    threads: rayon::ThreadPool,
+    admitted: tokio::sync::Semaphore,
+}
+
+static HASHING: LazyLock<HashingPool> = LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    HashingPool {
+        threads: rayon::ThreadPoolBuilder::new()
+            .num_threads(cores)
+            .thread_name(|n| format!("password-hash-{n}"))
+            .build()
+            .expect("starting the password hashing threads"),
+        admitted: tokio::sync::Semaphore::new(cores * 8),
+    }
+});
+
+/// Runs one password hash or verification within the bound.
+async fn bounded_hashing<T: Send + 'static>(
+    work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> ServiceResult<T> {
+    let Ok(_admitted) = HASHING.admitted.try_acquire() else {
+        metrics::counter!("password_hashing_refused_total").increment(1);
+        return Err(ServiceError::Overloaded(
+            "too many sign-ins at once; retry in a second",
+        ));
+    };
+    let (done, result) = tokio::sync::oneshot::channel();
+    HASHING.threads.spawn(move || {
+        let _ = done.send(work());
+    });
+    result
+        .await
+        .map_err(|e| ServiceError::Internal(e.into()))?
+        .map_err(ServiceError::Internal)
+}
+
+async fn hash_password(password: Password) -> ServiceResult<String> {
+    bounded_hashing(move || {
+        argon2()
+            .hash_password(password.expose().as_bytes())
+            .map(|h| h.to_string())
+            .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))
+    })
+    .await
+}
+
+/// A hash of no one's password, verified when the user does not exist so that
+/// a login takes as long whether or not the username is known.
+static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
+    argon2()
+        .hash_password(b"not anyone's password")
+        .expect("hashing a constant")
+        .to_string()
+});
+
+async fn verify_password(password: String, hash: Option<String>) -> ServiceResult<bool> {
+    bounded_hashing(move || {
+        let known = hash.is_some();
+        let hash = hash.unwrap_or_else(|| DUMMY_HASH.clone());
+        let parsed =
+            PasswordHash::new(&hash).map_err(|e| anyhow::anyhow!("stored hash unreadable: {e}"))?;
+        let ok = argon2()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok();
+        Ok(known && ok)
+    })
+    .await
+}
+
+/// How often a session's use is written down: expiry is measured in days, so
+/// an hour's precision costs nothing and keeps authentication a read.
+const TOUCH_EVERY: chrono::Duration = chrono::Duration::hours(1);
+
+#[derive(Debug, PartialEq, Eq)]
+enum SessionUse {
+    Expired,
+    /// Valid; record this use.
+    Touch,
+    /// Valid; its use was recorded recently.
+    Recent,
+}
+
+/// Sessions expire after `ttl` unused (PRODUCT.md §3 Accounts).
+fn session_use(last_used: Timestamp, at: Timestamp, ttl: std::time::Duration) -> SessionUse {
+    let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::days(30));
+    if last_used + ttl <= at {
+        SessionUse::Expired
+    } else if last_used + TOUCH_EVERY <= at {
+        SessionUse::Touch
+    } else {
+        SessionUse::Recent
+    }
+}
+
+impl Services {
+    /// With `answer`, the sign-up's Idempotency-Key answer is recorded with the
+    /// account (its token is issued afresh to a retry, as tokens are not kept).
+    pub async fn register(
+        &self,
+        username: &str,
+        password: String,
+        answer: Option<KeyAnswer<User>>,
+    ) -> ServiceResult<Session> {
+        let mut errors = ValidationErrors::default();
+        let username = errors.check("username", Username::parse(username));
+        let password = errors.check("password", Password::parse(password));
+        errors.into_result()?;
+        let (username, password) = (username.expect("checked"), password.expect("checked"));
+        if self.store.user_by_username(&username).await?.is_some() {
+            return Err(ServiceError::Conflict("that username is taken".into()));
+        }
+        let user = User {
+            id: UserId::new(),
+            username,
+            created_at: now(),
+        };
+        let hash = hash_password(password).await?;
+        self.store.create_user(&user, &hash, answer).await?;
+        self.start_session(user, None).await
+    }
+
+    pub async fn login(
+        &self,
+        username: &str,
+        password: String,
+        answer: Option<KeyAnswer<User>>,
+    ) -> ServiceResult<Session> {
+        const WRONG: &str = "wrong username or password";
+        // An invalid username cannot exist; still spend the hashing time.
+        let credentials = match Username::parse(username) {
+            Ok(name) => self.store.credentials(&name).await?,
+            Err(_) => None,
+        };
+        let (user, hash) = match credentials {
+            Some(c) => (Some(c.user), Some(c.password_hash)),
+            None => (None, None),
+        };
+        if !verify_password(password, hash).await? {
+            return Err(ServiceError::Unauthorized(WRONG));
+        }
+        self.start_session(user.expect("verified users exist"), answer)
+            .await
+    }
+
+    /// A new session for a user whose earlier session response is being replayed.
+    pub async fn reissue_session(&self, user: User) -> ServiceResult<Session> {
+        self.start_session(user, None).await
+    }
+
+    async fn start_session(
+        &self,
+        user: User,
+        answer: Option<KeyAnswer<User>>,
+    ) -> ServiceResult<Session> {
+        let token = Token::generate();
+        self.store
+            .create_session(&token.hash(), &user, now(), answer)
+            .await?;
+        Ok(Session { user, token })
+    }
+
+    pub async fn logout(&self, token: &Token) -> ServiceResult<()> {
+        let hash = token.hash();
+        self.store.delete_session(&hash).await?;
+        // After the deletion and before the answer; lookups in flight that read
+        // the session before it went are not kept either (see `SessionCache`).
+        self.sessions.revoke(&hash);
+        Ok(())
+    }
+
+    /// The user a bearer token belongs to, if it is a live session.
+    pub async fn authenticate(&self, token: &Token) -> ServiceResult<Option<User>> {
+        if token.as_str().is_empty() || token.as_str().len() > 256 {
+            return Ok(None);
+        }
+        let hash = token.hash();
+        if let Some(user) = self.sessions.get(&hash) {
+            return Ok(Some(user));
+        }
+        let started = self.sessions.lookup_started();
+        let Some((user, last_used)) = self.store.user_by_session(&hash).await? else {
+            return Ok(None);
+        };
+        let t = now();
+        match session_use(last_used, t, self.session_ttl) {
+            SessionUse::Expired => {
+                self.store.delete_session(&hash).await?;
+                return Ok(None);
+            }
+            SessionUse::Touch => self.store.touch_session(&hash, t).await?,
+            SessionUse::Recent => {}
+        }
+        self.sessions.keep(hash, user.clone(), started);
+        Ok(Some(user))
+    }
+}
+
+#[cfg(test)]
+mod session_tests {
+    use super::*;
+
+    #[test]
+    fn sessions_expire_after_the_ttl_unused_and_record_use_hourly() {
+        let ttl = std::time::Duration::from_secs(30 * 24 * 3600);
+        let t = now();
+        assert_eq!(session_use(t, t, ttl), SessionUse::Recent);
+        assert_eq!(
+            session_use(t - chrono::Duration::minutes(59), t, ttl),
+            SessionUse::Recent
+        );
+        assert_eq!(
+            session_use(t - chrono::Duration::hours(2), t, ttl),
+            SessionUse::Touch
+        );
+        assert_eq!(
+            session_use(t - chrono::Duration::days(29), t, ttl),
+            SessionUse::Touch
+        );
+        assert_eq!(
+            session_use(t - chrono::Duration::days(30), t, ttl),
+            SessionUse::Expired
+        );
+    }
+}

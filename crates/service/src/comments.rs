@@ -1,0 +1,73 @@
+//! Comments on visible posts.
+
+use super::{Page, ServiceError, ServiceResult, Services};
+use domain::{
+    Comment, CommentBody, CommentId, IdCursor, Limit, PostId, User, ValidationErrors, now,
+};
+use store::{CommentDeletion, KeyAnswer};
+
+impl Services {
+    pub async fn add_comment(
+        &self,
+        post_id: PostId,
+        author: &User,
+        body: String,
+        answer: Option<KeyAnswer<Comment>>,
+    ) -> ServiceResult<Comment> {
+        let body = CommentBody::parse(body).map_err(|m| ValidationErrors::single("body", m))?;
+        let created = self
+            .store
+            .create_comment(post_id, author, &body, now(), answer)
+            .await?
+            .ok_or(ServiceError::NotFound("no such post"))?;
+        self.feed_cache
+            .comment_added(post_id, created.post_comment_count);
+        Ok(created.comment)
+    }
+
+    pub async fn comments(
+        &self,
+        post_id: PostId,
+        viewer: Option<&User>,
+        cursor: Option<&str>,
+        limit: Limit,
+    ) -> ServiceResult<Page<Comment>> {
+        self.post(post_id, viewer).await?;
+        let scope = format!("comments:{post_id}");
+        let after = match cursor {
+            Some(c) => {
+                Some(IdCursor::decode(c, &scope, &self.cursor_key).ok_or(ServiceError::BadCursor)?)
+            }
+            None => None,
+        };
+        let rows = self.store.comments(post_id, after, limit.get() + 1).await?;
+        Ok(Page::from_overfetch(rows, limit.get(), |c| {
+            IdCursor(*c.id.as_bytes()).encode(&scope, &self.cursor_key)
+        }))
+    }
+
+    pub async fn delete_comment(
+        &self,
+        post_id: PostId,
+        comment_id: CommentId,
+        by: &User,
+    ) -> ServiceResult<()> {
+        self.post(post_id, Some(by)).await?;
+        match self
+            .store
+            .delete_comment(post_id, comment_id, by.id)
+            .await?
+        {
+            CommentDeletion::Deleted => {
+                self.feed_cache.comment_removed(post_id);
+                Ok(())
+            }
+            CommentDeletion::NotFound => {
+                Err(ServiceError::NotFound("no such comment on this post"))
+            }
+            CommentDeletion::NotAuthor => Err(ServiceError::Forbidden(
+                "only the author can delete a comment",
+            )),
+        }
+    }
+}

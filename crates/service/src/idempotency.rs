@@ -1,0 +1,61 @@
+//! Idempotency keys (IETF draft "The Idempotency-Key HTTP Header Field"): the
+//! rules of the period and of abandoned claims. Records live in the database,
+//! so retries are recognised whichever node they reach and after restarts.
+
+use std::time::Duration;
+
+use super::{ServiceResult, Services};
+use domain::now;
+use store::{KeyClaim, StoredResponse};
+
+/// How long a key is remembered after its first use.
+pub const IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(24 * 3600);
+/// An in-flight claim is a lease its request renews every `CLAIM_RENEW_EVERY`
+/// while it runs (it runs to its end even if the client leaves); a claim not
+/// renewed for this long belongs to a request whose node died, and a retry
+/// takes it over.
+pub const CLAIM_LEASE: Duration = Duration::from_secs(5);
+pub const CLAIM_RENEW_EVERY: Duration = Duration::from_millis(1500);
+
+fn span(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).expect("small durations fit")
+}
+
+impl Services {
+    pub async fn claim_idempotency_key(
+        &self,
+        scope_key: &str,
+        fingerprint: &[u8; 32],
+    ) -> ServiceResult<KeyClaim> {
+        let t = now();
+        Ok(self
+            .store
+            .claim_key(
+                scope_key,
+                fingerprint,
+                t,
+                t + span(IDEMPOTENCY_RETENTION),
+                t + span(CLAIM_LEASE),
+            )
+            .await?)
+    }
+
+    pub async fn complete_idempotency_key(
+        &self,
+        scope_key: &str,
+        response: &StoredResponse,
+    ) -> ServiceResult<()> {
+        Ok(self.store.complete_key(scope_key, response).await?)
+    }
+
+    pub async fn renew_idempotency_key(&self, scope_key: &str) -> ServiceResult<()> {
+        Ok(self
+            .store
+            .renew_key(scope_key, now() + span(CLAIM_LEASE))
+            .await?)
+    }
+
+    pub async fn release_idempotency_key(&self, scope_key: &str) -> ServiceResult<()> {
+        Ok(self.store.release_key(scope_key).await?)
+    }
+}

@@ -1,0 +1,330 @@
+//! Posts: creation from a staged image, reads, the feed, deletion.
+
+use tempfile::TempPath;
+
+use store::{EditOutcome, FeedEntry, KeyAnswer, PostEdit, StoreError};
+
+use super::{CachedPage, Page, PageShape, ServiceError, ServiceResult, Services};
+use domain::{
+    Caption, ExpiresIn, FeedCursor, IdCursor, Limit, NewPost, Post, PostFilter, PostId, UploadId,
+    User, Username, ValidationErrors, now,
+};
+
+/// The largest image accepted, in bytes (100 MiB).
+pub const MAX_IMAGE_BYTES: u64 = 100 * 1024 * 1024;
+
+/// The fields of a new post as the client sent them; validated here.
+#[derive(Debug, Default)]
+pub struct CreatePost {
+    pub caption: Option<String>,
+    pub expires_in: Option<i64>,
+    pub filter: Option<String>,
+    pub dither_levels: Option<i64>,
+}
+
+/// Changes to a post as the client sent them; `expires_in: Some(None)` removes the expiry.
+#[derive(Debug, Default)]
+pub struct EditPost {
+    pub caption: Option<String>,
+    pub expires_in: Option<Option<i64>>,
+}
+
+impl EditPost {
+    /// The edit as stored, or every invalid field.
+    pub fn validate(&self, now: domain::Timestamp) -> Result<PostEdit, ValidationErrors> {
+        let mut errors = ValidationErrors::default();
+        let caption = match &self.caption {
+            Some(c) => errors.check("caption", Caption::parse(c.clone())),
+            None => None,
+        };
+        let expires_at = match self.expires_in {
+            Some(Some(s)) => errors
+                .check("expires_in", ExpiresIn::parse(s))
+                .map(|e| Some(e.after(now))),
+            Some(None) => Some(None),
+            None => None,
+        };
+        errors.into_result()?;
+        Ok(PostEdit {
+            caption,
+            expires_at,
+        })
+    }
+}
+
+/// An uploaded image spooled to a local file, not yet checked.
+pub struct StagedImage {
+    pub file: TempPath,
+    pub size: u64,
+}
+
+struct ValidPost {
+    caption: Caption,
+    expires_in: Option<ExpiresIn>,
+    filter: PostFilter,
+}
+
+fn validate(input: CreatePost) -> Result<ValidPost, ValidationErrors> {
+    let mut errors = ValidationErrors::default();
+    let caption = errors.check("caption", Caption::parse(input.caption.unwrap_or_default()));
+    let expires_in = match input.expires_in {
+        Some(s) => errors.check("expires_in", ExpiresIn::parse(s)).map(Some),
+        None => Some(None),
+    };
+    let filter = match PostFilter::parse(input.filter.as_deref(), input.dither_levels) {
+        Ok(f) => Some(f),
+        Err((field, message)) => {
+            errors.push(field, message);
+            None
+        }
+    };
+    errors.into_result()?;
+    Ok(ValidPost {
+        caption: caption.expect("checked"),
+        expires_in: expires_in.expect("checked"),
+        filter: filter.expect("checked"),
+    })
+}
+
+pub fn original_blob_key(id: PostId) -> String {
+    format!("originals/{id}")
+}
+
+impl Services {
+    /// Checks the staged image by content, stores it durably and commits the
+    /// post with its processing job. Nothing is stored if any check fails.
+    pub async fn create_post(
+        &self,
+        author: &User,
+        input: CreatePost,
+        image: StagedImage,
+        answer: Option<KeyAnswer<Post>>,
+    ) -> ServiceResult<Post> {
+        self.create_post_with(author, input, image, None, answer)
+            .await
+    }
+
+    /// As `create_post`; with `from_upload`, that upload is consumed in the post's transaction.
+    pub(super) async fn create_post_with(
+        &self,
+        author: &User,
+        input: CreatePost,
+        image: StagedImage,
+        from_upload: Option<UploadId>,
+        answer: Option<KeyAnswer<Post>>,
+    ) -> ServiceResult<Post> {
+        let valid = validate(input)?;
+        if image.size > MAX_IMAGE_BYTES {
+            return Err(ServiceError::PayloadTooLarge {
+                max: MAX_IMAGE_BYTES,
+            });
+        }
+        let header = self.probe(&image).await?;
+        let id = PostId::new();
+        let created_at = now();
+        let new_post = NewPost {
+            id,
+            author: author.clone(),
+            caption: valid.caption,
+            filter: valid.filter,
+            original_key: original_blob_key(id),
+            original_format: header.format.as_str().to_owned(),
+            created_at,
+            expires_at: valid.expires_in.map(|e| e.after(created_at)),
+        };
+        self.blobs
+            .put_file(&new_post.original_key, &image.file)
+            .await?;
+        match self.store.create_post(&new_post, from_upload, answer).await {
+            Ok(post) => Ok(post),
+            // Refused: the row never committed, so nothing references the blob.
+            Err(e @ StoreError::UploadUnavailable) => {
+                if let Err(cleanup) = self.blobs.delete(&new_post.original_key).await {
+                    tracing::warn!(error = %cleanup, "removing the original of a post that failed to commit");
+                }
+                Err(e.into())
+            }
+            // Ambiguous (the commit may have happened): the blob stays, for the
+            // orphan sweep to judge, rather than vanish under a committed row.
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn probe(&self, image: &StagedImage) -> ServiceResult<imaging::Header> {
+        let path = image.file.to_path_buf();
+        let limits = self.image_limits;
+        let probed = tokio::task::spawn_blocking(move || imaging::probe(&path, &limits))
+            .await
+            .map_err(anyhow::Error::from)?;
+        probed.map_err(|e| match e {
+            imaging::ProbeError::UnsupportedFormat => ServiceError::UnsupportedImage,
+            imaging::ProbeError::Unreadable(why) => {
+                ServiceError::UnreadableImage(format!("the image header cannot be read: {why}"))
+            }
+            too_large @ imaging::ProbeError::TooLarge { .. } => {
+                ServiceError::ImageTooLarge(too_large.to_string())
+            }
+            imaging::ProbeError::Io(e) => ServiceError::Internal(e.into()),
+        })
+    }
+
+    /// A post as `viewer` may see it: processing and failed posts only to their author.
+    pub async fn post(&self, id: PostId, viewer: Option<&User>) -> ServiceResult<Post> {
+        match self.store.post(id).await? {
+            Some(post) if post.visible_to(viewer, now()) => Ok(post),
+            _ => Err(ServiceError::NotFound("no such post")),
+        }
+    }
+
+    /// The first feed page of `limit` items, rendered by `render` and cached
+    /// (see `feed_cache.rs`); any other page goes to [`Services::feed`].
+    pub async fn first_feed_page(
+        &self,
+        limit: Limit,
+        render: impl FnOnce(&Page<FeedEntry>) -> CachedPage,
+    ) -> ServiceResult<CachedPage> {
+        let cache = &self.feed_cache;
+        let _turn = match cache.get(limit.get()) {
+            Some(hit) if !hit.refresh => return Ok(hit.page),
+            // Still valid but half its life gone: one request renders it anew
+            // while the others keep being served the valid page.
+            Some(hit) => match cache.try_render_turn(limit.get()) {
+                Some(turn) => turn,
+                None => return Ok(hit.page),
+            },
+            None => {
+                let turn = cache.render_turn(limit.get()).await;
+                if let Some(hit) = cache.get(limit.get()) {
+                    return Ok(hit.page); // rendered by the request we waited for
+                }
+                turn
+            }
+        };
+        let rendering = cache.begin();
+        let posts = self.feed(None, limit).await?;
+        let page = render(&posts);
+        let shape = PageShape {
+            posts: posts.items.iter().map(|p| p.id).collect(),
+            last: posts
+                .next_cursor
+                .as_ref()
+                .and_then(|_| posts.items.last())
+                .map(|p| (p.comment_count, p.id)),
+        };
+        rendering.put(limit.get(), page.clone(), shape);
+        Ok(page)
+    }
+
+    pub async fn feed(&self, cursor: Option<&str>, limit: Limit) -> ServiceResult<Page<FeedEntry>> {
+        let after = match cursor {
+            Some(c) => {
+                Some(FeedCursor::decode(c, &self.cursor_key).ok_or(ServiceError::BadCursor)?)
+            }
+            None => None,
+        };
+        let rows = self.store.feed(after, limit.get() + 1, now()).await?;
+        Ok(Page::from_overfetch(rows, limit.get(), |p| {
+            FeedCursor {
+                comment_count: p.comment_count,
+                post_id: p.id,
+            }
+            .encode(&self.cursor_key)
+        }))
+    }
+
+    pub async fn posts_by(
+        &self,
+        username: &str,
+        cursor: Option<&str>,
+        limit: Limit,
+    ) -> ServiceResult<Page<Post>> {
+        let username =
+            Username::parse(username).map_err(|_| ServiceError::NotFound("no such user"))?;
+        let user = self
+            .store
+            .user_by_username(&username)
+            .await?
+            .ok_or(ServiceError::NotFound("no such user"))?;
+        let scope = format!("user-posts:{}", user.id);
+        let after = match cursor {
+            Some(c) => {
+                Some(IdCursor::decode(c, &scope, &self.cursor_key).ok_or(ServiceError::BadCursor)?)
+            }
+            None => None,
+        };
+        let rows = self
+            .store
+            .posts_by_author(user.id, after, limit.get() + 1, now())
+            .await?;
+        Ok(Page::from_overfetch(rows, limit.get(), |p| {
+            IdCursor(*p.id.as_bytes()).encode(&scope, &self.cursor_key)
+        }))
+    }
+
+    /// Edits caption and/or expiry. `if_match` holds the client's `If-Match`
+    /// entity tags (or `*`); the check and the update are one atomic step.
+    pub async fn edit_post(
+        &self,
+        id: PostId,
+        by: &User,
+        input: EditPost,
+        if_match: Option<Vec<String>>,
+    ) -> ServiceResult<Post> {
+        let post = self.post(id, Some(by)).await?;
+        if post.author.id != by.id {
+            return Err(ServiceError::Forbidden("only the author can edit a post"));
+        }
+        let t = now();
+        let edit = input.validate(t)?;
+        let if_version = match if_match {
+            None => None,
+            Some(tags) if tags.iter().any(|t| t == "*") => None,
+            Some(tags) if tags.contains(&post.etag()) => Some(post.version),
+            Some(_) => return Err(ServiceError::PreconditionFailed),
+        };
+        match self.store.edit_post(id, &edit, if_version, t).await? {
+            EditOutcome::Edited(post) => {
+                self.feed_cache.invalidate();
+                Ok(*post)
+            }
+            EditOutcome::VersionMismatch => Err(ServiceError::PreconditionFailed),
+            EditOutcome::NotFound => Err(ServiceError::NotFound("no such post")),
+        }
+    }
+
+    /// Deletes a post with its comments, original and derived image.
+    pub async fn delete_post(&self, id: PostId, by: &User) -> ServiceResult<()> {
+        let post = self.post(id, Some(by)).await?;
+        if post.author.id != by.id {
+            return Err(ServiceError::Forbidden("only the author can delete a post"));
+        }
+        if self.store.delete_post(id).await?.is_some() {
+            self.feed_cache.invalidate();
+            // The rows are gone and the blobs are queued; removing them now is a
+            // courtesy, the sweeper retries whatever fails.
+            if let Err(e) = self.collect_garbage().await {
+                tracing::warn!(error = %e, "deleting blobs of a deleted post; the sweeper will retry");
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_reports_every_bad_field() {
+        let err = validate(CreatePost {
+            caption: Some("x".repeat(3000)),
+            expires_in: Some(0),
+            filter: Some("sepia".into()),
+            dither_levels: None,
+        })
+        .err()
+        .unwrap();
+        let fields: Vec<_> = err.0.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["caption", "expires_in", "filter"]);
+    }
+}

@@ -1,0 +1,346 @@
+//! Storage: narrow traits the services depend on, one implementation per
+//! backend. SQL never leaves this module.
+
+mod answers;
+pub mod blobs;
+pub mod last_comments;
+pub mod postgres;
+pub mod rate_limits;
+pub mod sqlite;
+pub mod transfer;
+pub mod wakers;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use domain::{
+    Caption, Comment, CommentBody, CommentId, FeedCursor, IdCursor, ImageInfo, NewPost, Post,
+    PostFilter, PostId, Timestamp, UploadId, User, UserId, Username,
+};
+
+pub use blobs::{BlobStore, LocalBlobStore, ObjectBlobStore};
+pub use domain::idempotency::{KeyAnswer, KeyClaim, StoredResponse};
+pub use domain::rendering::FeedEntry;
+pub use domain::upload::{Upload, UploadChunk, UploadLock};
+
+/// Failures a caller can act on are values; everything else is `Backend`.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("username is taken")]
+    UsernameTaken,
+    #[error("the upload is unknown, unfinished or already used")]
+    UploadUnavailable,
+    #[error("storage backend error: {0}")]
+    Backend(#[from] anyhow::Error),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+pub use domain::rendering::{POST_RENDERER, PostRenderer};
+
+/// A user with the stored password hash, for logging in.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub user: User,
+    pub password_hash: String,
+}
+
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    async fn create_user(
+        &self,
+        user: &User,
+        password_hash: &str,
+        answer: Option<KeyAnswer<User>>,
+    ) -> StoreResult<()>;
+    async fn credentials(&self, username: &Username) -> StoreResult<Option<Credentials>>;
+    async fn user_by_username(&self, username: &Username) -> StoreResult<Option<User>>;
+    async fn create_session(
+        &self,
+        token_hash: &[u8; 32],
+        user: &User,
+        now: Timestamp,
+        answer: Option<KeyAnswer<User>>,
+    ) -> StoreResult<()>;
+    /// The session's user and when the session was last used.
+    async fn user_by_session(
+        &self,
+        token_hash: &[u8; 32],
+    ) -> StoreResult<Option<(User, Timestamp)>>;
+    async fn touch_session(&self, token_hash: &[u8; 32], now: Timestamp) -> StoreResult<()>;
+    async fn delete_session(&self, token_hash: &[u8; 32]) -> StoreResult<()>;
+    /// Deletes sessions last used before `before`.
+    async fn purge_sessions(&self, before: Timestamp) -> StoreResult<u64>;
+}
+
+/// What a deleted post leaves behind for the blob store to remove.
+#[derive(Debug, Clone)]
+pub struct DeletedPost {
+    pub blob_keys: Vec<String>,
+}
+
+#[async_trait]
+pub trait PostStore: Send + Sync {
+    /// Inserts the post (status processing) and its processing job in one
+    /// transaction. With `from_upload`, that finished upload is consumed in the
+    /// same transaction (its chunks queued for deletion); if it is no longer
+    /// there, nothing is inserted and the error is `UploadUnavailable`.
+    async fn create_post(
+        &self,
+        post: &NewPost,
+        from_upload: Option<UploadId>,
+        answer: Option<KeyAnswer<Post>>,
+    ) -> StoreResult<Post>;
+    async fn post(&self, id: PostId) -> StoreResult<Option<Post>>;
+    /// Ready, unexpired posts by (comment_count desc, id desc), after `after`,
+    /// rendered.
+    async fn feed(
+        &self,
+        after: Option<FeedCursor>,
+        limit: u32,
+        now: Timestamp,
+    ) -> StoreResult<Vec<FeedEntry>>;
+    /// A user's ready, unexpired posts, newest first, after `after`.
+    async fn posts_by_author(
+        &self,
+        author: UserId,
+        after: Option<IdCursor>,
+        limit: u32,
+        now: Timestamp,
+    ) -> StoreResult<Vec<Post>>;
+    /// Applies an edit, bumping the version; with `if_version`, only if the post
+    /// is still at that version (checked in the same statement).
+    async fn edit_post(
+        &self,
+        id: PostId,
+        edit: &PostEdit,
+        if_version: Option<i64>,
+        now: Timestamp,
+    ) -> StoreResult<EditOutcome>;
+    /// Posts whose expiry has passed, for the sweeper.
+    async fn expired_posts(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<PostId>>;
+    /// Deletes the post, its comments and its job; the blobs it referenced are
+    /// queued for deletion in the same transaction and returned.
+    async fn delete_post(&self, id: PostId) -> StoreResult<Option<DeletedPost>>;
+}
+
+/// Changes to a post; `None` leaves a field alone.
+#[derive(Debug, Clone, Default)]
+pub struct PostEdit {
+    pub caption: Option<Caption>,
+    /// `Some(None)` removes the expiry.
+    pub expires_at: Option<Option<Timestamp>>,
+}
+
+#[derive(Debug, Clone)]
+pub enum EditOutcome {
+    Edited(Box<Post>),
+    VersionMismatch,
+    NotFound,
+}
+
+pub use domain::CommentDeletion;
+
+/// A new comment and its post's comment count including it (which tells the
+/// feed cache whether the post can have moved into a cached page).
+pub struct CreatedComment {
+    pub comment: Comment,
+    pub post_comment_count: i64,
+}
+
+#[async_trait]
+pub trait CommentStore: Send + Sync {
+    /// Adds a comment to a ready, unexpired post, keeping `comment_count` and
+    /// the stored last comments exact. `None` when no such post is visible.
+    async fn create_comment(
+        &self,
+        post_id: PostId,
+        author: &User,
+        body: &CommentBody,
+        now: Timestamp,
+        answer: Option<KeyAnswer<Comment>>,
+    ) -> StoreResult<Option<CreatedComment>>;
+    async fn comments(
+        &self,
+        post_id: PostId,
+        after: Option<IdCursor>,
+        limit: u32,
+    ) -> StoreResult<Vec<Comment>>;
+    async fn delete_comment(
+        &self,
+        post_id: PostId,
+        comment_id: CommentId,
+        by: UserId,
+    ) -> StoreResult<CommentDeletion>;
+}
+
+/// A claimed image-processing job.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: uuid::Uuid,
+    pub post_id: PostId,
+    pub original_key: String,
+    /// The original's format (`png`, `jpeg`, `bmp`), for metrics.
+    pub format: String,
+    pub filter: PostFilter,
+    /// How many times this job had been claimed before, including this claim.
+    pub attempt: u32,
+    pub lease_token: uuid::Uuid,
+}
+
+/// How a job's post ends up when the job finishes for good.
+#[derive(Debug, Clone)]
+pub enum JobOutcome {
+    Ready(ImageInfo),
+    Failed(String),
+}
+
+#[async_trait]
+pub trait JobQueue: Send + Sync {
+    /// Claims the oldest runnable job with a lease of `lease`.
+    async fn claim_job(&self, lease: Duration, now: Timestamp) -> StoreResult<Option<Job>>;
+    /// Extends the lease; false if the lease was lost (another worker took over).
+    async fn extend_lease(&self, job: &Job, lease: Duration, now: Timestamp) -> StoreResult<bool>;
+    /// Finishes the job and updates its post in one transaction. Returns false
+    /// if the lease was lost or the post no longer exists (the caller then
+    /// discards what it produced).
+    async fn finish_job(&self, job: &Job, outcome: JobOutcome, now: Timestamp)
+    -> StoreResult<bool>;
+    /// Releases the job to run again at `retry_at`, recording `error`.
+    async fn retry_job(&self, job: &Job, error: &str, retry_at: Timestamp) -> StoreResult<()>;
+    /// Jobs waiting or running, and the age of the oldest.
+    async fn queue_stats(&self, now: Timestamp) -> StoreResult<(u64, Option<Duration>)>;
+    /// Waits until a job may be runnable or `timeout` passes (whichever first).
+    async fn wait_for_jobs(&self, timeout: Duration);
+}
+
+/// Blob deletions recorded by a committed transaction, done after it.
+#[async_trait]
+pub trait BlobGc: Send + Sync {
+    async fn pending_blob_deletions(&self, limit: u32) -> StoreResult<Vec<String>>;
+    async fn blob_deletion_done(&self, key: &str) -> StoreResult<()>;
+    /// Queues a blob produced for a post that vanished meanwhile.
+    async fn queue_blob_deletion(&self, key: &str) -> StoreResult<()>;
+}
+
+#[async_trait]
+pub trait UploadStore: Send + Sync {
+    async fn create_upload(
+        &self,
+        upload: &Upload,
+        answer: Option<KeyAnswer<Upload>>,
+    ) -> StoreResult<()>;
+    async fn upload(&self, id: UploadId) -> StoreResult<Option<Upload>>;
+    async fn upload_lock(&self, id: UploadId) -> StoreResult<Option<UploadLock>>;
+    /// Compare-and-swap of the lock: if the holder is still `expected` and the
+    /// offset still `offset`, the lock becomes `new` (a token and its lease, or
+    /// free) and any release request is cleared. False if either had changed.
+    async fn swap_upload_lock(
+        &self,
+        id: UploadId,
+        expected: Option<uuid::Uuid>,
+        offset: u64,
+        new: Option<(uuid::Uuid, Timestamp)>,
+    ) -> StoreResult<bool>;
+    /// Asks the holder `token` to commit what it received and let go.
+    async fn request_upload_release(&self, id: UploadId, token: uuid::Uuid) -> StoreResult<()>;
+    /// The holder `token` says it is letting go (committing what it has).
+    async fn acknowledge_upload_release(&self, id: UploadId, token: uuid::Uuid) -> StoreResult<()>;
+    /// Records a stored chunk at the locked offset, advances the offset and moves
+    /// the expiry, atomically; with `keep_until` the lock stays held (its lease
+    /// renewed), without it the lock is released. `None` if the lock or the
+    /// offset had changed (a takeover fenced this request); else whether a
+    /// release was asked for.
+    async fn commit_chunk(
+        &self,
+        id: UploadId,
+        token: uuid::Uuid,
+        chunk: &UploadChunk,
+        expires_at: Timestamp,
+        keep_until: Option<Timestamp>,
+    ) -> StoreResult<Option<bool>>;
+    async fn unlock_upload(&self, id: UploadId, token: uuid::Uuid) -> StoreResult<()>;
+    /// The chunks in byte order.
+    async fn upload_chunks(&self, id: UploadId) -> StoreResult<Vec<UploadChunk>>;
+    /// Whether a committed chunk is stored under `key`.
+    async fn chunk_exists(&self, key: &str) -> StoreResult<bool>;
+    /// Deletes the upload and queues its chunk blobs for deletion; false if there was none.
+    async fn delete_upload(&self, id: UploadId) -> StoreResult<bool>;
+    async fn expired_uploads(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<UploadId>>;
+}
+
+/// One notification for one user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub seq: i64,
+    pub kind: String,
+    /// JSON.
+    pub data: String,
+    pub created_at: Timestamp,
+}
+
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// The user's events after `after`, oldest first.
+    async fn events_after(&self, user: UserId, after: i64, limit: u32) -> StoreResult<Vec<Event>>;
+    /// The user's latest event number (0 if none).
+    async fn last_event_seq(&self, user: UserId) -> StoreResult<i64>;
+    /// Waits until `user` may have a new event, or `timeout`.
+    async fn wait_for_events(&self, user: UserId, timeout: Duration);
+    async fn purge_events(&self, before: Timestamp) -> StoreResult<u64>;
+}
+
+/// An event's key, "<user id>:<seq, zero-padded>", the same on every backend:
+/// it sorts by user, then by seq, so a user's events are one key range.
+pub fn event_key(user: &uuid::Uuid, seq: i64) -> String {
+    format!("{}:{seq:020}", user.simple())
+}
+
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
+    /// Atomically claims `scope_key` for a request with `fingerprint`, leased
+    /// until `lease_until`. An in-flight claim whose lease lapsed before `now`
+    /// is taken over (its request's node died).
+    async fn claim_key(
+        &self,
+        scope_key: &str,
+        fingerprint: &[u8; 32],
+        now: Timestamp,
+        expires_at: Timestamp,
+        lease_until: Timestamp,
+    ) -> StoreResult<KeyClaim>;
+    /// Extends the lease of an in-flight claim while its request runs.
+    async fn renew_key(&self, scope_key: &str, lease_until: Timestamp) -> StoreResult<()>;
+    async fn complete_key(&self, scope_key: &str, response: &StoredResponse) -> StoreResult<()>;
+    /// Forgets a claim whose request failed, so a retry runs afresh.
+    async fn release_key(&self, scope_key: &str) -> StoreResult<()>;
+    async fn purge_keys(&self, now: Timestamp) -> StoreResult<u64>;
+}
+
+#[async_trait]
+pub trait Store:
+    AccountStore
+    + PostStore
+    + CommentStore
+    + JobQueue
+    + BlobGc
+    + UploadStore
+    + IdempotencyStore
+    + EventStore
+    + transfer::Transfer
+{
+    /// The key that authenticates pagination cursors, shared by every node.
+    async fn cursor_key(&self) -> StoreResult<Vec<u8>>;
+    /// Answers when the database does.
+    async fn ping(&self) -> StoreResult<()>;
+    /// Takes the turn named `name` until `until` if nobody holds it at `now`
+    /// (periodic chores that one node at a time should do, across all nodes).
+    async fn take_turn(&self, name: &str, now: Timestamp, until: Timestamp) -> StoreResult<bool>;
+}
+
+/// A turn's holder-until time as a settings value: big-endian, so that the
+/// byte order the databases compare is the time order.
+pub fn turn_value(until: Timestamp) -> Vec<u8> {
+    until.timestamp_millis().to_be_bytes().to_vec()
+}

@@ -1,0 +1,124 @@
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+
+use super::PgStore;
+use super::rows::user_from_row;
+use crate::{AccountStore, Credentials, KeyAnswer, StoreError, StoreResult};
+use domain::{Timestamp, User, Username};
+
+#[async_trait]
+impl AccountStore for PgStore {
+    async fn create_user(
+        &self,
+        user: &User,
+        password_hash: &str,
+        answer: Option<KeyAnswer<User>>,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO users (id, username, password_hash, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (username) DO NOTHING",
+        )
+        .bind(user.id.as_uuid())
+        .bind(user.username.as_str())
+        .bind(password_hash)
+        .bind(user.created_at)
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(StoreError::UsernameTaken);
+        }
+        if let Some(answer) = answer {
+            super::idempotency::record_answer(&mut tx, &answer.scope_key, &(answer.render)(user))
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn credentials(&self, username: &Username) -> StoreResult<Option<Credentials>> {
+        Ok(sqlx::query(
+            "SELECT u.id, u.username, u.created_at, u.password_hash FROM users u WHERE u.username = $1",
+        )
+        .bind(username.as_str())
+        .try_map(|r: PgRow| {
+            Ok(Credentials {
+                user: user_from_row(&r, "id", "created_at")?,
+                password_hash: r.try_get("password_hash")?,
+            })
+        })
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn user_by_username(&self, username: &Username) -> StoreResult<Option<User>> {
+        Ok(self.credentials(username).await?.map(|c| c.user))
+    }
+
+    async fn create_session(
+        &self,
+        token_hash: &[u8; 32],
+        user: &User,
+        now: Timestamp,
+        answer: Option<KeyAnswer<User>>,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, last_used_at) VALUES ($1, $2, $3, $3)")
+            .bind(token_hash.as_slice())
+            .bind(user.id.as_uuid())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        if let Some(answer) = answer {
+            super::idempotency::record_answer(&mut tx, &answer.scope_key, &(answer.render)(user))
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn user_by_session(
+        &self,
+        token_hash: &[u8; 32],
+    ) -> StoreResult<Option<(User, Timestamp)>> {
+        Ok(sqlx::query(
+            "SELECT u.id, u.username, u.created_at, s.last_used_at FROM sessions s \
+             JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1",
+        )
+        .bind(token_hash.as_slice())
+        .try_map(|r: PgRow| {
+            Ok((
+                user_from_row(&r, "id", "created_at")?,
+                r.try_get("last_used_at")?,
+            ))
+        })
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn touch_session(&self, token_hash: &[u8; 32], now: Timestamp) -> StoreResult<()> {
+        sqlx::query("UPDATE sessions SET last_used_at = $1 WHERE token_hash = $2")
+            .bind(now)
+            .bind(token_hash.as_slice())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn purge_sessions(&self, before: Timestamp) -> StoreResult<u64> {
+        let n = sqlx::query("DELETE FROM sessions WHERE last_used_at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(n.rows_affected())
+    }
+
+    async fn delete_session(&self, token_hash: &[u8; 32]) -> StoreResult<()> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(token_hash.as_slice())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

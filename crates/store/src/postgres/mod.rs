@@ -1,0 +1,168 @@
+//! The scale-out backend: PostgreSQL through sqlx. Every node (API or worker)
+//! connects to the same database; nothing a request needs lives in a node.
+//! Jobs wake workers on any node through LISTEN/NOTIFY.
+
+mod accounts;
+mod comments;
+mod events;
+mod idempotency;
+mod jobs;
+mod posts;
+mod rate_limits;
+mod rows;
+mod transfer;
+mod uploads;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+
+use domain::Timestamp;
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use tokio::sync::Notify;
+
+use super::{BlobGc, POST_RENDERER, PostRenderer, Store, StoreError, StoreResult};
+
+/// The channel `create_post` notifies when it queues a job.
+const JOBS_CHANNEL: &str = "imagegram_jobs";
+
+pub struct PgStore {
+    pool: PgPool,
+    jobs_queued: Arc<Notify>,
+    event_wakers: Arc<super::wakers::EventWakers>,
+    /// Writes the rendering kept beside each post.
+    render: PostRenderer,
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Backend(e.into())
+    }
+}
+
+impl PgStore {
+    /// Connects, runs the migrations and starts listening for job
+    /// notifications.
+    pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await
+            .context("connecting to PostgreSQL")?;
+        // Migrations take an advisory lock, so nodes starting together migrate once.
+        sqlx::migrate!("migrations/postgres")
+            .run(&pool)
+            .await
+            .context("migrating the PostgreSQL database")?;
+        let mut key = [0u8; 32];
+        rand::fill(&mut key);
+        sqlx::query("INSERT INTO settings (name, value) VALUES ('cursor_key', $1) ON CONFLICT (name) DO NOTHING")
+            .bind(key.as_slice())
+            .execute(&pool)
+            .await?;
+        let jobs_queued = Arc::new(Notify::new());
+        let event_wakers = Arc::new(super::wakers::EventWakers::default());
+        tokio::spawn(listen(
+            pool.clone(),
+            jobs_queued.clone(),
+            event_wakers.clone(),
+        ));
+        Ok(PgStore {
+            pool,
+            jobs_queued,
+            event_wakers,
+            render: POST_RENDERER,
+        })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// Forwards NOTIFYs to local waiters, reconnecting if the connection drops.
+/// A missed notification only delays a job or an event until the next poll.
+async fn listen(pool: PgPool, jobs: Arc<Notify>, events: Arc<super::wakers::EventWakers>) {
+    loop {
+        let listening = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener
+                .listen_all([JOBS_CHANNEL, rows::EVENTS_CHANNEL])
+                .await?;
+            loop {
+                let notification = listener.recv().await?;
+                if notification.channel() == JOBS_CHANNEL {
+                    jobs.notify_one();
+                } else if let Ok(user) = notification.payload().parse::<uuid::Uuid>() {
+                    events.wake(domain::UserId::from_uuid(user));
+                }
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), sqlx::Error>(())
+        };
+        if let Err(e) = listening.await {
+            tracing::warn!(error = %e, "job notification listener lost its connection; reconnecting");
+        }
+        if pool.is_closed() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+#[async_trait]
+impl BlobGc for PgStore {
+    async fn pending_blob_deletions(&self, limit: u32) -> StoreResult<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT key FROM blob_deletions ORDER BY created_at LIMIT $1")
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn blob_deletion_done(&self, key: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM blob_deletions WHERE key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn queue_blob_deletion(&self, key: &str) -> StoreResult<()> {
+        rows::queue_blob_deletion(&self.pool, key).await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn cursor_key(&self) -> StoreResult<Vec<u8>> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM settings WHERE name = 'cursor_key'")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn take_turn(&self, name: &str, now: Timestamp, until: Timestamp) -> StoreResult<bool> {
+        let n = sqlx::query(
+            "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) \
+             DO UPDATE SET value = excluded.value WHERE settings.value <= $3",
+        )
+        .bind(format!("turn:{name}"))
+        .bind(super::turn_value(until))
+        .bind(super::turn_value(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(n.rows_affected() == 1)
+    }
+}

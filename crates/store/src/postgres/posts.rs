@@ -1,0 +1,214 @@
+use async_trait::async_trait;
+use sqlx::AssertSqlSafe;
+use sqlx::postgres::PgRow;
+
+use super::rows::{POST_COLUMNS, load_post, post_from_row, queue_blob_deletion, store_rendering};
+use super::uploads::queue_chunk_deletions;
+use super::{JOBS_CHANNEL, PgStore};
+use crate::{
+    DeletedPost, EditOutcome, FeedEntry, KeyAnswer, PostEdit, PostStore, StoreError, StoreResult,
+};
+use domain::{
+    FeedCursor, IdCursor, NewPost, Post, PostId, Timestamp, UploadId, UserId, derived_blob_key,
+};
+
+#[async_trait]
+impl PostStore for PgStore {
+    async fn create_post(
+        &self,
+        p: &NewPost,
+        from_upload: Option<UploadId>,
+        answer: Option<KeyAnswer<Post>>,
+    ) -> StoreResult<Post> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(upload) = from_upload {
+            // Consume the finished upload exactly once, in this transaction.
+            queue_chunk_deletions(&mut tx, upload).await?;
+            let consumed = sqlx::query(
+                "DELETE FROM uploads WHERE id = $1 AND owner_id = $2 AND upload_offset = length",
+            )
+            .bind(upload.as_uuid())
+            .bind(p.author.id.as_uuid())
+            .execute(&mut *tx)
+            .await?;
+            if consumed.rows_affected() == 0 {
+                return Err(StoreError::UploadUnavailable);
+            }
+        }
+        sqlx::query(
+            "INSERT INTO posts (id, author_id, caption, status, filter, dither_levels, original_key, \
+             original_format, created_at, updated_at, expires_at) \
+             VALUES ($1, $2, $3, 'processing', $4, $5, $6, $7, $8, $8, $9)",
+        )
+        .bind(p.id.as_uuid())
+        .bind(p.author.id.as_uuid())
+        .bind(p.caption.as_str())
+        .bind(p.filter.name())
+        .bind(p.filter.levels().map(i16::from))
+        .bind(&p.original_key)
+        .bind(&p.original_format)
+        .bind(p.created_at)
+        .bind(p.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO jobs (id, post_id, run_at, created_at) VALUES ($1, $2, $3, $3)")
+            .bind(uuid::Uuid::now_v7())
+            .bind(p.id.as_uuid())
+            .bind(p.created_at)
+            .execute(&mut *tx)
+            .await?;
+        // Delivered to every listening worker when (and only if) the transaction commits.
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(JOBS_CHANNEL)
+            .execute(&mut *tx)
+            .await?;
+        let post = store_rendering(&mut tx, p.id, self.render)
+            .await?
+            .ok_or_else(|| StoreError::Backend(anyhow::anyhow!("post vanished")))?;
+        if let Some(answer) = answer {
+            super::idempotency::record_answer(&mut tx, &answer.scope_key, &(answer.render)(&post))
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(post)
+    }
+
+    async fn post(&self, id: PostId) -> StoreResult<Option<Post>> {
+        Ok(load_post(&self.pool, id).await?)
+    }
+
+    async fn feed(
+        &self,
+        after: Option<FeedCursor>,
+        limit: u32,
+        now: Timestamp,
+    ) -> StoreResult<Vec<FeedEntry>> {
+        // The row-value comparison is one index range on posts_feed (comment_count, id), read backwards.
+        let (count, id) = match after {
+            Some(c) => (c.comment_count, *c.post_id.as_uuid()),
+            None => (i64::MAX, uuid::Uuid::max()),
+        };
+        // A stored rendering in another format comes back NULL and is made anew.
+        let rows: Vec<(uuid::Uuid, i64, Option<String>)> = sqlx::query_as(
+            "SELECT p.id, p.comment_count, CASE WHEN p.rendered_version = $5 THEN p.rendered END \
+             FROM posts p WHERE p.status = 'ready' AND (p.comment_count, p.id) < ($1, $2) \
+             AND (p.expires_at IS NULL OR p.expires_at > $3) \
+             ORDER BY p.comment_count DESC, p.id DESC LIMIT $4",
+        )
+        .bind(count)
+        .bind(id)
+        .bind(now)
+        .bind(i64::from(limit))
+        .bind(self.render.version)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut entries = Vec::with_capacity(rows.len());
+        for (id, comment_count, rendered) in rows {
+            let id = PostId::from_uuid(id);
+            let json = match rendered {
+                Some(json) => json,
+                None => match load_post(&self.pool, id).await? {
+                    Some(post) => (self.render.render)(&post),
+                    None => continue, // deleted since the page was read
+                },
+            };
+            entries.push(FeedEntry {
+                id,
+                comment_count,
+                json,
+            });
+        }
+        Ok(entries)
+    }
+
+    async fn posts_by_author(
+        &self,
+        author: UserId,
+        after: Option<IdCursor>,
+        limit: u32,
+        now: Timestamp,
+    ) -> StoreResult<Vec<Post>> {
+        let before = after
+            .map(|c| uuid::Uuid::from_bytes(c.0))
+            .unwrap_or(uuid::Uuid::max());
+        let sql = format!(
+            "SELECT {POST_COLUMNS} FROM posts p JOIN users u ON u.id = p.author_id \
+             WHERE p.author_id = $1 AND p.status = 'ready' AND p.id < $2 \
+             AND (p.expires_at IS NULL OR p.expires_at > $3) ORDER BY p.id DESC LIMIT $4"
+        );
+        Ok(sqlx::query(AssertSqlSafe(sql))
+            .bind(author.as_uuid())
+            .bind(before)
+            .bind(now)
+            .bind(i64::from(limit))
+            .try_map(|r: PgRow| post_from_row(&r))
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn edit_post(
+        &self,
+        id: PostId,
+        edit: &PostEdit,
+        if_version: Option<i64>,
+        now: Timestamp,
+    ) -> StoreResult<EditOutcome> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query(
+            "UPDATE posts SET caption = COALESCE($1, caption), \
+             expires_at = CASE WHEN $2 THEN $3 ELSE expires_at END, \
+             updated_at = $4, version = version + 1 \
+             WHERE id = $5 AND ($6::bigint IS NULL OR version = $6)",
+        )
+        .bind(edit.caption.as_ref().map(|c| c.as_str()))
+        .bind(edit.expires_at.is_some())
+        .bind(edit.expires_at.flatten())
+        .bind(now)
+        .bind(id.as_uuid())
+        .bind(if_version)
+        .execute(&mut *tx)
+        .await?;
+        let post = if n.rows_affected() == 1 {
+            store_rendering(&mut tx, id, self.render).await?
+        } else {
+            load_post(&mut *tx, id).await?
+        };
+        tx.commit().await?;
+        Ok(match (n.rows_affected(), post) {
+            (1, Some(post)) => EditOutcome::Edited(Box::new(post)),
+            (_, Some(_)) => EditOutcome::VersionMismatch,
+            (_, None) => EditOutcome::NotFound,
+        })
+    }
+
+    async fn expired_posts(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<PostId>> {
+        let ids: Vec<uuid::Uuid> = sqlx::query_scalar(
+            "SELECT id FROM posts WHERE expires_at IS NOT NULL AND expires_at <= $1 LIMIT $2",
+        )
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids.into_iter().map(PostId::from_uuid).collect())
+    }
+
+    async fn delete_post(&self, id: PostId) -> StoreResult<Option<DeletedPost>> {
+        let mut tx = self.pool.begin().await?;
+        // Comments and the job go with the post (ON DELETE CASCADE).
+        let deleted: Option<(String, Option<String>)> =
+            sqlx::query_as("DELETE FROM posts WHERE id = $1 RETURNING original_key, image_key")
+                .bind(id.as_uuid())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some((original, image)) = deleted else {
+            return Ok(None);
+        };
+        let mut blob_keys = vec![original];
+        blob_keys.extend(image.map(|k| derived_blob_key(&k)));
+        for key in &blob_keys {
+            queue_blob_deletion(&mut *tx, key).await?;
+        }
+        tx.commit().await?;
+        Ok(Some(DeletedPost { blob_keys }))
+    }
+}

@@ -1,0 +1,127 @@
+use async_trait::async_trait;
+use rusqlite::{OptionalExtension, params};
+
+use super::SqliteStore;
+use super::rows::{
+    COMMENT_COLUMNS, append_event, comment_from_row, load_post, ms, newest_comments,
+    save_post_comments, uuid_col,
+};
+use crate::{CommentDeletion, CommentStore, CreatedComment, KeyAnswer, StoreResult};
+use domain::rendering::comment_event;
+use domain::{
+    AcceptedComment, Comment, CommentBody, CommentId, IdCursor, PostId, Timestamp, User, UserId,
+};
+
+#[async_trait]
+impl CommentStore for SqliteStore {
+    async fn create_comment(
+        &self,
+        post_id: PostId,
+        author: &User,
+        body: &CommentBody,
+        now: Timestamp,
+        answer: Option<KeyAnswer<Comment>>,
+    ) -> StoreResult<Option<CreatedComment>> {
+        let author = author.clone();
+        let body = body.clone();
+        let render = self.render;
+        self.write(move |tx| {
+            // The post as this transaction sees it: the single writer makes its
+            // newest comments exact, so they are updated here, not read again.
+            let Some(mut post) = load_post(tx, post_id)? else {
+                return Ok(None);
+            };
+            let Some(AcceptedComment { comment, notify }) = post.accept_comment(author, body, now)
+            else {
+                return Ok(None);
+            };
+            tx.prepare_cached(
+                "INSERT INTO comments (id, post_id, author_id, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                comment.id.as_bytes(),
+                post_id.as_bytes(),
+                comment.author.id.as_bytes(),
+                comment.body.as_str(),
+                ms(now),
+            ])?;
+            save_post_comments(tx, &post, render)?;
+            if let Some(user) = notify {
+                append_event(tx, user.as_bytes(), "comment.created", &comment_event(&comment))?;
+            }
+            if let Some(answer) = answer {
+                super::idempotency::record_answer(tx, &answer.scope_key, &(answer.render)(&comment))?;
+            }
+            Ok(Some((
+                CreatedComment {
+                    comment,
+                    post_comment_count: post.comment_count,
+                },
+                notify,
+            )))
+        })
+        .await
+        .map(|created| {
+            created.map(|(created, notified)| {
+                if let Some(user) = notified {
+                    self.event_wakers.wake(user);
+                }
+                created
+            })
+        })
+    }
+
+    async fn comments(
+        &self,
+        post_id: PostId,
+        after: Option<IdCursor>,
+        limit: u32,
+    ) -> StoreResult<Vec<Comment>> {
+        let before = after.map(|c| c.0).unwrap_or([0xFF; 16]);
+
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT {COMMENT_COLUMNS} FROM comments c JOIN users u ON u.id = c.author_id \
+                 WHERE c.post_id = ?1 AND c.id < ?2 ORDER BY c.id DESC LIMIT ?3"
+            );
+            Ok(conn
+                .prepare_cached(&sql)?
+                .query_map(
+                    params![post_id.as_bytes(), before.as_slice(), limit],
+                    comment_from_row,
+                )?
+                .collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn delete_comment(
+        &self,
+        post_id: PostId,
+        comment_id: CommentId,
+        by: UserId,
+    ) -> StoreResult<CommentDeletion> {
+        let render = self.render;
+        self.write(move |tx| {
+            let author = tx
+                .prepare_cached("SELECT author_id FROM comments WHERE id = ?1 AND post_id = ?2")?
+                .query_row(params![comment_id.as_bytes(), post_id.as_bytes()], |r| {
+                    uuid_col(r, 0, UserId::from_slice)
+                })
+                .optional()?;
+            let decision = CommentDeletion::decide(author, by);
+            if decision != CommentDeletion::Deleted {
+                return Ok(decision);
+            }
+            tx.prepare_cached("DELETE FROM comments WHERE id = ?1")?
+                .execute([comment_id.as_bytes()])?;
+            let mut post = load_post(tx, post_id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+            if post.remove_comment(comment_id) {
+                post.last_comments = newest_comments(tx, post_id)?;
+            }
+            save_post_comments(tx, &post, render)?;
+            Ok(decision)
+        })
+        .await
+    }
+}
