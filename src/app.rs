@@ -9,7 +9,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{BlobUrl, Config, DatabaseUrl};
-use crate::service::{ServiceParts, Services};
+use crate::service::{ServiceSettings, Services};
 use crate::store::postgres::PgStore;
 use crate::store::rate_limits::{MemoryRateLimits, RateLimits};
 use crate::store::sqlite::SqliteStore;
@@ -71,36 +71,31 @@ pub async fn services(config: &Config) -> anyhow::Result<Services> {
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let (store, rate_limits) = open_backend(&config.database).await?;
     let blobs = open_blobs(&config.blobs)?;
-    let mut services = ServiceParts::new(
-        store,
-        blobs,
-        config.image_limits,
-        config.data_dir.join("staging"),
-    )
-    .await?;
-    services.upload_ttl = config.upload_expiry;
-    services.feed_cache =
-        std::sync::Arc::new(crate::service::FeedCache::new(config.feed_cache_ttl));
-    services.sessions = crate::service::SessionCache::new(config.session_cache_ttl);
+    let settings = ServiceSettings {
+        image_limits: config.image_limits,
+        staging_dir: config.data_dir.join("staging"),
+        upload_ttl: config.upload_expiry,
+        event_retention: config.event_retention,
+        rate_limits: config.rate_limits.map(|budgets| (rate_limits, budgets)),
+        trusted_proxies: config.trusted_proxies.clone(),
+        feed_cache_ttl: config.feed_cache_ttl,
+        session_cache_ttl: config.session_cache_ttl,
+        session_ttl: config.session_ttl,
+        max_event_streams: config.max_event_streams,
+    };
     #[cfg(feature = "bench")]
     if config.bench_ceiling_bytes > 0 {
-        crate::http::bench::set_ceiling_bytes(config.bench_ceiling_bytes);
+        crate::api::bench::set_ceiling_bytes(config.bench_ceiling_bytes);
     }
-    services.event_retention = config.event_retention;
-    services.session_ttl = config.session_ttl;
-    services.event_streams = Arc::new(crate::service::EventStreamSlots::new(
-        config.max_event_streams,
-    ));
-    services.rate_limits = config.rate_limits.map(|budgets| (rate_limits, budgets));
-    services.trusted_proxies = config.trusted_proxies.clone();
-    Ok(services.into())
+    Services::new(store, blobs, settings).await
 }
 
-fn worker(services: &Services, config: &Config) -> anyhow::Result<Worker> {
+/// The node's image worker (at least one job at a time).
+pub fn worker(services: &Services, config: &Config) -> anyhow::Result<Worker> {
     Worker::new(
         services.clone(),
         WorkerConfig {
-            concurrency: config.workers,
+            concurrency: config.workers.max(1),
             memory_budget: config.image_memory_budget,
             lease: config.job_lease,
             poll_interval: std::time::Duration::from_secs(2),
@@ -143,14 +138,14 @@ pub async fn serve(config: Config) -> anyhow::Result<Running> {
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
-    let app = crate::http::router(services.clone());
+    let app = crate::api::router(services.clone());
     let stop = shutdown.clone();
-    let limits = crate::http::server::ConnectionLimits {
+    let limits = crate::api::server::ConnectionLimits {
         idle_timeout: config.idle_timeout,
         max_connections: config.max_connections,
     };
     tasks.push(tokio::spawn(async move {
-        crate::http::server::serve(listener, app, limits, stop).await
+        crate::api::server::serve(listener, app, limits, stop).await
     }));
     if config.workers > 0 {
         let w = worker(&services, &config)?;

@@ -1,13 +1,18 @@
-//! Configuration: flags, `IMAGEGRAM_*` environment variables and an optional
-//! TOML file, in that order of precedence, over built-in defaults.
+//! Configuration of `serve` and `worker`, layered with figment: built-in
+//! defaults (written once, in `Settings::default`), under an optional TOML
+//! file, under `IMAGEGRAM_*` environment variables and flags (clap reads
+//! both; a flag wins over its variable). `--help` shows the defaults from
+//! `Settings::default`, and a test checks the README's table against them.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use serde::Deserialize;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -37,99 +42,101 @@ pub enum Command {
     Migrate(MigrateArgs),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnOff {
     On,
     Off,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Text,
     Json,
 }
 
-/// Options of `serve` and `worker`. Defaults are applied after the TOML file is read.
-#[derive(Debug, Clone, Default, Args, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// Options of `serve` and `worker` as given on the command line or in the
+/// environment: `None` where not given. Each has a field of the same name in
+/// `Settings` (a test checks it).
+#[derive(Debug, Clone, Default, Args, Serialize)]
 pub struct ServerArgs {
     /// TOML configuration file.
     #[arg(long, env = "IMAGEGRAM_CONFIG")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
-    /// Address to listen on [default: 127.0.0.1:8080].
+    /// Address to listen on
     #[arg(long, env = "IMAGEGRAM_LISTEN")]
     pub listen: Option<SocketAddr>,
-    /// Directory for the embedded database, blobs and staging files [default: ./imagegram-data].
+    /// Directory for the embedded database, blobs and staging files
     #[arg(long, env = "IMAGEGRAM_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Database URL [default: sqlite://DATA_DIR/imagegram.db].
+    /// Database URL; `sqlite://DATA_DIR/imagegram.db` when not given, `postgres://…` to scale out
     #[arg(long, env = "IMAGEGRAM_DATABASE_URL")]
     pub database_url: Option<String>,
-    /// Blob store URL [default: file://DATA_DIR/blobs].
+    /// Blob store URL; `file://DATA_DIR/blobs` when not given, `s3://BUCKET` to scale out
     #[arg(long, env = "IMAGEGRAM_BLOB_URL")]
     pub blob_url: Option<String>,
-    /// In-process image workers; `serve --workers 0` runs an API-only node
-    /// [default: number of CPUs minus one, at least 1].
+    /// In-process image workers, one per CPU but one (at least one) when not given; `serve --workers 0` runs an API-only node
+    ///
     #[arg(long, env = "IMAGEGRAM_WORKERS")]
     pub workers: Option<usize>,
-    /// Rate limiting, on or off [default: on].
+    /// Rate limiting, on or off
     #[arg(long, env = "IMAGEGRAM_RATE_LIMIT")]
     pub rate_limit: Option<OnOff>,
-    /// Requests per minute per user (per client address when anonymous): reads [default: 1200].
+    /// Requests per minute per user (per client address when anonymous): reads
     #[arg(long, env = "IMAGEGRAM_RATE_LIMIT_READS")]
     pub rate_limit_reads: Option<u32>,
-    /// Requests per minute per user or client: writes (comments, edits, deletes, accounts) [default: 300].
+    /// Requests per minute per user or client: writes (comments, edits, deletes, accounts)
     #[arg(long, env = "IMAGEGRAM_RATE_LIMIT_WRITES")]
     pub rate_limit_writes: Option<u32>,
-    /// Requests per minute per user or client: uploads (new posts, tus requests) [default: 60].
+    /// Requests per minute per user or client: uploads (new posts, tus requests)
     #[arg(long, env = "IMAGEGRAM_RATE_LIMIT_UPLOADS")]
     pub rate_limit_uploads: Option<u32>,
-    /// Comma-separated proxy addresses or CIDR ranges whose X-Forwarded-For is trusted [default: none].
+    /// Comma-separated proxy addresses or CIDR ranges whose X-Forwarded-For is trusted
     #[arg(long, env = "IMAGEGRAM_TRUSTED_PROXIES")]
     pub trusted_proxies: Option<String>,
-    /// Largest image accepted, in pixels, checked from the header [default: 100000000].
+    /// Largest image accepted, in pixels, checked from the header
     #[arg(long, env = "IMAGEGRAM_MAX_PIXELS")]
     pub max_pixels: Option<u64>,
-    /// Largest image side accepted, in pixels [default: 30000].
+    /// Largest image side accepted, in pixels
     #[arg(long, env = "IMAGEGRAM_MAX_SIDE")]
     pub max_side: Option<u32>,
-    /// Estimated decode memory all of a process's image renders may hold at once, in MiB [default: 1024].
+    /// Estimated decode memory all of a process's image renders may hold at once, in MiB
     #[arg(long, env = "IMAGEGRAM_IMAGE_MEMORY_MIB")]
     pub image_memory_mib: Option<u64>,
-    /// Milliseconds a cached first feed page may live when the change that outdates it was made by another process; 0 disables the cache [default: 1000].
+    /// Milliseconds a cached first feed page may live when the change that outdates it was made by another process; 0 disables the cache
     #[arg(long, env = "IMAGEGRAM_FEED_CACHE_MS")]
     pub feed_cache_ms: Option<u64>,
-    /// Milliseconds a checked bearer token is trusted without asking the database; a logout through another process takes that long to reach this one; 0 disables [default: 1000].
+    /// Milliseconds a checked bearer token is trusted without asking the database; a logout through another process takes that long to reach this one; 0 disables
     #[arg(long, env = "IMAGEGRAM_SESSION_CACHE_MS")]
     pub session_cache_ms: Option<u64>,
     /// Benchmarks: serve a fixed body of this many bytes at GET /v1/_bench/ceiling.
+    #[cfg(feature = "bench")]
     #[arg(long, hide = true)]
     pub bench_ceiling_bytes: Option<usize>,
-    /// Seconds a worker holds a job without renewing it before another may take it over [default: 30].
+    /// Seconds a worker holds a job without renewing it before another may take it over
     #[arg(long, env = "IMAGEGRAM_JOB_LEASE_SECS")]
     pub job_lease_secs: Option<u64>,
-    /// Seconds an unfinished resumable upload lives after its last append [default: 86400].
+    /// Seconds an unfinished resumable upload lives after its last append
     #[arg(long, env = "IMAGEGRAM_UPLOAD_EXPIRY_SECS")]
     pub upload_expiry_secs: Option<u64>,
-    /// Seconds a connection may send nothing (headers or body) before it is dropped [default: 60].
+    /// Seconds a connection may send nothing (headers or body) before it is dropped
     #[arg(long, env = "IMAGEGRAM_IDLE_TIMEOUT_SECS")]
     pub idle_timeout_secs: Option<u64>,
-    /// Open connections served at once; past it, new connections get a 503 and are closed [default: 8192].
+    /// Open connections served at once; past it, new connections get a 503 and are closed
     #[arg(long, env = "IMAGEGRAM_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
-    /// Days a session (bearer token) lives unused before it expires [default: 30].
+    /// Days a session (bearer token) lives unused before it expires
     #[arg(long, env = "IMAGEGRAM_SESSION_TTL_DAYS")]
     pub session_ttl_days: Option<u64>,
-    /// Event streams (GET /v1/events) open at once on this node, over all users; each user may hold 8 [default: 4096].
+    /// Event streams (GET /v1/events) open at once on this node, over all users; each user may hold 8
     #[arg(long, env = "IMAGEGRAM_MAX_EVENT_STREAMS")]
     pub max_event_streams: Option<usize>,
-    /// Seconds notifications are kept for event streams to resume from [default: 604800].
+    /// Seconds notifications are kept for event streams to resume from
     #[arg(long, env = "IMAGEGRAM_EVENT_RETENTION_SECS")]
     pub event_retention_secs: Option<u64>,
-    /// Log format [default: text].
+    /// Log format
     #[arg(long, env = "IMAGEGRAM_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
     /// Test hook: milliseconds each job waits after it is claimed.
@@ -149,12 +156,12 @@ pub struct RenderArgs {
     /// Levels per channel for the dither filter (2..=16).
     #[arg(long)]
     pub dither_levels: Option<i64>,
-    /// Largest image accepted, in pixels.
-    #[arg(long, env = "IMAGEGRAM_MAX_PIXELS", default_value_t = 100_000_000)]
-    pub max_pixels: u64,
-    /// Largest image side accepted, in pixels.
-    #[arg(long, env = "IMAGEGRAM_MAX_SIDE", default_value_t = 30_000)]
-    pub max_side: u32,
+    /// Largest image accepted, in pixels (default as for `serve`).
+    #[arg(long, env = "IMAGEGRAM_MAX_PIXELS")]
+    pub max_pixels: Option<u64>,
+    /// Largest image side accepted, in pixels (default as for `serve`).
+    #[arg(long, env = "IMAGEGRAM_MAX_SIDE")]
+    pub max_side: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -237,6 +244,7 @@ pub struct Config {
     pub image_memory_budget: u64,
     pub feed_cache_ttl: Duration,
     pub session_cache_ttl: Duration,
+    #[cfg(feature = "bench")]
     pub bench_ceiling_bytes: usize,
     pub job_lease: Duration,
     pub upload_expiry: Duration,
@@ -250,13 +258,6 @@ pub struct Config {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub log_format: LogFormat,
     pub debug_job_delay: Duration,
-}
-
-fn default_workers() -> usize {
-    let cpus = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2);
-    cpus.saturating_sub(1).max(1)
 }
 
 pub fn parse_database_url(url: &str) -> anyhow::Result<DatabaseUrl> {
@@ -297,141 +298,203 @@ fn parse_proxies(raw: &str) -> anyhow::Result<Vec<ipnet::IpNet>> {
         .collect()
 }
 
-fn read_file(path: &Path) -> anyhow::Result<ServerArgs> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+/// Every setting of `serve` and `worker`, named as in the TOML file, with
+/// the one copy of its default. `None` stands for a default computed from
+/// other settings or the machine (see `ServerArgs` for each one's meaning).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// `None`: `sqlite://DATA_DIR/imagegram.db`.
+    pub database_url: Option<String>,
+    /// `None`: `file://DATA_DIR/blobs`.
+    pub blob_url: Option<String>,
+    /// `None`: one per CPU but one, at least one.
+    pub workers: Option<usize>,
+    pub rate_limit: OnOff,
+    pub rate_limit_reads: u32,
+    pub rate_limit_writes: u32,
+    pub rate_limit_uploads: u32,
+    pub trusted_proxies: String,
+    pub max_pixels: u64,
+    pub max_side: u32,
+    pub image_memory_mib: u64,
+    pub feed_cache_ms: u64,
+    pub session_cache_ms: u64,
+    #[cfg(feature = "bench")]
+    pub bench_ceiling_bytes: usize,
+    pub job_lease_secs: u64,
+    pub upload_expiry_secs: u64,
+    pub idle_timeout_secs: u64,
+    pub max_connections: usize,
+    pub session_ttl_days: u64,
+    pub max_event_streams: usize,
+    pub event_retention_secs: u64,
+    pub log_format: LogFormat,
+    pub debug_job_delay_ms: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let image_limits = imaging::Limits::default();
+        Settings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./imagegram-data"),
+            database_url: None,
+            blob_url: None,
+            workers: None,
+            rate_limit: OnOff::On,
+            rate_limit_reads: 1200,
+            rate_limit_writes: 300,
+            rate_limit_uploads: 60,
+            trusted_proxies: String::new(),
+            max_pixels: image_limits.max_pixels,
+            max_side: image_limits.max_side,
+            image_memory_mib: 1024,
+            feed_cache_ms: 1000,
+            session_cache_ms: 1000,
+            #[cfg(feature = "bench")]
+            bench_ceiling_bytes: 0,
+            job_lease_secs: 30,
+            upload_expiry_secs: 24 * 3600,
+            idle_timeout_secs: 60,
+            max_connections: 8192,
+            session_ttl_days: 30,
+            max_event_streams: 4096,
+            event_retention_secs: 7 * 24 * 3600,
+            log_format: LogFormat::Text,
+            debug_job_delay_ms: 0,
+        }
+    }
+}
+
+impl Settings {
+    /// The defaults, under the file (if any), under what was given.
+    fn layered(args: &ServerArgs) -> anyhow::Result<Settings> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = &args.config {
+            if !path.is_file() {
+                bail!("reading {}: no such file", path.display());
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment
+            .merge(Serialized::defaults(given(args)?))
+            .extract()
+            .map_err(|e| anyhow::anyhow!("configuration: {e}"))
+    }
+
+    /// The default of each setting as `--help` and the README show it; `None`
+    /// for the computed ones.
+    pub fn defaults_shown() -> Vec<(String, Option<String>)> {
+        let table = match toml::Value::try_from(Settings::default()) {
+            Ok(toml::Value::Table(table)) => table,
+            _ => unreachable!("settings serialise to a table"),
+        };
+        let mut shown: Vec<_> = table
+            .into_iter()
+            .map(|(name, value)| {
+                let text = match value {
+                    toml::Value::String(s) if s.is_empty() => "none".to_owned(),
+                    toml::Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                (name, Some(text))
+            })
+            .collect();
+        for computed in ["database_url", "blob_url", "workers"] {
+            shown.push((computed.to_owned(), None));
+        }
+        shown
+    }
+}
+
+/// The flags and variables that were given, as a figment layer.
+fn given(args: &ServerArgs) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
+    let serde_json::Value::Object(mut map) = serde_json::to_value(args)? else {
+        unreachable!("arguments serialise to a map");
+    };
+    map.retain(|_, v| !v.is_null());
+    Ok(map)
+}
+
+/// The CLI, with each server option's default from `Settings` in its help.
+pub fn parse_cli() -> Cli {
+    let defaults = Settings::defaults_shown();
+    let show = |cmd: clap::Command| {
+        defaults.iter().fold(cmd, |cmd, (name, shown)| {
+            let Some(shown) = shown else { return cmd };
+            let id = name.as_str();
+            if cmd.get_arguments().all(|a| a.get_id() != id) {
+                return cmd;
+            }
+            cmd.mut_arg(id, |arg| {
+                let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+                arg.help(format!("{help} [default: {shown}]"))
+            })
+        })
+    };
+    let command = Cli::command()
+        .mut_subcommand("serve", show)
+        .mut_subcommand("worker", show);
+    let matches = command.get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 impl ServerArgs {
-    /// Applies the TOML file (if any) under the flags and environment, then the defaults.
+    /// Layers the defaults, the TOML file (if any) and what was given.
     pub fn resolve(self) -> anyhow::Result<Config> {
-        let file = match &self.config {
-            Some(path) => read_file(path)?,
-            None => ServerArgs::default(),
-        };
-        let data_dir = self
-            .data_dir
-            .or(file.data_dir)
-            .unwrap_or_else(|| PathBuf::from("./imagegram-data"));
-        let database = match self.database_url.or(file.database_url) {
+        Settings::layered(&self)?.resolve()
+    }
+}
+
+impl Settings {
+    fn resolve(self) -> anyhow::Result<Config> {
+        let data_dir = self.data_dir;
+        let database = match self.database_url {
             Some(url) => parse_database_url(&url)?,
             None => DatabaseUrl::Sqlite(data_dir.join("imagegram.db")),
         };
-        let blobs = match self.blob_url.or(file.blob_url) {
+        let blobs = match self.blob_url {
             Some(url) => parse_blob_url(&url)?,
             None => BlobUrl::Local(data_dir.join("blobs")),
         };
-        let limits = imaging::Limits {
-            max_pixels: self.max_pixels.or(file.max_pixels).unwrap_or(100_000_000),
-            max_side: self.max_side.or(file.max_side).unwrap_or(30_000),
-        };
-        let lease = self
-            .job_lease_secs
-            .or(file.job_lease_secs)
-            .unwrap_or(30)
-            .max(1);
-        let defaults = crate::service::Budgets::default();
-        let limits_on = self.rate_limit.or(file.rate_limit).unwrap_or(OnOff::On) == OnOff::On;
-        let rate_limits = limits_on.then(|| crate::service::Budgets {
-            reads: self
-                .rate_limit_reads
-                .or(file.rate_limit_reads)
-                .unwrap_or(defaults.reads),
-            writes: self
-                .rate_limit_writes
-                .or(file.rate_limit_writes)
-                .unwrap_or(defaults.writes),
-            uploads: self
-                .rate_limit_uploads
-                .or(file.rate_limit_uploads)
-                .unwrap_or(defaults.uploads),
+        let workers = self.workers.unwrap_or_else(|| {
+            let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+            cpus.saturating_sub(1).max(1)
         });
-        let trusted_proxies = parse_proxies(
-            self.trusted_proxies
-                .as_deref()
-                .or(file.trusted_proxies.as_deref())
-                .unwrap_or(""),
-        )?;
+        let rate_limits = (self.rate_limit == OnOff::On).then_some(crate::service::Budgets {
+            reads: self.rate_limit_reads,
+            writes: self.rate_limit_writes,
+            uploads: self.rate_limit_uploads,
+        });
         Ok(Config {
-            listen: self
-                .listen
-                .or(file.listen)
-                .unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid default")),
+            listen: self.listen,
             data_dir,
             database,
             blobs,
-            workers: self
-                .workers
-                .or(file.workers)
-                .unwrap_or_else(default_workers),
+            workers,
             rate_limits,
-            trusted_proxies,
-            image_limits: limits,
-            image_memory_budget: self
-                .image_memory_mib
-                .or(file.image_memory_mib)
-                .unwrap_or(1024)
-                .max(1)
-                << 20,
-            feed_cache_ttl: Duration::from_millis(
-                self.feed_cache_ms.or(file.feed_cache_ms).unwrap_or(1000),
-            ),
-            session_cache_ttl: Duration::from_millis(
-                self.session_cache_ms
-                    .or(file.session_cache_ms)
-                    .unwrap_or(1000),
-            ),
-            bench_ceiling_bytes: self
-                .bench_ceiling_bytes
-                .or(file.bench_ceiling_bytes)
-                .unwrap_or(0),
-            job_lease: Duration::from_secs(lease),
-            upload_expiry: Duration::from_secs(
-                self.upload_expiry_secs
-                    .or(file.upload_expiry_secs)
-                    .unwrap_or(86_400)
-                    .max(1),
-            ),
-            idle_timeout: Duration::from_secs(
-                self.idle_timeout_secs
-                    .or(file.idle_timeout_secs)
-                    .unwrap_or(60)
-                    .max(1),
-            ),
-            max_connections: self
-                .max_connections
-                .or(file.max_connections)
-                .unwrap_or(8192)
-                .max(1),
-            session_ttl: Duration::from_secs(
-                self.session_ttl_days
-                    .or(file.session_ttl_days)
-                    .unwrap_or(30)
-                    .max(1)
-                    * 24
-                    * 3600,
-            ),
-            max_event_streams: self
-                .max_event_streams
-                .or(file.max_event_streams)
-                .unwrap_or(crate::service::EventStreamSlots::DEFAULT_PER_NODE)
-                .max(1),
-            event_retention: Duration::from_secs(
-                self.event_retention_secs
-                    .or(file.event_retention_secs)
-                    .unwrap_or(7 * 24 * 3600)
-                    .max(1),
-            ),
-            log_format: self
-                .log_format
-                .or(file.log_format)
-                .unwrap_or(LogFormat::Text),
-            debug_job_delay: Duration::from_millis(
-                self.debug_job_delay_ms
-                    .or(file.debug_job_delay_ms)
-                    .unwrap_or(0),
-            ),
+            trusted_proxies: parse_proxies(&self.trusted_proxies)?,
+            image_limits: imaging::Limits {
+                max_pixels: self.max_pixels,
+                max_side: self.max_side,
+            },
+            image_memory_budget: self.image_memory_mib.max(1) << 20,
+            feed_cache_ttl: Duration::from_millis(self.feed_cache_ms),
+            session_cache_ttl: Duration::from_millis(self.session_cache_ms),
+            #[cfg(feature = "bench")]
+            bench_ceiling_bytes: self.bench_ceiling_bytes,
+            job_lease: Duration::from_secs(self.job_lease_secs.max(1)),
+            upload_expiry: Duration::from_secs(self.upload_expiry_secs.max(1)),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs.max(1)),
+            max_connections: self.max_connections.max(1),
+            session_ttl: Duration::from_secs(self.session_ttl_days.max(1) * 24 * 3600),
+            max_event_streams: self.max_event_streams.max(1),
+            event_retention: Duration::from_secs(self.event_retention_secs.max(1)),
+            log_format: self.log_format,
+            debug_job_delay: Duration::from_millis(self.debug_job_delay_ms),
         })
     }
 }
@@ -439,6 +502,91 @@ impl ServerArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn server_options() -> Vec<clap::Arg> {
+        let cli = Cli::command();
+        let serve = cli.find_subcommand("serve").expect("serve exists");
+        serve
+            .get_arguments()
+            .filter(|a| !a.is_hide_set() && a.get_long().is_some())
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn every_option_is_a_setting_and_every_setting_an_option() {
+        let mut options: Vec<String> = server_options()
+            .iter()
+            .map(|a| a.get_id().to_string())
+            .filter(|id| id != "config")
+            .collect();
+        options.push("debug_job_delay_ms".into());
+        #[cfg(feature = "bench")]
+        options.push("bench_ceiling_bytes".into());
+        options.sort();
+        let mut settings: Vec<String> = Settings::defaults_shown()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        settings.sort();
+        assert_eq!(options, settings);
+    }
+
+    /// The README's configuration table lists every option, with its variable
+    /// and the default `Settings::default` gives it.
+    #[test]
+    fn the_readme_table_matches_the_options_and_their_defaults() {
+        let readme = include_str!("../README.md");
+        let section = readme
+            .split("\n## Configuration\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .expect("README has a Configuration section");
+        let rows: Vec<Vec<String>> = section
+            .lines()
+            .filter(|l| l.starts_with("| `--"))
+            .map(|l| {
+                l.split(" | ")
+                    .map(|c| c.trim_matches(|c| c == '|' || c == ' ').to_owned())
+                    .collect()
+            })
+            .collect();
+        let code = |cell: &str| cell.split('`').nth(1).map(str::to_owned);
+        let defaults = Settings::defaults_shown();
+        let mut listed = Vec::new();
+        for row in &rows {
+            let flag = code(&row[0]).expect("a flag in backticks");
+            let name = flag
+                .trim_start_matches("--")
+                .split(' ')
+                .next()
+                .unwrap()
+                .replace('-', "_");
+            let option = server_options()
+                .into_iter()
+                .find(|a| a.get_id() == name.as_str())
+                .unwrap_or_else(|| panic!("README lists {flag}, which `serve` does not take"));
+            let env = option.get_env().map(|e| e.to_string_lossy().into_owned());
+            assert_eq!(code(&row[1]), env, "the variable of {flag}");
+            let shown = defaults
+                .iter()
+                .find(|(n, _)| *n == name)
+                .and_then(|(_, d)| d.clone());
+            if let Some(default) = shown {
+                let in_readme =
+                    code(&row[2]).unwrap_or_else(|| row[2].split(' ').next().unwrap().to_owned());
+                assert_eq!(in_readme, default, "the default of {flag}");
+            }
+            listed.push(name);
+        }
+        let mut all: Vec<String> = server_options()
+            .iter()
+            .map(|a| a.get_id().to_string())
+            .collect();
+        all.sort();
+        listed.sort();
+        assert_eq!(listed, all, "the README lists every option of `serve`");
+    }
 
     #[test]
     fn urls() {

@@ -1,8 +1,9 @@
+//! The `imagegram` command: serve, worker, render, migrate.
+
 use std::io::Write;
 
 use anyhow::Context;
-use clap::Parser;
-use imagegram::config::{Cli, Command, LogFormat, MigrateArgs, RenderArgs, instance};
+use imagegram::config::{Command, LogFormat, MigrateArgs, RenderArgs, Settings, instance};
 use imagegram::domain::PostFilter;
 use imagegram::migrate::{Instance, Options};
 use imagegram::{app, telemetry};
@@ -10,7 +11,7 @@ use imagegram::{app, telemetry};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     return_large_allocations_to_the_system();
-    let cli = Cli::parse();
+    let cli = imagegram::config::parse_cli();
     match cli.command {
         Command::Serve(args) => {
             let config = args.resolve()?;
@@ -55,9 +56,10 @@ fn render(args: RenderArgs) -> anyhow::Result<()> {
         PostFilter::Grayscale => imaging::Filter::Grayscale,
         PostFilter::Dither { levels } => imaging::Filter::Dither { levels },
     };
+    let defaults = Settings::default();
     let limits = imaging::Limits {
-        max_pixels: args.max_pixels,
-        max_side: args.max_side,
+        max_pixels: args.max_pixels.unwrap_or(defaults.max_pixels),
+        max_side: args.max_side.unwrap_or(defaults.max_side),
     };
     let rendered = imaging::render(&args.input, &limits, filter)
         .with_context(|| format!("rendering {}", args.input.display()))?;

@@ -64,6 +64,10 @@ pub struct TestApp {
     /// The PostgreSQL database's URL on the postgres-s3 backend.
     pub database_url: Option<String>,
     running: Option<Running>,
+    /// Runs queued image jobs on demand (`drain_jobs`): a test node has no
+    /// background workers unless a test asks for them.
+    worker: imagegram::worker::Worker,
+    background_workers: bool,
     _dir: tempfile::TempDir,
 }
 
@@ -72,7 +76,9 @@ impl TestApp {
         Self::spawn_with(|_| {}).await
     }
 
-    /// Starts a node on 127.0.0.1:0 with one in-process worker, after `tweak`s to its options.
+    /// Starts a node on 127.0.0.1:0 after `tweak`s to its options. Image jobs
+    /// run when the test drains them (`drain_jobs`, which `wait_for_status`
+    /// does), unless `tweak` gives the node background workers.
     pub async fn spawn_with(tweak: impl FnOnce(&mut ServerArgs)) -> Self {
         if std::env::var_os("TEST_LOG").is_some() {
             imagegram::telemetry::init(imagegram::config::LogFormat::Text);
@@ -81,7 +87,7 @@ impl TestApp {
         let mut args = ServerArgs {
             listen: Some("127.0.0.1:0".parse().unwrap()),
             data_dir: Some(dir.path().to_owned()),
-            workers: Some(1),
+            workers: Some(0),
             ..Default::default()
         };
         if let Some((db, blobs)) = backend_urls().await {
@@ -91,15 +97,28 @@ impl TestApp {
         let database_url = args.database_url.clone();
         tweak(&mut args);
         let config = args.resolve().unwrap();
-        let running = app::serve(config).await.unwrap();
+        let background_workers = config.workers > 0;
+        let running = app::serve(config.clone()).await.unwrap();
+        let worker = app::worker(&running.services, &config).unwrap();
         TestApp {
             base: format!("http://{}", running.addr.unwrap()),
             client: reqwest::Client::new(),
             data_dir: dir.path().to_owned(),
             database_url,
             running: Some(running),
+            worker,
+            background_workers,
             _dir: dir,
         }
+    }
+
+    /// Runs image jobs until none is runnable; how many ran.
+    pub async fn drain_jobs(&self) -> usize {
+        let mut ran = 0;
+        while self.worker.run_one().await.unwrap() {
+            ran += 1;
+        }
+        ran
     }
 
     /// Runs one SQL statement on the instance's database, behind the API's back.
@@ -274,9 +293,14 @@ impl TestApp {
             .await
     }
 
+    /// The post once its image job has run: drained here, or, on a node with
+    /// background workers, awaited.
     pub async fn wait_for_status(&self, token: &str, id: &str, status: &str) -> Value {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
+            if !self.background_workers {
+                self.drain_jobs().await;
+            }
             let post: Value = self
                 .get(&format!("/v1/posts/{id}"), Some(token))
                 .await
@@ -287,8 +311,8 @@ impl TestApp {
                 return post;
             }
             assert!(
-                std::time::Instant::now() < deadline,
-                "post {id} never became {status}: {post}"
+                self.background_workers && std::time::Instant::now() < deadline,
+                "post {id} is not {status}: {post}"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -130,49 +130,62 @@ async fn the_openapi_document_describes_every_route() {
         "{}",
         doc["openapi"]
     );
-    let routes = [
-        ("/v1/users", "post"),
-        ("/v1/sessions", "post"),
-        ("/v1/sessions/current", "delete"),
-        ("/v1/me", "get"),
-        ("/v1/posts", "get"),
-        ("/v1/posts", "post"),
-        ("/v1/posts/{id}", "get"),
-        ("/v1/posts/{id}", "patch"),
-        ("/v1/posts/{id}", "delete"),
-        ("/v1/users/{username}/posts", "get"),
-        ("/v1/posts/{id}/comments", "get"),
-        ("/v1/posts/{id}/comments", "post"),
-        ("/v1/posts/{post_id}/comments/{comment_id}", "delete"),
-        ("/v1/images/{file}", "get"),
-        ("/v1/uploads", "options"),
-        ("/v1/uploads", "post"),
-        ("/v1/uploads/{id}", "head"),
-        ("/v1/uploads/{id}", "patch"),
-        ("/v1/uploads/{id}", "delete"),
-        ("/v1/events", "get"),
-        ("/v1/openapi.json", "get"),
-        ("/healthz", "get"),
-        ("/readyz", "get"),
-        ("/metrics", "get"),
-    ];
-    for (path, method) in routes {
+    // The document is made from the route list itself (api::routes), so it
+    // names every route; what is checked here is the other way round: every
+    // operation it describes is served by the running binary, and the core
+    // of the API is among them.
+    let mut described = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            described.push((path.clone(), method.to_uppercase()));
+        }
+    }
+    for core in [
+        ("/v1/users", "POST"),
+        ("/v1/sessions", "POST"),
+        ("/v1/posts", "GET"),
+        ("/v1/posts", "POST"),
+        ("/v1/posts/{id}/comments", "POST"),
+        ("/v1/posts/{post_id}/comments/{comment_id}", "DELETE"),
+        ("/v1/uploads/{id}", "PATCH"),
+        ("/v1/events", "GET"),
+    ] {
         assert!(
-            doc["paths"][path][method].is_object(),
-            "{method} {path} is not described"
+            described.contains(&(core.0.to_owned(), core.1.to_owned())),
+            "{core:?} is not described"
         );
     }
-    let documented: usize = doc["paths"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|p| p.as_object().unwrap().len())
-        .sum();
-    assert_eq!(
-        documented,
-        routes.len(),
-        "every described operation is a real route"
-    );
+    for (path, method) in &described {
+        let concrete = path
+            .split('/')
+            .map(|seg| {
+                if seg.starts_with('{') {
+                    "00000000-0000-0000-0000-000000000000"
+                } else {
+                    seg
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let resp = app
+            .client
+            .request(method.clone(), app.url(&concrete))
+            .header("tus-resumable", "1.0.0")
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(
+            resp.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        let body = resp.text().await.unwrap_or_default();
+        assert!(
+            !body.contains("no such resource"),
+            "{method} {path} is described but not routed: {body}"
+        );
+    }
     for schema in [
         "Post",
         "Comment",

@@ -1,3 +1,5 @@
+//! Comments: the validated body, the comment, and the deletion rule.
+
 use serde::{Deserialize, Serialize};
 
 use super::{CommentId, PostId, Timestamp, User, UserId};
@@ -58,6 +60,8 @@ mod tests {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CommentDeletion {
     Deleted,
+    /// No such post as far as the one deleting can see (`Post::visible_to`).
+    PostNotFound,
     NotFound,
     NotAuthor,
 }

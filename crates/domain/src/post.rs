@@ -1,3 +1,6 @@
+//! Posts: validated fields (caption, expiry, filter), the post, and the rules
+//! that change it (commenting, editing, visibility).
+
 use super::{Comment, CommentBody, CommentId, PostId, Timestamp, User, UserId};
 
 /// How many of its newest comments a post carries with it.
@@ -226,6 +229,39 @@ impl Post {
         Some(AcceptedComment { comment, notify })
     }
 
+    /// The rule for editing: only the author edits, a post they can see, and
+    /// with `if_match` (the client's `If-Match` tags) only while one of the
+    /// tags (or `*`) names the post as it is. Callers apply it to the post as
+    /// the write's transaction holds it, so the check and the change are one.
+    pub fn apply_edit(
+        &mut self,
+        by: &User,
+        edit: &PostEdit,
+        if_match: Option<&[String]>,
+        now: Timestamp,
+    ) -> Result<(), EditRefusal> {
+        if !self.visible_to(Some(by), now) {
+            return Err(EditRefusal::NotFound);
+        }
+        if self.author.id != by.id {
+            return Err(EditRefusal::NotAuthor);
+        }
+        if let Some(tags) = if_match
+            && !tags.iter().any(|t| t == "*" || *t == self.etag())
+        {
+            return Err(EditRefusal::PreconditionFailed);
+        }
+        if let Some(caption) = &edit.caption {
+            self.caption = caption.clone();
+        }
+        if let Some(expires_at) = edit.expires_at {
+            self.expires_at = expires_at;
+        }
+        self.updated_at = now;
+        self.version += 1;
+        Ok(())
+    }
+
     /// Counts a new comment in: the count, the newest comments and the version
     /// change as the comment's insert changes them. Newest is the highest id, so
     /// the kept copy stays exact without reading the post's comments again.
@@ -261,6 +297,24 @@ impl Post {
     }
 }
 
+/// Changes to a post; `None` leaves a field alone.
+#[derive(Debug, Clone, Default)]
+pub struct PostEdit {
+    pub caption: Option<Caption>,
+    /// `Some(None)` removes the expiry.
+    pub expires_at: Option<Option<Timestamp>>,
+}
+
+/// Why an edit is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EditRefusal {
+    /// No such post as far as the editor can see.
+    NotFound,
+    NotAuthor,
+    /// `If-Match` names none of the post's current entity tags.
+    PreconditionFailed,
+}
+
 /// A comment a post took, and whom it notifies.
 #[derive(Debug, Clone)]
 pub struct AcceptedComment {
@@ -279,6 +333,27 @@ pub struct NewPost {
     pub original_format: String,
     pub created_at: Timestamp,
     pub expires_at: Option<Timestamp>,
+}
+
+impl NewPost {
+    /// The post as it stands once inserted: processing, without comments.
+    pub fn as_post(&self) -> Post {
+        Post {
+            id: self.id,
+            author: self.author.clone(),
+            caption: self.caption.clone(),
+            status: PostStatus::Processing,
+            failure_reason: None,
+            filter: self.filter,
+            created_at: self.created_at,
+            updated_at: self.created_at,
+            expires_at: self.expires_at,
+            comment_count: 0,
+            image: None,
+            last_comments: Vec::new(),
+            version: 0,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,3 +1,5 @@
+//! Users: the username and password rules, and the user as the API shows it.
+
 use serde::Serialize;
 
 use super::{Timestamp, UserId};

@@ -1,3 +1,6 @@
+//! Field-by-field validation errors, the text rules every field shares and
+//! the page-size limit.
+
 use serde::{Deserialize, Serialize};
 
 /// One rejected field of a request, reported to the client as-is.

@@ -52,12 +52,12 @@ impl Services {
         comment_id: CommentId,
         by: &User,
     ) -> ServiceResult<()> {
-        self.post(post_id, Some(by)).await?;
         match self
             .store
-            .delete_comment(post_id, comment_id, by.id)
+            .delete_comment(post_id, comment_id, by, now())
             .await?
         {
+            CommentDeletion::PostNotFound => Err(ServiceError::NotFound("no such post")),
             CommentDeletion::Deleted => {
                 self.feed_cache.comment_removed(post_id);
                 Ok(())

@@ -1,3 +1,5 @@
+//! What a service call can fail with, for the API to turn into problems.
+
 use domain::ValidationErrors;
 use store::StoreError;
 

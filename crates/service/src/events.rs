@@ -33,7 +33,6 @@ pub struct EventStreamSlot {
 impl EventStreamSlots {
     /// Streams one user may hold open at once (phones, tablets, browser tabs).
     pub const PER_USER: usize = 8;
-    pub const DEFAULT_PER_NODE: usize = 4096;
 
     pub fn new(per_node: usize) -> Self {
         EventStreamSlots {

@@ -1,5 +1,8 @@
-//! Domain services: the rules of Imagegram over the storage traits. No SQL
-//! and no HTTP types here; handlers call these with validated input.
+//! The services: Imagegram's use cases (sign up, post, comment, upload, the
+//! feed …) over the storage traits. No SQL and no HTTP types here. Handlers
+//! pass client input as it came; each service validates it through the domain
+//! types' parsers, so every entry point gets the same checks, and the rules
+//! themselves are domain functions (see docs/ARCHITECTURE.md).
 
 mod accounts;
 mod comments;
@@ -16,6 +19,7 @@ mod uploads;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use domain::CursorKey;
 use store::{BlobStore, Store};
@@ -47,70 +51,81 @@ impl std::ops::Deref for Services {
     }
 }
 
-impl From<ServiceParts> for Services {
-    fn from(parts: ServiceParts) -> Self {
-        Services(Arc::new(parts))
-    }
-}
-
 /// Staging files older than this belong to no running request.
 const STAGING_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
-/// What `Services` holds; settable until it becomes `Services`.
+/// How a node's services behave. Every value comes from the configuration,
+/// which holds the defaults (`Settings` in the binary's `config.rs`).
+pub struct ServiceSettings {
+    pub image_limits: imaging::Limits,
+    /// Where request bodies are spooled before they are checked and stored.
+    pub staging_dir: PathBuf,
+    /// How long an unfinished upload lives after its last append.
+    pub upload_ttl: Duration,
+    /// How long notifications are kept for streams to resume from.
+    pub event_retention: Duration,
+    /// Rate-limit state and budgets; `None` when limits are off.
+    pub rate_limits: Option<rate_limits::Limiter>,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// How long a first feed page outdated by another process may be served.
+    pub feed_cache_ttl: Duration,
+    /// How long a checked bearer token is trusted without asking the database.
+    pub session_cache_ttl: Duration,
+    /// Sessions unused this long are refused and removed.
+    pub session_ttl: Duration,
+    /// Event streams open at once on this node.
+    pub max_event_streams: usize,
+}
+
+/// What `Services` holds.
 pub struct ServiceParts {
     pub store: Arc<dyn Store>,
     pub blobs: Arc<dyn BlobStore>,
     cursor_key: CursorKey,
     image_limits: imaging::Limits,
-    /// Where request bodies are spooled before they are checked and stored.
     pub staging_dir: PathBuf,
-    /// How long an unfinished upload lives after its last append.
-    pub upload_ttl: std::time::Duration,
-    /// How long notifications are kept for streams to resume from.
-    pub event_retention: std::time::Duration,
-    /// Rate-limit state and budgets; `None` when limits are off.
+    pub upload_ttl: Duration,
+    pub event_retention: Duration,
     pub rate_limits: Option<rate_limits::Limiter>,
-    /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Rendered first pages of the feed (see `feed_cache.rs`).
     pub feed_cache: Arc<FeedCache>,
     /// Bearer tokens recently checked (see `session_cache.rs`).
     pub sessions: SessionCache,
-    /// Sessions unused this long are refused and removed.
-    pub session_ttl: std::time::Duration,
+    pub session_ttl: Duration,
     /// Where the orphan sweep goes on in each blob prefix (see `orphans.rs`).
     orphan_scan: std::sync::Mutex<std::collections::HashMap<&'static str, String>>,
     /// Open event streams, bounded per user and per node (see `events.rs`).
     pub event_streams: Arc<EventStreamSlots>,
 }
 
-impl ServiceParts {
+impl Services {
     pub async fn new(
         store: Arc<dyn Store>,
         blobs: Arc<dyn BlobStore>,
-        image_limits: imaging::Limits,
-        staging_dir: PathBuf,
+        settings: ServiceSettings,
     ) -> anyhow::Result<Self> {
         let key = store.cursor_key().await?;
         let cursor_key = CursorKey::from_bytes(&key)
             .ok_or_else(|| anyhow::anyhow!("stored cursor key has the wrong length"))?;
-        std::fs::create_dir_all(&staging_dir)?;
-        Ok(ServiceParts {
+        std::fs::create_dir_all(&settings.staging_dir)?;
+        Ok(Services(Arc::new(ServiceParts {
             store,
             blobs,
             cursor_key,
-            image_limits,
-            staging_dir,
-            upload_ttl: std::time::Duration::from_secs(24 * 3600),
-            event_retention: std::time::Duration::from_secs(7 * 24 * 3600),
-            rate_limits: None,
-            trusted_proxies: Vec::new(),
-            feed_cache: Arc::new(FeedCache::new(std::time::Duration::from_secs(1))),
-            sessions: SessionCache::new(std::time::Duration::from_secs(1)),
-            session_ttl: std::time::Duration::from_secs(30 * 24 * 3600),
+            image_limits: settings.image_limits,
+            staging_dir: settings.staging_dir,
+            upload_ttl: settings.upload_ttl,
+            event_retention: settings.event_retention,
+            rate_limits: settings.rate_limits,
+            trusted_proxies: settings.trusted_proxies,
+            feed_cache: Arc::new(FeedCache::new(settings.feed_cache_ttl)),
+            sessions: SessionCache::new(settings.session_cache_ttl),
+            session_ttl: settings.session_ttl,
             orphan_scan: Default::default(),
-            event_streams: Arc::new(EventStreamSlots::new(EventStreamSlots::DEFAULT_PER_NODE)),
-        })
+            event_streams: Arc::new(EventStreamSlots::new(settings.max_event_streams)),
+        })))
     }
 }
 

@@ -1,3 +1,5 @@
+//! A page of results and the cursor to the next one.
+
 /// One page of a listing and the cursor for the next (None on the last page).
 #[derive(Debug)]
 pub struct Page<T> {

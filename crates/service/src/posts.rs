@@ -2,12 +2,12 @@
 
 use tempfile::TempPath;
 
-use store::{EditOutcome, FeedEntry, KeyAnswer, PostEdit, StoreError};
+use store::{FeedEntry, KeyAnswer, StoreError};
 
 use super::{CachedPage, Page, PageShape, ServiceError, ServiceResult, Services};
 use domain::{
-    Caption, ExpiresIn, FeedCursor, IdCursor, Limit, NewPost, Post, PostFilter, PostId, UploadId,
-    User, Username, ValidationErrors, now,
+    Caption, EditRefusal, ExpiresIn, FeedCursor, IdCursor, Limit, NewPost, Post, PostEdit,
+    PostFilter, PostId, UploadId, User, Username, ValidationErrors, now,
 };
 
 /// The largest image accepted, in bytes (100 MiB).
@@ -262,7 +262,8 @@ impl Services {
     }
 
     /// Edits caption and/or expiry. `if_match` holds the client's `If-Match`
-    /// entity tags (or `*`); the check and the update are one atomic step.
+    /// entity tags (or `*`); the checks (`Post::apply_edit`) and the update are
+    /// one atomic step in the store. Input is validated before any of them.
     pub async fn edit_post(
         &self,
         id: PostId,
@@ -270,25 +271,18 @@ impl Services {
         input: EditPost,
         if_match: Option<Vec<String>>,
     ) -> ServiceResult<Post> {
-        let post = self.post(id, Some(by)).await?;
-        if post.author.id != by.id {
-            return Err(ServiceError::Forbidden("only the author can edit a post"));
-        }
         let t = now();
         let edit = input.validate(t)?;
-        let if_version = match if_match {
-            None => None,
-            Some(tags) if tags.iter().any(|t| t == "*") => None,
-            Some(tags) if tags.contains(&post.etag()) => Some(post.version),
-            Some(_) => return Err(ServiceError::PreconditionFailed),
-        };
-        match self.store.edit_post(id, &edit, if_version, t).await? {
-            EditOutcome::Edited(post) => {
+        match self.store.edit_post(id, by, &edit, if_match, t).await? {
+            Ok(post) => {
                 self.feed_cache.invalidate();
-                Ok(*post)
+                Ok(post)
             }
-            EditOutcome::VersionMismatch => Err(ServiceError::PreconditionFailed),
-            EditOutcome::NotFound => Err(ServiceError::NotFound("no such post")),
+            Err(EditRefusal::NotFound) => Err(ServiceError::NotFound("no such post")),
+            Err(EditRefusal::NotAuthor) => {
+                Err(ServiceError::Forbidden("only the author can edit a post"))
+            }
+            Err(EditRefusal::PreconditionFailed) => Err(ServiceError::PreconditionFailed),
         }
     }
 

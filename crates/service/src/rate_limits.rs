@@ -33,16 +33,6 @@ pub struct Budgets {
     pub uploads: u32,
 }
 
-impl Default for Budgets {
-    fn default() -> Self {
-        Budgets {
-            reads: 1200,
-            writes: 300,
-            uploads: 60,
-        }
-    }
-}
-
 impl Budgets {
     pub fn budget(&self, class: Class) -> Budget {
         let limit = match class {

@@ -15,8 +15,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use domain::{
-    Caption, Comment, CommentBody, CommentId, FeedCursor, IdCursor, ImageInfo, NewPost, Post,
-    PostFilter, PostId, Timestamp, UploadId, User, UserId, Username,
+    Comment, CommentBody, CommentId, EditRefusal, FeedCursor, IdCursor, ImageInfo, NewPost, Post,
+    PostEdit, PostFilter, PostId, Timestamp, UploadId, User, UserId, Username,
 };
 
 pub use blobs::{BlobStore, LocalBlobStore, ObjectBlobStore};
@@ -109,35 +109,21 @@ pub trait PostStore: Send + Sync {
         limit: u32,
         now: Timestamp,
     ) -> StoreResult<Vec<Post>>;
-    /// Applies an edit, bumping the version; with `if_version`, only if the post
-    /// is still at that version (checked in the same statement).
+    /// Applies an edit by `by` if `Post::apply_edit` allows it, on the post as
+    /// the write's transaction holds it; the edited post, or why not.
     async fn edit_post(
         &self,
         id: PostId,
+        by: &User,
         edit: &PostEdit,
-        if_version: Option<i64>,
+        if_match: Option<Vec<String>>,
         now: Timestamp,
-    ) -> StoreResult<EditOutcome>;
+    ) -> StoreResult<Result<Post, EditRefusal>>;
     /// Posts whose expiry has passed, for the sweeper.
     async fn expired_posts(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<PostId>>;
     /// Deletes the post, its comments and its job; the blobs it referenced are
     /// queued for deletion in the same transaction and returned.
     async fn delete_post(&self, id: PostId) -> StoreResult<Option<DeletedPost>>;
-}
-
-/// Changes to a post; `None` leaves a field alone.
-#[derive(Debug, Clone, Default)]
-pub struct PostEdit {
-    pub caption: Option<Caption>,
-    /// `Some(None)` removes the expiry.
-    pub expires_at: Option<Option<Timestamp>>,
-}
-
-#[derive(Debug, Clone)]
-pub enum EditOutcome {
-    Edited(Box<Post>),
-    VersionMismatch,
-    NotFound,
 }
 
 pub use domain::CommentDeletion;
@@ -167,11 +153,14 @@ pub trait CommentStore: Send + Sync {
         after: Option<IdCursor>,
         limit: u32,
     ) -> StoreResult<Vec<Comment>>;
+    /// Deletes the comment if `CommentDeletion::decide` allows it, on a post
+    /// `by` can see at `now`, keeping the post's count and newest comments exact.
     async fn delete_comment(
         &self,
         post_id: PostId,
         comment_id: CommentId,
-        by: UserId,
+        by: &User,
+        now: Timestamp,
     ) -> StoreResult<CommentDeletion>;
 }
 

@@ -1,3 +1,5 @@
+//! Users and sessions on PostgreSQL.
+
 use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::postgres::PgRow;

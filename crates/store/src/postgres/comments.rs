@@ -1,3 +1,6 @@
+//! Comments on PostgreSQL, under the post's row lock so counts and the
+//! newest comments stay exact.
+
 use async_trait::async_trait;
 use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgRow;
@@ -92,11 +95,15 @@ impl CommentStore for PgStore {
         &self,
         post_id: PostId,
         comment_id: CommentId,
-        by: UserId,
+        by: &User,
+        now: Timestamp,
     ) -> StoreResult<CommentDeletion> {
         let mut tx = self.pool.begin().await?;
-        let Some(mut post) = lock_post(&mut tx, post_id).await? else {
-            return Ok(CommentDeletion::NotFound);
+        let Some(mut post) = lock_post(&mut tx, post_id)
+            .await?
+            .filter(|p| p.visible_to(Some(by), now))
+        else {
+            return Ok(CommentDeletion::PostNotFound);
         };
         let author: Option<uuid::Uuid> =
             sqlx::query_scalar("SELECT author_id FROM comments WHERE id = $1 AND post_id = $2")
@@ -104,7 +111,7 @@ impl CommentStore for PgStore {
                 .bind(post_id.as_uuid())
                 .fetch_optional(&mut *tx)
                 .await?;
-        let decision = CommentDeletion::decide(author.map(UserId::from_uuid), by);
+        let decision = CommentDeletion::decide(author.map(UserId::from_uuid), by.id);
         if decision != CommentDeletion::Deleted {
             return Ok(decision);
         }

@@ -1,3 +1,5 @@
+//! The notification log on PostgreSQL.
+
 use std::time::Duration;
 
 use async_trait::async_trait;

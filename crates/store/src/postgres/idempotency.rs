@@ -1,3 +1,5 @@
+//! Idempotency keys on PostgreSQL.
+
 use async_trait::async_trait;
 
 use super::PgStore;

@@ -1,15 +1,18 @@
+//! Posts and the feed on PostgreSQL.
+
 use async_trait::async_trait;
 use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgRow;
 
-use super::rows::{POST_COLUMNS, load_post, post_from_row, queue_blob_deletion, store_rendering};
+use super::rows::{
+    POST_COLUMNS, load_post, lock_post, post_from_row, queue_blob_deletion, save_edit,
+};
 use super::uploads::queue_chunk_deletions;
 use super::{JOBS_CHANNEL, PgStore};
-use crate::{
-    DeletedPost, EditOutcome, FeedEntry, KeyAnswer, PostEdit, PostStore, StoreError, StoreResult,
-};
+use crate::{DeletedPost, FeedEntry, KeyAnswer, PostStore, StoreError, StoreResult};
 use domain::{
-    FeedCursor, IdCursor, NewPost, Post, PostId, Timestamp, UploadId, UserId, derived_blob_key,
+    EditRefusal, FeedCursor, IdCursor, NewPost, Post, PostEdit, PostId, Timestamp, UploadId, User,
+    UserId, derived_blob_key,
 };
 
 #[async_trait]
@@ -35,10 +38,11 @@ impl PostStore for PgStore {
                 return Err(StoreError::UploadUnavailable);
             }
         }
+        let post = p.as_post();
         sqlx::query(
             "INSERT INTO posts (id, author_id, caption, status, filter, dither_levels, original_key, \
-             original_format, created_at, updated_at, expires_at) \
-             VALUES ($1, $2, $3, 'processing', $4, $5, $6, $7, $8, $8, $9)",
+             original_format, created_at, updated_at, expires_at, version, rendered, rendered_version) \
+             VALUES ($1, $2, $3, 'processing', $4, $5, $6, $7, $8, $8, $9, $10, $11, $12)",
         )
         .bind(p.id.as_uuid())
         .bind(p.author.id.as_uuid())
@@ -49,6 +53,9 @@ impl PostStore for PgStore {
         .bind(&p.original_format)
         .bind(p.created_at)
         .bind(p.expires_at)
+        .bind(post.version)
+        .bind((self.render.render)(&post))
+        .bind(self.render.version)
         .execute(&mut *tx)
         .await?;
         sqlx::query("INSERT INTO jobs (id, post_id, run_at, created_at) VALUES ($1, $2, $3, $3)")
@@ -62,9 +69,6 @@ impl PostStore for PgStore {
             .bind(JOBS_CHANNEL)
             .execute(&mut *tx)
             .await?;
-        let post = store_rendering(&mut tx, p.id, self.render)
-            .await?
-            .ok_or_else(|| StoreError::Backend(anyhow::anyhow!("post vanished")))?;
         if let Some(answer) = answer {
             super::idempotency::record_answer(&mut tx, &answer.scope_key, &(answer.render)(&post))
                 .await?;
@@ -149,36 +153,21 @@ impl PostStore for PgStore {
     async fn edit_post(
         &self,
         id: PostId,
+        by: &User,
         edit: &PostEdit,
-        if_version: Option<i64>,
+        if_match: Option<Vec<String>>,
         now: Timestamp,
-    ) -> StoreResult<EditOutcome> {
+    ) -> StoreResult<Result<Post, EditRefusal>> {
         let mut tx = self.pool.begin().await?;
-        let n = sqlx::query(
-            "UPDATE posts SET caption = COALESCE($1, caption), \
-             expires_at = CASE WHEN $2 THEN $3 ELSE expires_at END, \
-             updated_at = $4, version = version + 1 \
-             WHERE id = $5 AND ($6::bigint IS NULL OR version = $6)",
-        )
-        .bind(edit.caption.as_ref().map(|c| c.as_str()))
-        .bind(edit.expires_at.is_some())
-        .bind(edit.expires_at.flatten())
-        .bind(now)
-        .bind(id.as_uuid())
-        .bind(if_version)
-        .execute(&mut *tx)
-        .await?;
-        let post = if n.rows_affected() == 1 {
-            store_rendering(&mut tx, id, self.render).await?
-        } else {
-            load_post(&mut *tx, id).await?
+        let Some(mut post) = lock_post(&mut tx, id).await? else {
+            return Ok(Err(EditRefusal::NotFound));
         };
+        if let Err(refusal) = post.apply_edit(by, edit, if_match.as_deref(), now) {
+            return Ok(Err(refusal));
+        }
+        save_edit(&mut tx, &post, self.render).await?;
         tx.commit().await?;
-        Ok(match (n.rows_affected(), post) {
-            (1, Some(post)) => EditOutcome::Edited(Box::new(post)),
-            (_, Some(_)) => EditOutcome::VersionMismatch,
-            (_, None) => EditOutcome::NotFound,
-        })
+        Ok(Ok(post))
     }
 
     async fn expired_posts(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<PostId>> {

@@ -1,3 +1,5 @@
+//! Rate limits shared by every node: GCRA in one SQL statement.
+
 use std::time::Duration;
 
 use async_trait::async_trait;

@@ -118,6 +118,28 @@ pub fn comment_from_row(row: &PgRow) -> sqlx::Result<Comment> {
 /// The post with its row locked for the rest of the transaction: every
 /// comment writer takes this lock first (as a post's deletion does), so they
 /// serialise per post, never deadlock, and each sees the last one's copies.
+/// Writes what an edit changes (see `Post::apply_edit`), with the rendering.
+pub async fn save_edit(
+    conn: &mut sqlx::PgConnection,
+    post: &Post,
+    render: PostRenderer,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE posts SET caption = $1, expires_at = $2, updated_at = $3, version = $4, \
+         rendered = $5, rendered_version = $6 WHERE id = $7",
+    )
+    .bind(post.caption.as_str())
+    .bind(post.expires_at)
+    .bind(post.updated_at)
+    .bind(post.version)
+    .bind((render.render)(post))
+    .bind(render.version)
+    .bind(post.id.as_uuid())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 pub async fn lock_post(conn: &mut sqlx::PgConnection, id: PostId) -> sqlx::Result<Option<Post>> {
     post_where_id(conn, id, " FOR UPDATE OF p").await
 }

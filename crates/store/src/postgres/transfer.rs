@@ -1,3 +1,5 @@
+//! `migrate`'s reads and writes of whole tables on PostgreSQL.
+
 use async_trait::async_trait;
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::Query;

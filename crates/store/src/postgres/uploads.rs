@@ -1,3 +1,5 @@
+//! Resumable uploads and their chunks on PostgreSQL.
+
 use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::postgres::PgRow;

@@ -1,3 +1,5 @@
+//! Users and sessions on SQLite.
+
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 

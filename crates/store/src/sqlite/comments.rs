@@ -1,3 +1,6 @@
+//! Comments on SQLite; the single writer keeps counts and the newest
+//! comments exact.
+
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
@@ -99,23 +102,28 @@ impl CommentStore for SqliteStore {
         &self,
         post_id: PostId,
         comment_id: CommentId,
-        by: UserId,
+        by: &User,
+        now: Timestamp,
     ) -> StoreResult<CommentDeletion> {
+        let by = by.clone();
         let render = self.render;
         self.write(move |tx| {
+            let Some(mut post) = load_post(tx, post_id)?.filter(|p| p.visible_to(Some(&by), now))
+            else {
+                return Ok(CommentDeletion::PostNotFound);
+            };
             let author = tx
                 .prepare_cached("SELECT author_id FROM comments WHERE id = ?1 AND post_id = ?2")?
                 .query_row(params![comment_id.as_bytes(), post_id.as_bytes()], |r| {
                     uuid_col(r, 0, UserId::from_slice)
                 })
                 .optional()?;
-            let decision = CommentDeletion::decide(author, by);
+            let decision = CommentDeletion::decide(author, by.id);
             if decision != CommentDeletion::Deleted {
                 return Ok(decision);
             }
             tx.prepare_cached("DELETE FROM comments WHERE id = ?1")?
                 .execute([comment_id.as_bytes()])?;
-            let mut post = load_post(tx, post_id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
             if post.remove_comment(comment_id) {
                 post.last_comments = newest_comments(tx, post_id)?;
             }

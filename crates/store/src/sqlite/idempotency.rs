@@ -1,3 +1,5 @@
+//! Idempotency keys on SQLite.
+
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 

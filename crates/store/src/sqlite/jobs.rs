@@ -1,3 +1,5 @@
+//! The image job queue on SQLite.
+
 use std::time::Duration;
 
 use async_trait::async_trait;

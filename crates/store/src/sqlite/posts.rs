@@ -1,17 +1,17 @@
+//! Posts and the feed on SQLite.
+
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
 use super::rows::{
-    POST_COLUMNS, load_post, ms, post_from_row, queue_blob_deletion, store_rendering, uuid_col,
+    POST_COLUMNS, load_post, ms, post_from_row, queue_blob_deletion, save_edit, uuid_col,
 };
 use super::uploads::queue_chunk_deletions;
-use crate::{
-    DeletedPost, EditOutcome, FeedEntry, KeyAnswer, PostEdit, PostRenderer, PostStore, StoreError,
-    StoreResult,
-};
+use crate::{DeletedPost, FeedEntry, KeyAnswer, PostRenderer, PostStore, StoreError, StoreResult};
 use domain::{
-    FeedCursor, IdCursor, NewPost, Post, PostId, Timestamp, UploadId, UserId, derived_blob_key,
+    EditRefusal, FeedCursor, IdCursor, NewPost, Post, PostEdit, PostId, Timestamp, UploadId, User,
+    UserId, derived_blob_key,
 };
 
 // The feed's statements name their index: each is written as one walk of
@@ -79,10 +79,11 @@ impl PostStore for SqliteStore {
                         return Err(StoreError::UploadUnavailable);
                     }
                 }
+                let post = p.as_post();
                 tx.execute(
                     "INSERT INTO posts (id, author_id, caption, status, filter, dither_levels, original_key, \
-                     original_format, created_at, updated_at, expires_at) \
-                     VALUES (?1, ?2, ?3, 'processing', ?4, ?5, ?6, ?7, ?8, ?8, ?9)",
+                     original_format, created_at, updated_at, expires_at, version, rendered, rendered_version) \
+                     VALUES (?1, ?2, ?3, 'processing', ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11, ?12)",
                     params![
                         p.id.as_bytes(),
                         p.author.id.as_bytes(),
@@ -93,14 +94,15 @@ impl PostStore for SqliteStore {
                         p.original_format,
                         ms(p.created_at),
                         p.expires_at.map(ms),
+                        post.version,
+                        (render.render)(&post),
+                        render.version,
                     ],
                 )?;
                 tx.execute(
                     "INSERT INTO jobs (id, post_id, run_at, created_at) VALUES (?1, ?2, ?3, ?3)",
                     params![uuid::Uuid::now_v7().as_bytes(), p.id.as_bytes(), ms(p.created_at)],
                 )?;
-                let post = store_rendering(tx, p.id, render)?
-                    .ok_or_else(|| StoreError::Backend(anyhow::anyhow!("post vanished")))?;
                 if let Some(answer) = answer {
                     super::idempotency::record_answer(tx, &answer.scope_key, &(answer.render)(&post))?;
                 }
@@ -181,37 +183,22 @@ impl PostStore for SqliteStore {
     async fn edit_post(
         &self,
         id: PostId,
+        by: &User,
         edit: &PostEdit,
-        if_version: Option<i64>,
+        if_match: Option<Vec<String>>,
         now: Timestamp,
-    ) -> StoreResult<EditOutcome> {
-        let edit = edit.clone();
+    ) -> StoreResult<Result<Post, EditRefusal>> {
+        let (by, edit) = (by.clone(), edit.clone());
         let render = self.render;
         self.write(move |tx| {
-            let n = tx.execute(
-                "UPDATE posts SET caption = COALESCE(?1, caption), \
-                 expires_at = CASE WHEN ?2 THEN ?3 ELSE expires_at END, \
-                 updated_at = ?4, version = version + 1 \
-                 WHERE id = ?5 AND (?6 IS NULL OR version = ?6)",
-                params![
-                    edit.caption.as_ref().map(|c| c.as_str()),
-                    edit.expires_at.is_some(),
-                    edit.expires_at.flatten().map(ms),
-                    ms(now),
-                    id.as_bytes(),
-                    if_version,
-                ],
-            )?;
-            let post = if n == 1 {
-                store_rendering(tx, id, render)?
-            } else {
-                load_post(tx, id)?
+            let Some(mut post) = load_post(tx, id)? else {
+                return Ok(Err(EditRefusal::NotFound));
             };
-            match (n, post) {
-                (1, Some(post)) => Ok(EditOutcome::Edited(Box::new(post))),
-                (_, Some(_)) => Ok(EditOutcome::VersionMismatch),
-                (_, None) => Ok(EditOutcome::NotFound),
+            if let Err(refusal) = post.apply_edit(&by, &edit, if_match.as_deref(), now) {
+                return Ok(Err(refusal));
             }
+            save_edit(tx, &post, render)?;
+            Ok(Ok(post))
         })
         .await
     }

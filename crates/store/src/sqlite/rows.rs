@@ -97,6 +97,24 @@ pub fn store_rendering(
     Ok(Some(post))
 }
 
+/// Writes what an edit changes (see `Post::apply_edit`), with the rendering.
+pub fn save_edit(conn: &Connection, post: &Post, render: PostRenderer) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE posts SET caption = ?1, expires_at = ?2, updated_at = ?3, version = ?4, \
+         rendered = ?5, rendered_version = ?6 WHERE id = ?7",
+    )?
+    .execute(params![
+        post.caption.as_str(),
+        post.expires_at.map(ms),
+        ms(post.updated_at),
+        post.version,
+        (render.render)(post),
+        render.version,
+        post.id.as_bytes()
+    ])?;
+    Ok(())
+}
+
 /// Comment columns for aliases `c` and `u`.
 pub const COMMENT_COLUMNS: &str =
     "c.id, c.post_id, c.body, c.created_at, u.id, u.username, u.created_at";

@@ -4,9 +4,10 @@
 use rusqlite::params;
 
 use super::SqliteStore;
-use super::rows::{ms, store_rendering};
+use super::rows::{load_post, ms, newest_comments, save_post_comments, store_rendering};
 use crate::PostRenderer;
 use domain::{CommentId, PostId, UserId, now};
+use rusqlite::Connection;
 
 /// A deterministic xorshift generator: benchmarks must be reproducible, and
 /// seeding needs no cryptographic quality.

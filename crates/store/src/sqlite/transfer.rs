@@ -1,3 +1,5 @@
+//! `migrate`'s reads and writes of whole tables on SQLite.
+
 use async_trait::async_trait;
 use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
 use rusqlite::{OptionalExtension, ToSql, params_from_iter};

@@ -1,3 +1,5 @@
+//! Resumable uploads and their chunks on SQLite.
+
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 

@@ -1,18 +1,18 @@
 //! Derived JPEGs. Keys name immutable bytes, so responses cache forever.
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::problem::{ApiError, ApiResult};
 use super::views::if_none_match_hits;
 use domain::derived_blob_key;
 use service::{ServiceError, Services};
 
-pub fn router() -> Router<Services> {
-    Router::new().route("/v1/images/{file}", get(image))
+pub fn routes() -> OpenApiRouter<Services> {
+    OpenApiRouter::new().routes(routes!(image))
 }
 
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";

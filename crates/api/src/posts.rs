@@ -4,9 +4,10 @@ use axum::extract::multipart::Field;
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, OriginalUri, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use tokio::io::{AsyncWriteExt, BufWriter};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 use super::extract::{AuthUser, JsonBody, MaybeUser, PageQuery, post_id};
 use super::idempotency::{Claim, answer_response, json_answer, key_answer};
@@ -22,20 +23,17 @@ const MULTIPART_OVERHEAD: u64 = 1024 * 1024;
 /// The largest non-image field read into memory.
 const MAX_FIELD_BYTES: usize = 16 * 1024;
 
-pub fn router() -> Router<Services> {
-    Router::new()
-        .route(
-            "/v1/posts",
-            get(feed).post(create).layer(DefaultBodyLimit::disable()),
-        )
-        .route("/v1/posts/{id}", get(show).patch(edit).delete(remove))
-        .route("/v1/users/{username}/posts", get(by_user))
+pub fn routes() -> OpenApiRouter<Services> {
+    OpenApiRouter::new()
+        .routes(routes!(feed, create).layer(DefaultBodyLimit::disable()))
+        .routes(routes!(show, edit, remove))
+        .routes(routes!(by_user))
 }
 
 #[utoipa::path(post, path = "/v1/posts", tag = "posts", security(("bearer" = [])),
     request_body(content(
-        (super::openapi::PostForm = "multipart/form-data"),
-        (super::openapi::PostFromUpload = "application/json"))),
+        (PostForm = "multipart/form-data"),
+        (FromUpload = "application/json"))),
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
     responses(
         (status = 202, description = "Accepted; the image is being processed", body = PostView),
@@ -69,8 +67,14 @@ pub(super) async fn create(
         let multipart = Multipart::from_request(request, &s)
             .await
             .map_err(|r| ApiError::bad_request(r.body_text()))?;
-        let (input, image) = read_form(multipart, &s, max).await?;
-        s.create_post(&auth.user, input, image, answer).await?
+        let form = read_form(multipart, &s, max).await?;
+        let input = CreatePost {
+            caption: form.caption,
+            expires_in: form.expires_in,
+            filter: form.filter,
+            dither_levels: form.dither_levels,
+        };
+        s.create_post(&auth.user, input, form.image, answer).await?
     } else if content_type.starts_with("application/json") {
         let JsonBody(body) = JsonBody::<FromUpload>::from_request(request, &s).await?;
         let input = CreatePost {
@@ -113,10 +117,28 @@ fn accepted(post: &Post) -> StoredResponse {
     )
 }
 
+/// The multipart form that creates a post, as `read_form` reads it.
+#[derive(utoipa::ToSchema)]
+struct PostForm {
+    /// 0–2,200 characters.
+    caption: Option<String>,
+    /// PNG, JPEG or BMP, up to 100 MiB; recognised by content.
+    #[schema(value_type = String, format = Binary)]
+    image: StagedImage,
+    /// Seconds until the post expires (≥ 1).
+    expires_in: Option<i64>,
+    /// `none` (default), `grayscale` or `dither`.
+    filter: Option<String>,
+    /// 2..=16 levels per channel, with `filter=dither` (default 2).
+    dither_levels: Option<i64>,
+}
+
 /// The JSON form: a finished resumable upload becomes the post's image.
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = PostFromUpload)]
 struct FromUpload {
+    #[schema(format = Uuid)]
     upload_id: String,
     caption: Option<String>,
     expires_in: Option<i64>,
@@ -125,12 +147,8 @@ struct FromUpload {
 }
 
 /// Reads the form, spooling the image to disk as it arrives.
-async fn read_form(
-    mut form: Multipart,
-    s: &Services,
-    max: u64,
-) -> ApiResult<(CreatePost, StagedImage)> {
-    let mut input = CreatePost::default();
+async fn read_form(mut form: Multipart, s: &Services, max: u64) -> ApiResult<PostForm> {
+    let (mut caption, mut filter, mut expires_in, mut dither_levels) = (None, None, None, None);
     let mut image = None;
     let mut errors = ValidationErrors::default();
     while let Some(field) = form
@@ -144,13 +162,13 @@ async fn read_form(
                 errors.push("image", "only one image is allowed per post")
             }
             "image" => image = Some(spool(field, s, max).await?),
-            "caption" => input.caption = Some(small_text(field).await?),
-            "filter" => input.filter = Some(small_text(field).await?),
+            "caption" => caption = Some(small_text(field).await?),
+            "filter" => filter = Some(small_text(field).await?),
             "expires_in" => {
-                input.expires_in = errors.check("expires_in", integer(field).await?).flatten()
+                expires_in = errors.check("expires_in", integer(field).await?).flatten()
             }
             "dither_levels" => {
-                input.dither_levels = errors
+                dither_levels = errors
                     .check("dither_levels", integer(field).await?)
                     .flatten()
             }
@@ -166,7 +184,13 @@ async fn read_form(
             StatusCode::UNPROCESSABLE_ENTITY,
         ));
     }
-    Ok((input, image.expect("checked")))
+    Ok(PostForm {
+        caption,
+        image: image.expect("checked"),
+        expires_in,
+        filter,
+        dither_levels,
+    })
 }
 
 async fn small_text(mut field: Field<'_>) -> ApiResult<String> {
@@ -267,9 +291,18 @@ fn with_etag(post: &Post) -> Response {
     response
 }
 
+/// Fields to change; `expires_in: null` removes the expiry.
+#[derive(Default, utoipa::ToSchema)]
+#[schema(as = PostEdit)]
+struct EditBody {
+    caption: Option<String>,
+    #[schema(value_type = Option<i64>, nullable = true)]
+    expires_in: Option<Option<i64>>,
+}
+
 /// `PATCH /v1/posts/{id}` `{caption?, expires_in?}`; `expires_in: null` removes the expiry.
 #[utoipa::path(patch, path = "/v1/posts/{id}", tag = "posts", security(("bearer" = [])), params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
-    request_body = super::openapi::PostEditDoc,
+    request_body = EditBody,
     responses((status = 200, description = "Edited; new ETag", body = PostView), (status = 401, description = "Missing or invalid token", body = super::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "Not the author", body = super::problem::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such post", body = super::problem::Problem, content_type = "application/problem+json"), (status = 412, description = "If-Match does not match the current ETag", body = super::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "Invalid fields", body = super::problem::Problem, content_type = "application/problem+json")))]
 pub(super) async fn edit(
@@ -280,7 +313,9 @@ pub(super) async fn edit(
     JsonBody(body): JsonBody<serde_json::Map<String, serde_json::Value>>,
 ) -> ApiResult<Response> {
     let mut errors = ValidationErrors::default();
-    let mut input = EditPost::default();
+    let mut input = EditBody::default();
+    // Read field by field, rather than by serde, to tell `null` from absent
+    // and to name each bad field in the 422.
     for (key, value) in body {
         match (key.as_str(), value) {
             ("caption", serde_json::Value::String(c)) => input.caption = Some(c),
@@ -296,6 +331,10 @@ pub(super) async fn edit(
             (other, _) => errors.push(other, "is not a field of a post that can be edited"),
         }
     }
+    let input = EditPost {
+        caption: input.caption,
+        expires_in: input.expires_in,
+    };
     if let Err(e) = input.validate(domain::now()) {
         errors.0.extend(e.0);
     }

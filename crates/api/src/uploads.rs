@@ -3,14 +3,15 @@
 //! extensions. Others' uploads answer 404, like missing ones.
 
 use std::time::{Duration, SystemTime};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Extension, Router};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
@@ -30,13 +31,10 @@ fn h(name: &'static str) -> HeaderName {
     HeaderName::from_static(name)
 }
 
-pub fn router() -> Router<Services> {
-    Router::new()
-        .route("/v1/uploads", post(create).options(capabilities))
-        .route(
-            "/v1/uploads/{id}",
-            axum::routing::head(status).patch(append).delete(terminate),
-        )
+pub fn routes() -> OpenApiRouter<Services> {
+    OpenApiRouter::new()
+        .routes(routes!(create, capabilities))
+        .routes(routes!(status, append, terminate))
         .route_layer(middleware::from_fn(tus_resumable))
         .layer(DefaultBodyLimit::disable())
 }

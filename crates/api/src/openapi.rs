@@ -1,51 +1,15 @@
 //! `GET /v1/openapi.json`: the OpenAPI 3.1 document, generated from the
 //! handlers' annotations and the view types, so it cannot drift from the code.
 
+use std::sync::OnceLock;
+
 use axum::Json;
-use axum::Router;
-use axum::routing::get;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
 use service::Services;
-
-/// The multipart form that creates a post.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct PostForm {
-    /// 0–2,200 characters.
-    caption: Option<String>,
-    /// PNG, JPEG or BMP, up to 100 MiB; recognised by content.
-    #[schema(value_type = String, format = Binary)]
-    image: Vec<u8>,
-    /// Seconds until the post expires (≥ 1).
-    expires_in: Option<i64>,
-    /// `none` (default), `grayscale` or `dither`.
-    filter: Option<String>,
-    /// 2..=16 levels per channel, with `filter=dither` (default 2).
-    dither_levels: Option<i64>,
-}
-
-/// A post from a finished resumable upload.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct PostFromUpload {
-    #[schema(format = Uuid)]
-    upload_id: String,
-    caption: Option<String>,
-    expires_in: Option<i64>,
-    filter: Option<String>,
-    dither_levels: Option<i64>,
-}
-
-/// Fields to change; `expires_in: null` removes the expiry.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct PostEditDoc {
-    caption: Option<String>,
-    #[schema(nullable = true)]
-    expires_in: Option<i64>,
-}
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Any status an operation does not list (a bad token on a read, 412 from the
 /// tus version check, 415, 429 …) is still a problem document: say so once.
@@ -97,6 +61,8 @@ impl Modify for BearerAuth {
     }
 }
 
+/// The document's frame: what no route says. The operations come from the
+/// route list (`crate::routes`), so a route cannot be served undocumented.
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -106,44 +72,26 @@ impl Modify for BearerAuth {
             Creating POSTs accept `Idempotency-Key` (kept 24 h). Responses carry `X-Request-Id`, \
             `RateLimit` and `RateLimit-Policy`. See the README for the decisions behind each rule."
     ),
-    paths(
-        super::accounts::register,
-        super::accounts::login,
-        super::accounts::logout,
-        super::accounts::me,
-        super::posts::create,
-        super::posts::feed,
-        super::posts::show,
-        super::posts::edit,
-        super::posts::remove,
-        super::posts::by_user,
-        super::comments::create,
-        super::comments::list,
-        super::comments::remove,
-        super::images::image,
-        super::uploads::capabilities,
-        super::uploads::create,
-        super::uploads::status,
-        super::uploads::append,
-        super::uploads::terminate,
-        super::events::events,
-        super::health::healthz,
-        super::health::readyz,
-        super::metrics::render,
-        document,
-    ),
-    components(schemas(domain::User, domain::FieldError, PostForm, PostFromUpload, PostEditDoc, super::problem::Problem)),
-    modifiers(&BearerAuth, &DefaultProblem)
+    components(schemas(domain::User, domain::FieldError, super::problem::Problem)),
+    modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
 
-pub fn router() -> Router<Services> {
-    Router::new().route("/v1/openapi.json", get(document))
+/// The OpenAPI 3.1 document of every route.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = crate::routes().into_openapi();
+    DefaultProblem.modify(&mut doc);
+    doc
+}
+
+pub fn routes() -> OpenApiRouter<Services> {
+    OpenApiRouter::new().routes(routes!(serve_document))
 }
 
 /// This document.
 #[utoipa::path(get, path = "/v1/openapi.json", tag = "operations",
     responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json")))]
-async fn document() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+async fn serve_document() -> Json<utoipa::openapi::OpenApi> {
+    static DOCUMENT: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
+    Json(DOCUMENT.get_or_init(document).clone())
 }

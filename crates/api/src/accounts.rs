@@ -3,9 +3,10 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::extract::{AuthUser, JsonBody};
 use super::idempotency::{Claim, json_answer, key_answer};
@@ -14,12 +15,12 @@ use domain::User;
 use domain::idempotency::StoredResponse;
 use service::{Services, Session};
 
-pub fn router() -> Router<Services> {
-    Router::new()
-        .route("/v1/users", post(register))
-        .route("/v1/sessions", post(login))
-        .route("/v1/sessions/current", delete(logout))
-        .route("/v1/me", get(me))
+pub fn routes() -> OpenApiRouter<Services> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(login))
+        .routes(routes!(logout))
+        .routes(routes!(me))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -27,20 +27,28 @@ use tower_http::compression::CompressionLayer;
 
 pub use problem::{ApiError, Problem};
 use service::Services;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
-/// Every route, with the layers every response passes through.
+/// Every route, each written once: the handlers with their OpenAPI
+/// annotations. The router and the OpenAPI document are both made from it.
+pub fn routes() -> OpenApiRouter<Services> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(accounts::routes())
+        .merge(posts::routes())
+        .merge(comments::routes())
+        .merge(images::routes())
+        .merge(uploads::routes())
+        .merge(events::routes())
+        .merge(metrics::routes())
+        .merge(openapi::routes())
+        .merge(health::routes())
+}
+
+/// The router: every route, with the layers every response passes through.
 pub fn router(services: Services) -> Router {
     metrics::recorder();
-    let routes = Router::new()
-        .merge(accounts::router())
-        .merge(posts::router())
-        .merge(comments::router())
-        .merge(images::router())
-        .merge(uploads::router())
-        .merge(events::router())
-        .merge(metrics::router())
-        .merge(openapi::router())
-        .merge(health::router());
+    let routes: Router<Services> = routes().into();
     #[cfg(feature = "bench")]
     let routes = routes.merge(bench::router());
     let routes = routes

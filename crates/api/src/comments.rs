@@ -3,9 +3,10 @@
 use axum::extract::{OriginalUri, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::extract::{AuthUser, JsonBody, MaybeUser, PageQuery, post_id};
 use super::idempotency::{Claim, answer_response, json_answer, key_answer};
@@ -15,10 +16,10 @@ use domain::idempotency::StoredResponse;
 use domain::{Comment, CommentId};
 use service::Services;
 
-pub fn router() -> Router<Services> {
-    Router::new()
-        .route("/v1/posts/{id}/comments", get(list).post(create))
-        .route("/v1/posts/{post_id}/comments/{comment_id}", delete(remove))
+pub fn routes() -> OpenApiRouter<Services> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(remove))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -3,20 +3,20 @@
 
 use std::convert::Infallible;
 use std::time::Duration;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use axum::routing::get;
 use futures_util::{Stream, StreamExt};
 
 use super::extract::AuthUser;
 use super::problem::ApiResult;
 use service::Services;
 
-pub fn router() -> Router<Services> {
-    Router::new().route("/v1/events", get(events))
+pub fn routes() -> OpenApiRouter<Services> {
+    OpenApiRouter::new().routes(routes!(events))
 }
 
 #[utoipa::path(get, path = "/v1/events", tag = "notifications", security(("bearer" = [])), params(("Last-Event-ID" = Option<String>, Header)),

@@ -3,12 +3,12 @@
 //! limiter) through the `metrics` facade; queue figures are read at scrape time.
 
 use std::sync::OnceLock;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use service::Services;
@@ -46,8 +46,8 @@ pub fn recorder() -> &'static PrometheusHandle {
     })
 }
 
-pub fn router() -> Router<Services> {
-    Router::new().route("/metrics", get(render))
+pub fn routes() -> OpenApiRouter<Services> {
+    OpenApiRouter::new().routes(routes!(render))
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
