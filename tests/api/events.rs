@@ -158,6 +158,7 @@ async fn failures_are_notified_and_streams_need_auth() {
         .upload(&token, &[], Some(whole[..whole.len() / 2].to_vec()))
         .await;
     let post: Value = resp.json().await.unwrap();
+    assert_eq!(app.drain_jobs().await, 1);
     let failed = events.next(WAIT).await.unwrap();
     assert_eq!(failed.kind, "post.failed");
     assert_eq!(failed.data["post_id"], post["id"]);
