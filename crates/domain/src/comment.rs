@@ -47,6 +47,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_the_author_deletes_a_comment() {
+        let (author, other) = (UserId::new(), UserId::new());
+        assert_eq!(
+            CommentDeletion::decide(None, author),
+            CommentDeletion::NotFound
+        );
+        assert_eq!(
+            CommentDeletion::decide(Some(author), other),
+            CommentDeletion::NotAuthor
+        );
+        assert_eq!(
+            CommentDeletion::decide(Some(author), author),
+            CommentDeletion::Deleted
+        );
+    }
+
+    #[test]
     fn bodies() {
         assert!(CommentBody::parse(String::new()).is_err());
         assert!(CommentBody::parse("   ".into()).is_err());

@@ -45,6 +45,18 @@ pub enum KeyClaim {
     Replay(StoredResponse),
 }
 
+/// A request's claim on a key, made at `at`.
+#[derive(Debug, Clone)]
+pub struct NewClaim {
+    pub scope_key: String,
+    pub fingerprint: [u8; 32],
+    pub at: Timestamp,
+    /// How long the key (and later its answer) is kept.
+    pub expires_at: Timestamp,
+    /// Until when the request is presumed alive (renewed while it runs).
+    pub lease_until: Timestamp,
+}
+
 /// A key as stored: the request that claimed it, and its answer once given.
 pub struct StoredKey {
     pub fingerprint: Vec<u8>,
@@ -72,5 +84,62 @@ impl StoredKey {
             None => KeyClaim::InFlight,
             Some(answer) => KeyClaim::Replay(answer),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(answer: Option<StoredResponse>, lease_ms: i64, expires_ms: i64) -> StoredKey {
+        StoredKey {
+            fingerprint: vec![1; 32],
+            answer,
+            lease_until: crate::from_millis(lease_ms),
+            expires_at: crate::from_millis(expires_ms),
+        }
+    }
+
+    fn answer() -> StoredResponse {
+        StoredResponse {
+            status: 201,
+            headers: vec![],
+            body: b"{}".to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_key_is_taken_over_once_expired_or_abandoned_in_flight() {
+        let now = crate::from_millis(1_000);
+        assert!(
+            !key(None, 2_000, 9_000).claimable(now),
+            "in flight, lease running"
+        );
+        assert!(
+            key(None, 1_000, 9_000).claimable(now),
+            "in flight, lease lapsed"
+        );
+        assert!(
+            !key(Some(answer()), 0, 9_000).claimable(now),
+            "answered, kept"
+        );
+        assert!(
+            key(Some(answer()), 0, 1_000).claimable(now),
+            "answered, expired"
+        );
+    }
+
+    #[test]
+    fn a_retry_gets_the_answer_a_different_request_a_mismatch() {
+        let same = [1; 32];
+        assert_eq!(key(None, 0, 0).verdict(&same), KeyClaim::InFlight);
+        assert_eq!(
+            key(Some(answer()), 0, 0).verdict(&same),
+            KeyClaim::Replay(answer())
+        );
+        assert_eq!(
+            key(Some(answer()), 0, 0).verdict(&[2; 32]),
+            KeyClaim::Mismatch
+        );
     }
 }

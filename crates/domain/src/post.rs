@@ -233,13 +233,15 @@ impl Post {
     /// with `if_match` (the client's `If-Match` tags) only while one of the
     /// tags (or `*`) names the post as it is. Callers apply it to the post as
     /// the write's transaction holds it, so the check and the change are one.
-    pub fn apply_edit(
-        &mut self,
-        by: &User,
-        edit: &PostEdit,
-        if_match: Option<&[String]>,
-        now: Timestamp,
-    ) -> Result<(), EditRefusal> {
+    pub fn apply_edit(&mut self, request: &EditRequest) -> Result<(), EditRefusal> {
+        let EditRequest {
+            by,
+            edit,
+            if_match,
+            at: now,
+            ..
+        } = request;
+        let now = *now;
         if !self.visible_to(Some(by), now) {
             return Err(EditRefusal::NotFound);
         }
@@ -305,6 +307,17 @@ pub struct PostEdit {
     pub expires_at: Option<Option<Timestamp>>,
 }
 
+/// An edit as asked for: by whom, when, and with which `If-Match` tags.
+#[derive(Debug, Clone)]
+pub struct EditRequest {
+    pub post: PostId,
+    pub by: User,
+    pub edit: PostEdit,
+    /// The client's `If-Match` entity tags (or `*`), if it sent any.
+    pub if_match: Option<Vec<String>>,
+    pub at: Timestamp,
+}
+
 /// Why an edit is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EditRefusal {
@@ -313,6 +326,15 @@ pub enum EditRefusal {
     NotAuthor,
     /// `If-Match` names none of the post's current entity tags.
     PreconditionFailed,
+}
+
+/// A comment as asked for, before its post takes it.
+#[derive(Debug, Clone)]
+pub struct NewComment {
+    pub post_id: PostId,
+    pub author: User,
+    pub body: CommentBody,
+    pub at: Timestamp,
 }
 
 /// A comment a post took, and whom it notifies.
@@ -479,6 +501,68 @@ mod tests {
         post.expires_at = None;
         post.status = PostStatus::Processing;
         assert!(!post.takes_comments(now));
+    }
+
+    #[test]
+    fn commenting_notifies_the_author_unless_it_is_their_own_post() {
+        let now = crate::now();
+        let mut post = post_with(vec![]);
+        let other = someone();
+        let body = || crate::CommentBody::from_trusted("hi".into());
+        let accepted = post.accept_comment(other.clone(), body(), now).unwrap();
+        assert_eq!(accepted.notify, Some(post.author.id));
+        assert_eq!(accepted.comment.post_id, post.id);
+        assert_eq!(
+            (post.comment_count, ids(&post)),
+            (1, vec![accepted.comment.id])
+        );
+        let own = post
+            .accept_comment(post.author.clone(), body(), now)
+            .unwrap();
+        assert_eq!(own.notify, None);
+        post.status = PostStatus::Processing;
+        assert!(post.accept_comment(other, body(), now).is_none());
+        assert_eq!(post.comment_count, 2);
+    }
+
+    #[test]
+    fn only_the_author_edits_and_if_match_must_name_the_post_as_it_is() {
+        let now = crate::now();
+        let mut post = post_with(vec![]);
+        let author = post.author.clone();
+        let edit = PostEdit {
+            caption: Some(Caption::from_trusted("new".into())),
+            expires_at: Some(None),
+        };
+        let request = |by: &User, edit: &PostEdit, if_match: Option<Vec<String>>| EditRequest {
+            post: PostId::new(),
+            by: by.clone(),
+            edit: edit.clone(),
+            if_match,
+            at: now,
+        };
+        assert_eq!(
+            post.apply_edit(&request(&someone(), &edit, None)),
+            Err(EditRefusal::NotAuthor)
+        );
+        let stale = Some(vec!["\"stale\"".to_owned()]);
+        assert_eq!(
+            post.apply_edit(&request(&author, &edit, stale)),
+            Err(EditRefusal::PreconditionFailed)
+        );
+        assert_eq!(post.version, 3, "a refused edit changes nothing");
+        let current = Some(vec![post.etag()]);
+        post.apply_edit(&request(&author, &edit, current)).unwrap();
+        assert_eq!((post.caption.as_str(), post.version), ("new", 4));
+        let any = Some(vec!["*".to_owned()]);
+        post.apply_edit(&request(&author, &PostEdit::default(), any))
+            .unwrap();
+        assert_eq!(post.version, 5);
+        post.expires_at = Some(now);
+        assert_eq!(
+            post.apply_edit(&request(&author, &edit, None)),
+            Err(EditRefusal::NotFound)
+        );
     }
 
     #[test]

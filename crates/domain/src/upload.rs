@@ -38,3 +38,16 @@ pub struct UploadLock {
     /// The holder answered that request and is committing (it is alive).
     pub releasing: bool,
 }
+
+/// A stored chunk a lock holder commits: it counts only while `token` still
+/// holds the lock and the offset is still the chunk's start. With
+/// `keep_until` the holder keeps the lock (renewed); without, it lets go.
+#[derive(Debug, Clone)]
+pub struct ChunkCommit {
+    pub upload: UploadId,
+    pub token: uuid::Uuid,
+    pub chunk: UploadChunk,
+    /// The upload's new expiry.
+    pub expires_at: Timestamp,
+    pub keep_until: Option<Timestamp>,
+}

@@ -2,7 +2,8 @@
 
 use super::{Page, ServiceError, ServiceResult, Services};
 use domain::{
-    Comment, CommentBody, CommentId, IdCursor, Limit, PostId, User, ValidationErrors, now,
+    Comment, CommentBody, CommentId, IdCursor, Limit, NewComment, PostId, User, ValidationErrors,
+    now,
 };
 use store::{CommentDeletion, KeyAnswer};
 
@@ -17,7 +18,15 @@ impl Services {
         let body = CommentBody::parse(body).map_err(|m| ValidationErrors::single("body", m))?;
         let created = self
             .store
-            .create_comment(post_id, author, &body, now(), answer)
+            .create_comment(
+                &NewComment {
+                    post_id,
+                    author: author.clone(),
+                    body,
+                    at: now(),
+                },
+                answer,
+            )
             .await?
             .ok_or(ServiceError::NotFound("no such post"))?;
         self.feed_cache

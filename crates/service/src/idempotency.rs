@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{ServiceResult, Services};
 use domain::now;
-use store::{KeyClaim, StoredResponse};
+use store::{KeyClaim, NewClaim, StoredResponse};
 
 /// How long a key is remembered after its first use.
 pub const IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(24 * 3600);
@@ -28,16 +28,14 @@ impl Services {
         fingerprint: &[u8; 32],
     ) -> ServiceResult<KeyClaim> {
         let t = now();
-        Ok(self
-            .store
-            .claim_key(
-                scope_key,
-                fingerprint,
-                t,
-                t + span(IDEMPOTENCY_RETENTION),
-                t + span(CLAIM_LEASE),
-            )
-            .await?)
+        let claim = NewClaim {
+            scope_key: scope_key.to_owned(),
+            fingerprint: *fingerprint,
+            at: t,
+            expires_at: t + span(IDEMPOTENCY_RETENTION),
+            lease_until: t + span(CLAIM_LEASE),
+        };
+        Ok(self.store.claim_key(&claim).await?)
     }
 
     pub async fn complete_idempotency_key(

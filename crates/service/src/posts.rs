@@ -6,8 +6,8 @@ use store::{FeedEntry, KeyAnswer, StoreError};
 
 use super::{CachedPage, Page, PageShape, ServiceError, ServiceResult, Services};
 use domain::{
-    Caption, EditRefusal, ExpiresIn, FeedCursor, IdCursor, Limit, NewPost, Post, PostEdit,
-    PostFilter, PostId, UploadId, User, Username, ValidationErrors, now,
+    Caption, EditRefusal, EditRequest, ExpiresIn, FeedCursor, IdCursor, Limit, NewPost, Post,
+    PostEdit, PostFilter, PostId, UploadId, User, Username, ValidationErrors, now,
 };
 
 /// The largest image accepted, in bytes (100 MiB).
@@ -273,7 +273,14 @@ impl Services {
     ) -> ServiceResult<Post> {
         let t = now();
         let edit = input.validate(t)?;
-        match self.store.edit_post(id, by, &edit, if_match, t).await? {
+        let request = EditRequest {
+            post: id,
+            by: by.clone(),
+            edit,
+            if_match,
+            at: t,
+        };
+        match self.store.edit_post(&request).await? {
             Ok(post) => {
                 self.feed_cache.invalidate();
                 Ok(post)

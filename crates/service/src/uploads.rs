@@ -14,7 +14,7 @@ use tokio::io::AsyncWriteExt;
 use super::posts::StagedImage;
 use super::{CreatePost, MAX_IMAGE_BYTES, ServiceError, ServiceResult, Services};
 use domain::{Post, Timestamp, UploadId, User, now};
-use store::{KeyAnswer, Upload, UploadChunk, UploadLock};
+use store::{ChunkCommit, KeyAnswer, Upload, UploadChunk, UploadLock};
 
 /// How long an append is presumed alive after its last commit. Past it, its
 /// lock is taken without asking; the holder has nothing uncommitted by then,
@@ -256,13 +256,13 @@ impl Services {
         // left for the orphan sweep rather than deleted under a row that may name it.
         let committed = self
             .store
-            .commit_chunk(
-                lease.upload.id,
-                lease.token,
-                &chunk,
-                later(t, self.upload_ttl),
-                keep.then(|| later(t, APPEND_LEASE)),
-            )
+            .commit_chunk(&ChunkCommit {
+                upload: lease.upload.id,
+                token: lease.token,
+                chunk: chunk.clone(),
+                expires_at: later(t, self.upload_ttl),
+                keep_until: keep.then(|| later(t, APPEND_LEASE)),
+            })
             .await?;
         let Some(release_wanted) = committed else {
             // Fenced: a newer request owns the upload; these bytes were never acknowledged.

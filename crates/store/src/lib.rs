@@ -15,14 +15,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use domain::{
-    Comment, CommentBody, CommentId, EditRefusal, FeedCursor, IdCursor, ImageInfo, NewPost, Post,
-    PostEdit, PostFilter, PostId, Timestamp, UploadId, User, UserId, Username,
+    Comment, CommentId, EditRefusal, EditRequest, FeedCursor, IdCursor, ImageInfo, NewComment,
+    NewPost, Post, PostFilter, PostId, Timestamp, UploadId, User, UserId, Username,
 };
 
 pub use blobs::{BlobStore, LocalBlobStore, ObjectBlobStore};
-pub use domain::idempotency::{KeyAnswer, KeyClaim, StoredResponse};
+pub use domain::idempotency::{KeyAnswer, KeyClaim, NewClaim, StoredResponse};
 pub use domain::rendering::FeedEntry;
-pub use domain::upload::{Upload, UploadChunk, UploadLock};
+pub use domain::upload::{ChunkCommit, Upload, UploadChunk, UploadLock};
 
 /// Failures a caller can act on are values; everything else is `Backend`.
 #[derive(Debug, thiserror::Error)]
@@ -55,7 +55,9 @@ pub trait AccountStore: Send + Sync {
         answer: Option<KeyAnswer<User>>,
     ) -> StoreResult<()>;
     async fn credentials(&self, username: &Username) -> StoreResult<Option<Credentials>>;
-    async fn user_by_username(&self, username: &Username) -> StoreResult<Option<User>>;
+    async fn user_by_username(&self, username: &Username) -> StoreResult<Option<User>> {
+        Ok(self.credentials(username).await?.map(|c| c.user))
+    }
     async fn create_session(
         &self,
         token_hash: &[u8; 32],
@@ -111,14 +113,7 @@ pub trait PostStore: Send + Sync {
     ) -> StoreResult<Vec<Post>>;
     /// Applies an edit by `by` if `Post::apply_edit` allows it, on the post as
     /// the write's transaction holds it; the edited post, or why not.
-    async fn edit_post(
-        &self,
-        id: PostId,
-        by: &User,
-        edit: &PostEdit,
-        if_match: Option<Vec<String>>,
-        now: Timestamp,
-    ) -> StoreResult<Result<Post, EditRefusal>>;
+    async fn edit_post(&self, request: &EditRequest) -> StoreResult<Result<Post, EditRefusal>>;
     /// Posts whose expiry has passed, for the sweeper.
     async fn expired_posts(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<PostId>>;
     /// Deletes the post, its comments and its job; the blobs it referenced are
@@ -141,10 +136,7 @@ pub trait CommentStore: Send + Sync {
     /// the stored last comments exact. `None` when no such post is visible.
     async fn create_comment(
         &self,
-        post_id: PostId,
-        author: &User,
-        body: &CommentBody,
-        now: Timestamp,
+        new: &NewComment,
         answer: Option<KeyAnswer<Comment>>,
     ) -> StoreResult<Option<CreatedComment>>;
     async fn comments(
@@ -241,14 +233,7 @@ pub trait UploadStore: Send + Sync {
     /// renewed), without it the lock is released. `None` if the lock or the
     /// offset had changed (a takeover fenced this request); else whether a
     /// release was asked for.
-    async fn commit_chunk(
-        &self,
-        id: UploadId,
-        token: uuid::Uuid,
-        chunk: &UploadChunk,
-        expires_at: Timestamp,
-        keep_until: Option<Timestamp>,
-    ) -> StoreResult<Option<bool>>;
+    async fn commit_chunk(&self, commit: &ChunkCommit) -> StoreResult<Option<bool>>;
     async fn unlock_upload(&self, id: UploadId, token: uuid::Uuid) -> StoreResult<()>;
     /// The chunks in byte order.
     async fn upload_chunks(&self, id: UploadId) -> StoreResult<Vec<UploadChunk>>;
@@ -291,14 +276,7 @@ pub trait IdempotencyStore: Send + Sync {
     /// Atomically claims `scope_key` for a request with `fingerprint`, leased
     /// until `lease_until`. An in-flight claim whose lease lapsed before `now`
     /// is taken over (its request's node died).
-    async fn claim_key(
-        &self,
-        scope_key: &str,
-        fingerprint: &[u8; 32],
-        now: Timestamp,
-        expires_at: Timestamp,
-        lease_until: Timestamp,
-    ) -> StoreResult<KeyClaim>;
+    async fn claim_key(&self, claim: &NewClaim) -> StoreResult<KeyClaim>;
     /// Extends the lease of an in-flight claim while its request runs.
     async fn renew_key(&self, scope_key: &str, lease_until: Timestamp) -> StoreResult<()>;
     async fn complete_key(&self, scope_key: &str, response: &StoredResponse) -> StoreResult<()>;

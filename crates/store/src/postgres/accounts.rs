@@ -54,10 +54,6 @@ impl AccountStore for PgStore {
         .await?)
     }
 
-    async fn user_by_username(&self, username: &Username) -> StoreResult<Option<User>> {
-        Ok(self.credentials(username).await?.map(|c| c.user))
-    }
-
     async fn create_session(
         &self,
         token_hash: &[u8; 32],

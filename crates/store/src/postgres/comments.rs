@@ -7,24 +7,28 @@ use sqlx::postgres::PgRow;
 
 use super::PgStore;
 use super::rows::{
-    COMMENT_COLUMNS, append_event, comment_from_row, lock_post, newest_comments, save_post_comments,
+    COMMENT_COLUMNS, append_event, comment_from_row, lock_post, newest_comments, save_post,
 };
 use crate::{CommentDeletion, CommentStore, CreatedComment, KeyAnswer, StoreResult};
 use domain::rendering::comment_event;
 use domain::{
-    AcceptedComment, Comment, CommentBody, CommentId, IdCursor, PostId, Timestamp, User, UserId,
+    AcceptedComment, Comment, CommentId, IdCursor, NewComment, PostId, Timestamp, User, UserId,
 };
 
 #[async_trait]
 impl CommentStore for PgStore {
     async fn create_comment(
         &self,
-        post_id: PostId,
-        author: &User,
-        body: &CommentBody,
-        now: Timestamp,
+        new: &NewComment,
         answer: Option<KeyAnswer<Comment>>,
     ) -> StoreResult<Option<CreatedComment>> {
+        let NewComment {
+            post_id,
+            author,
+            body,
+            at: now,
+        } = new;
+        let (post_id, now) = (*post_id, *now);
         let mut tx = self.pool.begin().await?;
         // Under the row lock the post's newest comments are exact, so they are
         // updated here rather than read again; a post being deleted gets none.
@@ -44,7 +48,7 @@ impl CommentStore for PgStore {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        save_post_comments(&mut tx, &post, self.render).await?;
+        save_post(&mut tx, &post, self.render).await?;
         if let Some(user) = notify {
             append_event(
                 &mut tx,
@@ -122,7 +126,7 @@ impl CommentStore for PgStore {
         if post.remove_comment(comment_id) {
             post.last_comments = newest_comments(&mut tx, post_id).await?;
         }
-        save_post_comments(&mut tx, &post, self.render).await?;
+        save_post(&mut tx, &post, self.render).await?;
         tx.commit().await?;
         Ok(decision)
     }

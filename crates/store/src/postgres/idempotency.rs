@@ -4,20 +4,20 @@ use async_trait::async_trait;
 
 use super::PgStore;
 use crate::answers::stored_answer;
-use crate::{IdempotencyStore, KeyClaim, StoreResult, StoredResponse};
+use crate::{IdempotencyStore, KeyClaim, NewClaim, StoreResult, StoredResponse};
 use domain::Timestamp;
 use domain::idempotency::StoredKey;
 
 #[async_trait]
 impl IdempotencyStore for PgStore {
-    async fn claim_key(
-        &self,
-        scope_key: &str,
-        fingerprint: &[u8; 32],
-        now: Timestamp,
-        expires_at: Timestamp,
-        lease_until: Timestamp,
-    ) -> StoreResult<KeyClaim> {
+    async fn claim_key(&self, claim: &NewClaim) -> StoreResult<KeyClaim> {
+        let NewClaim {
+            scope_key,
+            fingerprint,
+            at: now,
+            expires_at,
+            lease_until,
+        } = claim;
         // One statement claims atomically: a new key, or one that
         // `StoredKey::claimable` says may be taken over, becomes ours (the WHERE
         // is that rule); any other existing row is left alone.

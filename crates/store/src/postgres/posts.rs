@@ -5,13 +5,13 @@ use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgRow;
 
 use super::rows::{
-    POST_COLUMNS, load_post, lock_post, post_from_row, queue_blob_deletion, save_edit,
+    POST_COLUMNS, load_post, lock_post, post_from_row, queue_blob_deletion, save_post,
 };
 use super::uploads::queue_chunk_deletions;
 use super::{JOBS_CHANNEL, PgStore};
 use crate::{DeletedPost, FeedEntry, KeyAnswer, PostStore, StoreError, StoreResult};
 use domain::{
-    EditRefusal, FeedCursor, IdCursor, NewPost, Post, PostEdit, PostId, Timestamp, UploadId, User,
+    EditRefusal, EditRequest, FeedCursor, IdCursor, NewPost, Post, PostId, Timestamp, UploadId,
     UserId, derived_blob_key,
 };
 
@@ -150,22 +150,15 @@ impl PostStore for PgStore {
             .await?)
     }
 
-    async fn edit_post(
-        &self,
-        id: PostId,
-        by: &User,
-        edit: &PostEdit,
-        if_match: Option<Vec<String>>,
-        now: Timestamp,
-    ) -> StoreResult<Result<Post, EditRefusal>> {
+    async fn edit_post(&self, request: &EditRequest) -> StoreResult<Result<Post, EditRefusal>> {
         let mut tx = self.pool.begin().await?;
-        let Some(mut post) = lock_post(&mut tx, id).await? else {
+        let Some(mut post) = lock_post(&mut tx, request.post).await? else {
             return Ok(Err(EditRefusal::NotFound));
         };
-        if let Err(refusal) = post.apply_edit(by, edit, if_match.as_deref(), now) {
+        if let Err(refusal) = post.apply_edit(request) {
             return Ok(Err(refusal));
         }
-        save_edit(&mut tx, &post, self.render).await?;
+        save_post(&mut tx, &post, self.render).await?;
         tx.commit().await?;
         Ok(Ok(post))
     }

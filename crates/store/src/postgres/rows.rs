@@ -118,28 +118,6 @@ pub fn comment_from_row(row: &PgRow) -> sqlx::Result<Comment> {
 /// The post with its row locked for the rest of the transaction: every
 /// comment writer takes this lock first (as a post's deletion does), so they
 /// serialise per post, never deadlock, and each sees the last one's copies.
-/// Writes what an edit changes (see `Post::apply_edit`), with the rendering.
-pub async fn save_edit(
-    conn: &mut sqlx::PgConnection,
-    post: &Post,
-    render: PostRenderer,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE posts SET caption = $1, expires_at = $2, updated_at = $3, version = $4, \
-         rendered = $5, rendered_version = $6 WHERE id = $7",
-    )
-    .bind(post.caption.as_str())
-    .bind(post.expires_at)
-    .bind(post.updated_at)
-    .bind(post.version)
-    .bind((render.render)(post))
-    .bind(render.version)
-    .bind(post.id.as_uuid())
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
 pub async fn lock_post(conn: &mut sqlx::PgConnection, id: PostId) -> sqlx::Result<Option<Post>> {
     post_where_id(conn, id, " FOR UPDATE OF p").await
 }
@@ -161,25 +139,27 @@ pub async fn newest_comments(
         .await
 }
 
-/// Writes what a comment changes on its post — count, newest comments,
-/// version and rendering — in one statement, from `post` as the caller's
-/// transaction has made it (`Post::add_comment`, `Post::remove_comment`).
-pub async fn save_post_comments(
+/// Writes the post as a rule left it (`Post::apply_edit`, `accept_comment`,
+/// `remove_comment`): every column those change, and the rendering.
+pub async fn save_post(
     conn: &mut sqlx::PgConnection,
     post: &Post,
     render: PostRenderer,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "UPDATE posts SET comment_count = $1, last_comments = $2::jsonb, version = $3, \
-         rendered = $4, rendered_version = $5 WHERE id = $6",
+        "UPDATE posts SET caption = $1, expires_at = $2, updated_at = $3, comment_count = $4, \
+         last_comments = $5::jsonb, version = $6, rendered = $7, rendered_version = $8 WHERE id = $9",
     )
+    .bind(post.caption.as_str())
+    .bind(post.expires_at)
+    .bind(post.updated_at)
     .bind(post.comment_count)
     .bind(last_comments::encode(&post.last_comments))
     .bind(post.version)
     .bind((render.render)(post))
     .bind(render.version)
     .bind(post.id.as_uuid())
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }

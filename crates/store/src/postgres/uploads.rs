@@ -6,7 +6,7 @@ use sqlx::postgres::PgRow;
 
 use super::PgStore;
 use super::rows::queue_blob_deletion;
-use crate::{KeyAnswer, StoreResult, Upload, UploadChunk, UploadLock, UploadStore};
+use crate::{ChunkCommit, KeyAnswer, StoreResult, Upload, UploadChunk, UploadLock, UploadStore};
 use domain::{Timestamp, UploadId, UserId};
 
 fn upload_from_row(r: &PgRow) -> sqlx::Result<Upload> {
@@ -133,14 +133,15 @@ impl UploadStore for PgStore {
         Ok(())
     }
 
-    async fn commit_chunk(
-        &self,
-        id: UploadId,
-        token: uuid::Uuid,
-        chunk: &UploadChunk,
-        expires_at: Timestamp,
-        keep_until: Option<Timestamp>,
-    ) -> StoreResult<Option<bool>> {
+    async fn commit_chunk(&self, commit: &ChunkCommit) -> StoreResult<Option<bool>> {
+        let ChunkCommit {
+            upload: id,
+            token,
+            chunk,
+            expires_at,
+            keep_until,
+        } = commit;
+        let (id, token, expires_at, keep_until) = (*id, *token, *expires_at, *keep_until);
         let mut tx = self.pool.begin().await?;
         let release_wanted: Option<i16> = sqlx::query_scalar(
             "UPDATE uploads SET upload_offset = upload_offset + $1, expires_at = $2, \

@@ -6,27 +6,28 @@ use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
 use super::rows::{
-    COMMENT_COLUMNS, append_event, comment_from_row, load_post, ms, newest_comments,
-    save_post_comments, uuid_col,
+    COMMENT_COLUMNS, append_event, comment_from_row, load_post, ms, newest_comments, save_post,
+    uuid_col,
 };
 use crate::{CommentDeletion, CommentStore, CreatedComment, KeyAnswer, StoreResult};
 use domain::rendering::comment_event;
 use domain::{
-    AcceptedComment, Comment, CommentBody, CommentId, IdCursor, PostId, Timestamp, User, UserId,
+    AcceptedComment, Comment, CommentId, IdCursor, NewComment, PostId, Timestamp, User, UserId,
 };
 
 #[async_trait]
 impl CommentStore for SqliteStore {
     async fn create_comment(
         &self,
-        post_id: PostId,
-        author: &User,
-        body: &CommentBody,
-        now: Timestamp,
+        new: &NewComment,
         answer: Option<KeyAnswer<Comment>>,
     ) -> StoreResult<Option<CreatedComment>> {
-        let author = author.clone();
-        let body = body.clone();
+        let NewComment {
+            post_id,
+            author,
+            body,
+            at: now,
+        } = new.clone();
         let render = self.render;
         self.write(move |tx| {
             // The post as this transaction sees it: the single writer makes its
@@ -48,7 +49,7 @@ impl CommentStore for SqliteStore {
                 comment.body.as_str(),
                 ms(now),
             ])?;
-            save_post_comments(tx, &post, render)?;
+            save_post(tx, &post, render)?;
             if let Some(user) = notify {
                 append_event(tx, user.as_bytes(), "comment.created", &comment_event(&comment))?;
             }
@@ -127,7 +128,7 @@ impl CommentStore for SqliteStore {
             if post.remove_comment(comment_id) {
                 post.last_comments = newest_comments(tx, post_id)?;
             }
-            save_post_comments(tx, &post, render)?;
+            save_post(tx, &post, render)?;
             Ok(decision)
         })
         .await

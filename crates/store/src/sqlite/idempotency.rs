@@ -6,21 +6,20 @@ use rusqlite::{OptionalExtension, params};
 use super::SqliteStore;
 use super::rows::ms;
 use crate::answers::stored_answer;
-use crate::{IdempotencyStore, KeyClaim, StoreResult, StoredResponse};
+use crate::{IdempotencyStore, KeyClaim, NewClaim, StoreResult, StoredResponse};
 use domain::idempotency::StoredKey;
 use domain::{Timestamp, from_millis};
 
 #[async_trait]
 impl IdempotencyStore for SqliteStore {
-    async fn claim_key(
-        &self,
-        scope_key: &str,
-        fingerprint: &[u8; 32],
-        now: Timestamp,
-        expires_at: Timestamp,
-        lease_until: Timestamp,
-    ) -> StoreResult<KeyClaim> {
-        let (scope_key, fingerprint) = (scope_key.to_owned(), *fingerprint);
+    async fn claim_key(&self, claim: &NewClaim) -> StoreResult<KeyClaim> {
+        let NewClaim {
+            scope_key,
+            fingerprint,
+            at: now,
+            expires_at,
+            lease_until,
+        } = claim.clone();
         // One writer transaction: the check and the claim cannot interleave with another claim.
         self.write(move |tx| {
             let existing = tx

@@ -5,12 +5,12 @@ use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
 use super::rows::{
-    POST_COLUMNS, load_post, ms, post_from_row, queue_blob_deletion, save_edit, uuid_col,
+    POST_COLUMNS, load_post, ms, post_from_row, queue_blob_deletion, save_post, uuid_col,
 };
 use super::uploads::queue_chunk_deletions;
 use crate::{DeletedPost, FeedEntry, KeyAnswer, PostRenderer, PostStore, StoreError, StoreResult};
 use domain::{
-    EditRefusal, FeedCursor, IdCursor, NewPost, Post, PostEdit, PostId, Timestamp, UploadId, User,
+    EditRefusal, EditRequest, FeedCursor, IdCursor, NewPost, Post, PostId, Timestamp, UploadId,
     UserId, derived_blob_key,
 };
 
@@ -180,24 +180,17 @@ impl PostStore for SqliteStore {
         .await
     }
 
-    async fn edit_post(
-        &self,
-        id: PostId,
-        by: &User,
-        edit: &PostEdit,
-        if_match: Option<Vec<String>>,
-        now: Timestamp,
-    ) -> StoreResult<Result<Post, EditRefusal>> {
-        let (by, edit) = (by.clone(), edit.clone());
+    async fn edit_post(&self, request: &EditRequest) -> StoreResult<Result<Post, EditRefusal>> {
+        let request = request.clone();
         let render = self.render;
         self.write(move |tx| {
-            let Some(mut post) = load_post(tx, id)? else {
+            let Some(mut post) = load_post(tx, request.post)? else {
                 return Ok(Err(EditRefusal::NotFound));
             };
-            if let Err(refusal) = post.apply_edit(&by, &edit, if_match.as_deref(), now) {
+            if let Err(refusal) = post.apply_edit(&request) {
                 return Ok(Err(refusal));
             }
-            save_edit(tx, &post, render)?;
+            save_post(tx, &post, render)?;
             Ok(Ok(post))
         })
         .await

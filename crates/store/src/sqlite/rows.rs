@@ -97,24 +97,6 @@ pub fn store_rendering(
     Ok(Some(post))
 }
 
-/// Writes what an edit changes (see `Post::apply_edit`), with the rendering.
-pub fn save_edit(conn: &Connection, post: &Post, render: PostRenderer) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "UPDATE posts SET caption = ?1, expires_at = ?2, updated_at = ?3, version = ?4, \
-         rendered = ?5, rendered_version = ?6 WHERE id = ?7",
-    )?
-    .execute(params![
-        post.caption.as_str(),
-        post.expires_at.map(ms),
-        ms(post.updated_at),
-        post.version,
-        (render.render)(post),
-        render.version,
-        post.id.as_bytes()
-    ])?;
-    Ok(())
-}
-
 /// Comment columns for aliases `c` and `u`.
 pub const COMMENT_COLUMNS: &str =
     "c.id, c.post_id, c.body, c.created_at, u.id, u.username, u.created_at";
@@ -143,19 +125,17 @@ pub fn newest_comments(conn: &Connection, post_id: PostId) -> rusqlite::Result<V
         .collect()
 }
 
-/// Writes what a comment changes on its post — count, newest comments,
-/// version and rendering — in one statement, from `post` as the writing
-/// transaction has made it (`Post::add_comment`, `Post::remove_comment`).
-pub fn save_post_comments(
-    conn: &Connection,
-    post: &Post,
-    render: PostRenderer,
-) -> rusqlite::Result<()> {
+/// Writes the post as a rule left it (`Post::apply_edit`, `accept_comment`,
+/// `remove_comment`): every column those change, and the rendering.
+pub fn save_post(conn: &Connection, post: &Post, render: PostRenderer) -> rusqlite::Result<()> {
     conn.prepare_cached(
-        "UPDATE posts SET comment_count = ?1, last_comments = ?2, version = ?3, rendered = ?4, \
-         rendered_version = ?5 WHERE id = ?6",
+        "UPDATE posts SET caption = ?1, expires_at = ?2, updated_at = ?3, comment_count = ?4, \
+         last_comments = ?5, version = ?6, rendered = ?7, rendered_version = ?8 WHERE id = ?9",
     )?
     .execute(params![
+        post.caption.as_str(),
+        post.expires_at.map(ms),
+        ms(post.updated_at),
         post.comment_count,
         last_comments::encode(&post.last_comments),
         post.version,

@@ -5,7 +5,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
 use super::rows::{ms, queue_blob_deletion, uuid_col};
-use crate::{KeyAnswer, StoreResult, Upload, UploadChunk, UploadLock, UploadStore};
+use crate::{ChunkCommit, KeyAnswer, StoreResult, Upload, UploadChunk, UploadLock, UploadStore};
 use domain::{Timestamp, UploadId, UserId, from_millis};
 
 fn upload_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Upload> {
@@ -147,15 +147,14 @@ impl UploadStore for SqliteStore {
         .await
     }
 
-    async fn commit_chunk(
-        &self,
-        id: UploadId,
-        token: uuid::Uuid,
-        chunk: &UploadChunk,
-        expires_at: Timestamp,
-        keep_until: Option<Timestamp>,
-    ) -> StoreResult<Option<bool>> {
-        let chunk = chunk.clone();
+    async fn commit_chunk(&self, commit: &ChunkCommit) -> StoreResult<Option<bool>> {
+        let ChunkCommit {
+            upload: id,
+            token,
+            chunk,
+            expires_at,
+            keep_until,
+        } = commit.clone();
         self.write(move |tx| {
             let release_wanted: Option<i64> = tx
                 .prepare_cached(
