@@ -8,8 +8,7 @@ use utoipa_axum::routes;
 
 use super::problem::{ApiError, ApiResult};
 use super::views::if_none_match_hits;
-use domain::derived_blob_key;
-use service::{ServiceError, Services};
+use service::Services;
 
 pub fn routes() -> OpenApiRouter<Services> {
     OpenApiRouter::new().routes(routes!(image))
@@ -44,10 +43,8 @@ pub(super) async fn image(
     ];
     let cached = if_none_match_hits(&headers, &etag);
     let bytes = s
-        .blobs
-        .get(&derived_blob_key(key))
-        .await
-        .map_err(ServiceError::Internal)?
+        .derived_image(key)
+        .await?
         .ok_or_else(|| ApiError::not_found("no such image"))?;
     if cached {
         return Ok((StatusCode::NOT_MODIFIED, common).into_response());

@@ -168,6 +168,11 @@ impl Services {
         })
     }
 
+    /// The bytes of the derived JPEG with content key `key`, if there is one.
+    pub async fn derived_image(&self, key: &str) -> ServiceResult<Option<bytes::Bytes>> {
+        Ok(self.blobs.get(&domain::derived_blob_key(key)).await?)
+    }
+
     /// A post as `viewer` may see it: processing and failed posts only to their author.
     pub async fn post(&self, id: PostId, viewer: Option<&User>) -> ServiceResult<Post> {
         match self.store.post(id).await? {
