@@ -7,7 +7,7 @@ use sqlx::postgres::PgRow;
 
 use super::PgStore;
 use super::rows::{
-    COMMENT_COLUMNS, append_event, comment_from_row, lock_post, newest_comments, save_post,
+    COMMENT_COLUMNS, append_event, comment_from_row, lock_post, newest_comments, save_comments,
 };
 use crate::{CommentDeletion, CommentStore, CreatedComment, KeyAnswer, StoreResult};
 use domain::rendering::comment_event;
@@ -48,7 +48,7 @@ impl CommentStore for PgStore {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        save_post(&mut tx, &post, self.render).await?;
+        save_comments(&mut tx, &post, self.render).await?;
         if let Some(user) = notify {
             append_event(
                 &mut tx,
@@ -126,7 +126,7 @@ impl CommentStore for PgStore {
         if post.remove_comment(comment_id) {
             post.last_comments = newest_comments(&mut tx, post_id).await?;
         }
-        save_post(&mut tx, &post, self.render).await?;
+        save_comments(&mut tx, &post, self.render).await?;
         tx.commit().await?;
         Ok(decision)
     }

@@ -5,7 +5,7 @@ use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgRow;
 
 use super::rows::{
-    POST_COLUMNS, load_post, lock_post, post_from_row, queue_blob_deletion, save_post,
+    POST_COLUMNS, load_post, lock_post, post_from_row, queue_blob_deletion, save_edit,
 };
 use super::uploads::queue_chunk_deletions;
 use super::{JOBS_CHANNEL, PgStore};
@@ -158,7 +158,7 @@ impl PostStore for PgStore {
         if let Err(refusal) = post.apply_edit(request) {
             return Ok(Err(refusal));
         }
-        save_post(&mut tx, &post, self.render).await?;
+        save_edit(&mut tx, &post, self.render).await?;
         tx.commit().await?;
         Ok(Ok(post))
     }

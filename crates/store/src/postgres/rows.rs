@@ -139,27 +139,48 @@ pub async fn newest_comments(
         .await
 }
 
-/// Writes the post as a rule left it (`Post::apply_edit`, `accept_comment`,
-/// `remove_comment`): every column those change, and the rendering.
-pub async fn save_post(
+/// Writes what a comment changes on its post (`Post::accept_comment`,
+/// `Post::remove_comment`): count, newest comments, version, rendering. Only
+/// those columns, as on SQLite (an update that names no indexed column it
+/// does not change stays cheap on both engines).
+pub async fn save_comments(
     conn: &mut sqlx::PgConnection,
     post: &Post,
     render: PostRenderer,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "UPDATE posts SET caption = $1, expires_at = $2, updated_at = $3, comment_count = $4, \
-         last_comments = $5::jsonb, version = $6, rendered = $7, rendered_version = $8 WHERE id = $9",
+        "UPDATE posts SET comment_count = $1, last_comments = $2::jsonb, version = $3, \
+         rendered = $4, rendered_version = $5 WHERE id = $6",
     )
-    .bind(post.caption.as_str())
-    .bind(post.expires_at)
-    .bind(post.updated_at)
     .bind(post.comment_count)
     .bind(last_comments::encode(&post.last_comments))
     .bind(post.version)
     .bind((render.render)(post))
     .bind(render.version)
     .bind(post.id.as_uuid())
-    .execute(&mut *conn)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Writes what an edit changes (`Post::apply_edit`), with the rendering.
+pub async fn save_edit(
+    conn: &mut sqlx::PgConnection,
+    post: &Post,
+    render: PostRenderer,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE posts SET caption = $1, expires_at = $2, updated_at = $3, version = $4, \
+         rendered = $5, rendered_version = $6 WHERE id = $7",
+    )
+    .bind(post.caption.as_str())
+    .bind(post.expires_at)
+    .bind(post.updated_at)
+    .bind(post.version)
+    .bind((render.render)(post))
+    .bind(render.version)
+    .bind(post.id.as_uuid())
+    .execute(conn)
     .await?;
     Ok(())
 }

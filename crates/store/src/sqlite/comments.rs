@@ -6,7 +6,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
 use super::rows::{
-    COMMENT_COLUMNS, append_event, comment_from_row, load_post, ms, newest_comments, save_post,
+    COMMENT_COLUMNS, append_event, comment_from_row, load_post, ms, newest_comments, save_comments,
     uuid_col,
 };
 use crate::{CommentDeletion, CommentStore, CreatedComment, KeyAnswer, StoreResult};
@@ -49,7 +49,7 @@ impl CommentStore for SqliteStore {
                 comment.body.as_str(),
                 ms(now),
             ])?;
-            save_post(tx, &post, render)?;
+            save_comments(tx, &post, render)?;
             if let Some(user) = notify {
                 append_event(tx, user.as_bytes(), "comment.created", &comment_event(&comment))?;
             }
@@ -128,7 +128,7 @@ impl CommentStore for SqliteStore {
             if post.remove_comment(comment_id) {
                 post.last_comments = newest_comments(tx, post_id)?;
             }
-            save_post(tx, &post, render)?;
+            save_comments(tx, &post, render)?;
             Ok(decision)
         })
         .await

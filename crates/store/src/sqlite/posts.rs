@@ -5,7 +5,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
 use super::rows::{
-    POST_COLUMNS, load_post, ms, post_from_row, queue_blob_deletion, save_post, uuid_col,
+    POST_COLUMNS, load_post, ms, post_from_row, queue_blob_deletion, save_edit, uuid_col,
 };
 use super::uploads::queue_chunk_deletions;
 use crate::{DeletedPost, FeedEntry, KeyAnswer, PostRenderer, PostStore, StoreError, StoreResult};
@@ -190,7 +190,7 @@ impl PostStore for SqliteStore {
             if let Err(refusal) = post.apply_edit(&request) {
                 return Ok(Err(refusal));
             }
-            save_post(tx, &post, render)?;
+            save_edit(tx, &post, render)?;
             Ok(Ok(post))
         })
         .await

@@ -125,19 +125,36 @@ pub fn newest_comments(conn: &Connection, post_id: PostId) -> rusqlite::Result<V
         .collect()
 }
 
-/// Writes the post as a rule left it (`Post::apply_edit`, `accept_comment`,
-/// `remove_comment`): every column those change, and the rendering.
-pub fn save_post(conn: &Connection, post: &Post, render: PostRenderer) -> rusqlite::Result<()> {
+/// Writes what a comment changes on its post (`Post::accept_comment`,
+/// `Post::remove_comment`): count, newest comments, version, rendering. Only
+/// those columns: SQLite maintains every index over a column an UPDATE names,
+/// and naming the expiry too cost a comment 3% more instructions (callgrind).
+pub fn save_comments(conn: &Connection, post: &Post, render: PostRenderer) -> rusqlite::Result<()> {
     conn.prepare_cached(
-        "UPDATE posts SET caption = ?1, expires_at = ?2, updated_at = ?3, comment_count = ?4, \
-         last_comments = ?5, version = ?6, rendered = ?7, rendered_version = ?8 WHERE id = ?9",
+        "UPDATE posts SET comment_count = ?1, last_comments = ?2, version = ?3, rendered = ?4, \
+         rendered_version = ?5 WHERE id = ?6",
+    )?
+    .execute(params![
+        post.comment_count,
+        last_comments::encode(&post.last_comments),
+        post.version,
+        (render.render)(post),
+        render.version,
+        post.id.as_bytes()
+    ])?;
+    Ok(())
+}
+
+/// Writes what an edit changes (`Post::apply_edit`), with the rendering.
+pub fn save_edit(conn: &Connection, post: &Post, render: PostRenderer) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE posts SET caption = ?1, expires_at = ?2, updated_at = ?3, version = ?4, \
+         rendered = ?5, rendered_version = ?6 WHERE id = ?7",
     )?
     .execute(params![
         post.caption.as_str(),
         post.expires_at.map(ms),
         ms(post.updated_at),
-        post.comment_count,
-        last_comments::encode(&post.last_comments),
         post.version,
         (render.render)(post),
         render.version,

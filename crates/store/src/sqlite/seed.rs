@@ -4,7 +4,7 @@
 use rusqlite::params;
 
 use super::SqliteStore;
-use super::rows::{load_post, ms, newest_comments, save_post, store_rendering};
+use super::rows::{load_post, ms, newest_comments, save_comments, store_rendering};
 use crate::PostRenderer;
 use domain::{CommentId, PostId, UserId, now};
 use rusqlite::Connection;
@@ -208,5 +208,5 @@ fn set_post_comments(
     post.comment_count = count;
     post.last_comments = newest_comments(conn, post_id)?;
     post.version += 1;
-    save_post(conn, &post, render)
+    save_comments(conn, &post, render)
 }
