@@ -22,13 +22,7 @@ impl CommentStore for PgStore {
         new: &NewComment,
         answer: Option<KeyAnswer<Comment>>,
     ) -> StoreResult<Option<CreatedComment>> {
-        let NewComment {
-            post_id,
-            author,
-            body,
-            at: now,
-        } = new;
-        let (post_id, now) = (*post_id, *now);
+        let (post_id, author, body, now) = (new.post_id, &new.author, &new.body, new.at);
         let mut tx = self.pool.begin().await?;
         // Under the row lock the post's newest comments are exact, so they are
         // updated here rather than read again; a post being deleted gets none.

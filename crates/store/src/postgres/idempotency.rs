@@ -11,13 +11,8 @@ use domain::idempotency::StoredKey;
 #[async_trait]
 impl IdempotencyStore for PgStore {
     async fn claim_key(&self, claim: &NewClaim) -> StoreResult<KeyClaim> {
-        let NewClaim {
-            scope_key,
-            fingerprint,
-            at: now,
-            expires_at,
-            lease_until,
-        } = claim;
+        let (scope_key, fingerprint, now) = (&claim.scope_key, &claim.fingerprint, claim.at);
+        let (expires_at, lease_until) = (claim.expires_at, claim.lease_until);
         // One statement claims atomically: a new key, or one that
         // `StoredKey::claimable` says may be taken over, becomes ours (the WHERE
         // is that rule); any other existing row is left alone.

@@ -134,14 +134,8 @@ impl UploadStore for PgStore {
     }
 
     async fn commit_chunk(&self, commit: &ChunkCommit) -> StoreResult<Option<bool>> {
-        let ChunkCommit {
-            upload: id,
-            token,
-            chunk,
-            expires_at,
-            keep_until,
-        } = commit;
-        let (id, token, expires_at, keep_until) = (*id, *token, *expires_at, *keep_until);
+        let (id, token, chunk) = (commit.upload, commit.token, &commit.chunk);
+        let (expires_at, keep_until) = (commit.expires_at, commit.keep_until);
         let mut tx = self.pool.begin().await?;
         let release_wanted: Option<i16> = sqlx::query_scalar(
             "UPDATE uploads SET upload_offset = upload_offset + $1, expires_at = $2, \

@@ -22,12 +22,8 @@ impl CommentStore for SqliteStore {
         new: &NewComment,
         answer: Option<KeyAnswer<Comment>>,
     ) -> StoreResult<Option<CreatedComment>> {
-        let NewComment {
-            post_id,
-            author,
-            body,
-            at: now,
-        } = new.clone();
+        let (post_id, author, body, now) =
+            (new.post_id, new.author.clone(), new.body.clone(), new.at);
         let render = self.render;
         self.write(move |tx| {
             // The post as this transaction sees it: the single writer makes its

@@ -13,13 +13,8 @@ use domain::{Timestamp, from_millis};
 #[async_trait]
 impl IdempotencyStore for SqliteStore {
     async fn claim_key(&self, claim: &NewClaim) -> StoreResult<KeyClaim> {
-        let NewClaim {
-            scope_key,
-            fingerprint,
-            at: now,
-            expires_at,
-            lease_until,
-        } = claim.clone();
+        let (scope_key, fingerprint, now) = (claim.scope_key.clone(), claim.fingerprint, claim.at);
+        let (expires_at, lease_until) = (claim.expires_at, claim.lease_until);
         // One writer transaction: the check and the claim cannot interleave with another claim.
         self.write(move |tx| {
             let existing = tx

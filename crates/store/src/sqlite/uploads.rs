@@ -148,13 +148,8 @@ impl UploadStore for SqliteStore {
     }
 
     async fn commit_chunk(&self, commit: &ChunkCommit) -> StoreResult<Option<bool>> {
-        let ChunkCommit {
-            upload: id,
-            token,
-            chunk,
-            expires_at,
-            keep_until,
-        } = commit.clone();
+        let (id, token, chunk) = (commit.upload, commit.token, commit.chunk.clone());
+        let (expires_at, keep_until) = (commit.expires_at, commit.keep_until);
         self.write(move |tx| {
             let release_wanted: Option<i64> = tx
                 .prepare_cached(
