@@ -189,8 +189,9 @@ pub struct MigrateArgs {
     /// Target blob store URL.
     #[arg(long)]
     pub to_blob_url: Option<String>,
-    /// Rows per transaction.
-    #[arg(long, default_value_t = 1000)]
+    /// Rows per transaction. Into PostgreSQL, a batch is one COPY: 10,000-row
+    /// batches copied the 100k-post dataset in 37 s, 1,000-row ones in 70 s.
+    #[arg(long, default_value_t = 10_000)]
     pub batch_size: u32,
     /// Test hook: stop after copying this many rows, as if interrupted.
     #[arg(long, hide = true)]

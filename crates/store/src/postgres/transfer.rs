@@ -28,15 +28,6 @@ fn select_list(table: &Table) -> String {
         .join(", ")
 }
 
-/// The placeholder for parameter `n` of a column, cast to the column's type.
-fn placeholder(n: usize, kind: Kind) -> String {
-    match kind {
-        Kind::Int(pg) => format!("${n}::{pg}"),
-        Kind::Json => format!("${n}::jsonb"),
-        _ => format!("${n}"),
-    }
-}
-
 fn read_value(row: &PgRow, i: usize, kind: Kind) -> sqlx::Result<Value> {
     let value = match kind {
         Kind::Uuid => row.try_get::<Option<uuid::Uuid>, _>(i)?.map(Value::Uuid),
@@ -55,6 +46,39 @@ fn read_row(table: &Table, row: &PgRow) -> sqlx::Result<TransferRow> {
         .enumerate()
         .map(|(i, (_, k))| read_value(row, i, *k))
         .collect()
+}
+
+/// Appends `row` as one line of `COPY`'s text format: tab-separated, `\N`
+/// for NULL, backslash escapes in text, `\\x…` (an escaped `\x`) for bytes.
+fn copy_line(out: &mut String, row: TransferRow) {
+    use std::fmt::Write;
+    for (i, value) in row.into_iter().enumerate() {
+        if i > 0 {
+            out.push('\t');
+        }
+        match value {
+            Value::Null => out.push_str("\\N"),
+            Value::Uuid(u) => write!(out, "{u}").expect("writing to a String"),
+            Value::Int(n) => write!(out, "{n}").expect("writing to a String"),
+            Value::Time(t) => out.push_str(&t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+            Value::Bytes(b) => {
+                out.push_str("\\\\x");
+                out.push_str(&hex::encode(b));
+            }
+            Value::Text(t) => {
+                for c in t.chars() {
+                    match c {
+                        '\\' => out.push_str("\\\\"),
+                        '\t' => out.push_str("\\t"),
+                        '\n' => out.push_str("\\n"),
+                        '\r' => out.push_str("\\r"),
+                        c => out.push(c),
+                    }
+                }
+            }
+        }
+    }
+    out.push('\n');
 }
 
 /// Binds `value` with the Rust type matching `kind`, so NULLs are typed too.
@@ -108,13 +132,11 @@ impl Transfer for PgStore {
         Ok(rows)
     }
 
+    /// Rows go in with `COPY` (one round trip for the batch, parsed by the
+    /// server in bulk) into a temporary table, then one `INSERT … SELECT`
+    /// applies the conflict rule `COPY` cannot: a resumed copy skips (or, for
+    /// `replace` tables, overwrites) what is already there.
     async fn import_rows(&self, table: &'static Table, rows: Vec<TransferRow>) -> StoreResult<()> {
-        let placeholders: Vec<String> = table
-            .columns
-            .iter()
-            .enumerate()
-            .map(|(i, (_, k))| placeholder(i + 1, *k))
-            .collect();
         let conflict = if table.replace {
             let sets: Vec<String> = table
                 .columns
@@ -125,21 +147,32 @@ impl Transfer for PgStore {
         } else {
             "DO NOTHING".to_owned()
         };
-        let sql = format!(
-            "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) {conflict}",
-            table.name,
-            table.column_list(),
-            placeholders.join(", "),
-            table.key
-        );
+        let (name, columns) = (table.name, table.column_list());
         let mut tx = self.pool.begin().await?;
+        sqlx::query(AssertSqlSafe(format!(
+            "CREATE TEMP TABLE incoming (LIKE {name}) ON COMMIT DROP"
+        )))
+        .execute(&mut *tx)
+        .await?;
+        let mut copy = tx
+            .copy_in_raw(&format!("COPY incoming ({columns}) FROM STDIN"))
+            .await?;
+        let mut text = String::new();
         for row in rows {
-            let mut q = sqlx::query(AssertSqlSafe(sql.clone()));
-            for ((_, kind), value) in table.columns.iter().zip(row) {
-                q = bind(q, *kind, value);
+            copy_line(&mut text, row);
+            if text.len() > 1 << 20 {
+                copy.send(std::mem::take(&mut text).into_bytes()).await?;
             }
-            q.execute(&mut *tx).await?;
         }
+        copy.send(text.into_bytes()).await?;
+        copy.finish().await?;
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {name} ({columns}) SELECT {columns} FROM incoming \
+             ORDER BY {key} ON CONFLICT ({key}) {conflict}",
+            key = table.key
+        )))
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -166,5 +199,31 @@ impl Transfer for PgStore {
             .try_map(|r: PgRow| read_value(&r, 0, kind))
             .fetch_optional(&self.pool)
             .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_lines_escape_what_the_text_format_reserves() {
+        let mut out = String::new();
+        copy_line(
+            &mut out,
+            vec![
+                Value::Text("a\tb\nc\\d\re".into()),
+                Value::Null,
+                Value::Bytes(vec![0, 0xff]),
+                Value::Int(-7),
+                Value::Uuid(uuid::Uuid::from_u128(1)),
+                Value::Time(domain::from_millis(1_700_000_000_123)),
+            ],
+        );
+        assert_eq!(
+            out,
+            "a\\tb\\nc\\\\d\\re\t\\N\t\\\\x00ff\t-7\t00000000-0000-0000-0000-000000000001\t\
+             2023-11-14T22:13:20.123000Z\n"
+        );
     }
 }
