@@ -83,10 +83,6 @@ pub async fn services(config: &Config) -> anyhow::Result<Services> {
         session_ttl: config.session_ttl,
         max_event_streams: config.max_event_streams,
     };
-    #[cfg(feature = "bench")]
-    if config.bench_ceiling_bytes > 0 {
-        crate::api::bench::set_ceiling_bytes(config.bench_ceiling_bytes);
-    }
     Services::new(store, blobs, settings).await
 }
 
@@ -138,6 +134,10 @@ pub async fn serve(config: Config) -> anyhow::Result<Running> {
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
+    #[cfg(feature = "bench")]
+    if config.bench_ceiling_bytes > 0 {
+        crate::api::bench::set_ceiling_bytes(config.bench_ceiling_bytes);
+    }
     let app = crate::api::router(services.clone());
     let stop = shutdown.clone();
     let limits = crate::api::server::ConnectionLimits {

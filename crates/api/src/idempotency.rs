@@ -84,7 +84,11 @@ async fn scope_of(services: &Services, request: &mut Request) -> String {
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
     let ip = peer.map(|p| {
-        super::rate_limit::client_ip(p.ip(), request.headers(), &services.trusted_proxies)
+        super::rate_limit::client_ip(
+            p.ip(),
+            request.headers(),
+            &services.settings.trusted_proxies,
+        )
     });
     ip.map(super::rate_limit::client_scope)
         .unwrap_or_else(|| "client:".to_owned())

@@ -232,7 +232,7 @@ async fn integer(field: Field<'_>) -> ApiResult<Result<Option<i64>, String>> {
 /// Streams a file field to a temporary file in the staging directory,
 /// refusing it as soon as it passes `max` bytes.
 async fn spool(mut field: Field<'_>, s: &Services, max: u64) -> ApiResult<StagedImage> {
-    let temp = tempfile::NamedTempFile::new_in(&s.staging_dir)
+    let temp = tempfile::NamedTempFile::new_in(&s.settings.staging_dir)
         .map_err(|e| service::ServiceError::Internal(e.into()))?;
     let (file, path) = temp.into_parts();
     let mut out = BufWriter::with_capacity(64 * 1024, tokio::fs::File::from_std(file));

@@ -91,7 +91,11 @@ fn headers_for(check: &RateCheck) -> [(&'static str, HeaderValue); 2] {
 
 pub async fn rate_limit(State(s): State<Services>, mut request: Request, next: Next) -> Response {
     let path = request.uri().path();
-    if s.rate_limits.is_none() || path == "/healthz" || path == "/readyz" || path == "/metrics" {
+    if s.settings.rate_limits.is_none()
+        || path == "/healthz"
+        || path == "/readyz"
+        || path == "/metrics"
+    {
         return next.run(request).await;
     }
     let class = classify(request.method(), path);
@@ -104,7 +108,11 @@ pub async fn rate_limit(State(s): State<Services>, mut request: Request, next: N
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip())
             .unwrap_or(IpAddr::from([127, 0, 0, 1]));
-        client_scope(client_ip(peer, request.headers(), &s.trusted_proxies))
+        client_scope(client_ip(
+            peer,
+            request.headers(),
+            &s.settings.trusted_proxies,
+        ))
     });
     let check = match s.check_rate(class, &principal).await {
         Ok(Some(check)) => check,

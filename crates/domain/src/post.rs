@@ -248,10 +248,11 @@ impl Post {
         if self.author.id != by.id {
             return Err(EditRefusal::NotAuthor);
         }
-        if let Some(tags) = if_match
-            && !tags.iter().any(|t| t == "*" || *t == self.etag())
-        {
-            return Err(EditRefusal::PreconditionFailed);
+        if let Some(tags) = if_match {
+            let etag = self.etag();
+            if !tags.iter().any(|t| t == "*" || *t == etag) {
+                return Err(EditRefusal::PreconditionFailed);
+            }
         }
         if let Some(caption) = &edit.caption {
             self.caption = caption.clone();

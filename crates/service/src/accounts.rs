@@ -148,8 +148,7 @@ enum SessionUse {
 
 /// Sessions expire after `ttl` unused (PRODUCT.md §3 Accounts).
 fn session_use(last_used: Timestamp, at: Timestamp, ttl: std::time::Duration) -> SessionUse {
-    let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::days(30));
-    if last_used + ttl <= at {
+    if domain::later(last_used, ttl) <= at {
         SessionUse::Expired
     } else if last_used + TOUCH_EVERY <= at {
         SessionUse::Touch
@@ -248,7 +247,7 @@ impl Services {
             return Ok(None);
         };
         let t = now();
-        match session_use(last_used, t, self.session_ttl) {
+        match session_use(last_used, t, self.settings.session_ttl) {
             SessionUse::Expired => {
                 self.store.delete_session(&hash).await?;
                 return Ok(None);

@@ -19,7 +19,7 @@ impl Services {
         let created = self
             .store
             .create_comment(
-                &NewComment {
+                NewComment {
                     post_id,
                     author: author.clone(),
                     body,

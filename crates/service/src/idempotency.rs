@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::{ServiceResult, Services};
-use domain::now;
+use domain::{later, now};
 use store::{KeyClaim, NewClaim, StoredResponse};
 
 /// How long a key is remembered after its first use.
@@ -16,10 +16,6 @@ pub const IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(24 * 3600);
 /// takes it over.
 pub const CLAIM_LEASE: Duration = Duration::from_secs(5);
 pub const CLAIM_RENEW_EVERY: Duration = Duration::from_millis(1500);
-
-fn span(d: Duration) -> chrono::Duration {
-    chrono::Duration::from_std(d).expect("small durations fit")
-}
 
 impl Services {
     pub async fn claim_idempotency_key(
@@ -32,10 +28,10 @@ impl Services {
             scope_key: scope_key.to_owned(),
             fingerprint: *fingerprint,
             at: t,
-            expires_at: t + span(IDEMPOTENCY_RETENTION),
-            lease_until: t + span(CLAIM_LEASE),
+            expires_at: later(t, IDEMPOTENCY_RETENTION),
+            lease_until: later(t, CLAIM_LEASE),
         };
-        Ok(self.store.claim_key(&claim).await?)
+        Ok(self.store.claim_key(claim).await?)
     }
 
     pub async fn complete_idempotency_key(
@@ -49,7 +45,7 @@ impl Services {
     pub async fn renew_idempotency_key(&self, scope_key: &str) -> ServiceResult<()> {
         Ok(self
             .store
-            .renew_key(scope_key, now() + span(CLAIM_LEASE))
+            .renew_key(scope_key, later(now(), CLAIM_LEASE))
             .await?)
     }
 

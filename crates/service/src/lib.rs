@@ -52,7 +52,7 @@ impl std::ops::Deref for Services {
 }
 
 /// Staging files older than this belong to no running request.
-const STAGING_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+const STAGING_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// How a node's services behave. Every value comes from the configuration,
 /// which holds the defaults (`Settings` in the binary's `config.rs`).
@@ -82,18 +82,12 @@ pub struct ServiceSettings {
 pub struct ServiceParts {
     pub store: Arc<dyn Store>,
     pub blobs: Arc<dyn BlobStore>,
+    pub settings: ServiceSettings,
     cursor_key: CursorKey,
-    image_limits: imaging::Limits,
-    pub staging_dir: PathBuf,
-    pub upload_ttl: Duration,
-    pub event_retention: Duration,
-    pub rate_limits: Option<rate_limits::Limiter>,
-    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Rendered first pages of the feed (see `feed_cache.rs`).
     pub feed_cache: Arc<FeedCache>,
     /// Bearer tokens recently checked (see `session_cache.rs`).
     pub sessions: SessionCache,
-    pub session_ttl: Duration,
     /// Where the orphan sweep goes on in each blob prefix (see `orphans.rs`).
     orphan_scan: std::sync::Mutex<std::collections::HashMap<&'static str, String>>,
     /// Open event streams, bounded per user and per node (see `events.rs`).
@@ -114,17 +108,11 @@ impl Services {
             store,
             blobs,
             cursor_key,
-            image_limits: settings.image_limits,
-            staging_dir: settings.staging_dir,
-            upload_ttl: settings.upload_ttl,
-            event_retention: settings.event_retention,
-            rate_limits: settings.rate_limits,
-            trusted_proxies: settings.trusted_proxies,
             feed_cache: Arc::new(FeedCache::new(settings.feed_cache_ttl)),
             sessions: SessionCache::new(settings.session_cache_ttl),
-            session_ttl: settings.session_ttl,
             orphan_scan: Default::default(),
             event_streams: Arc::new(EventStreamSlots::new(settings.max_event_streams)),
+            settings,
         })))
     }
 }
@@ -149,7 +137,7 @@ impl Services {
     /// Removes staging files a crashed process left behind: files in use are
     /// at most as old as the longest request body, far less than `STAGING_MAX_AGE`.
     pub async fn clean_staging(&self) -> anyhow::Result<usize> {
-        let dir = self.staging_dir.clone();
+        let dir = self.settings.staging_dir.clone();
         tokio::task::spawn_blocking(move || {
             let mut removed = 0;
             for entry in std::fs::read_dir(&dir)? {
@@ -170,7 +158,7 @@ impl Services {
     }
 
     /// Image jobs waiting or running, and the age of the oldest.
-    pub async fn job_queue_stats(&self) -> anyhow::Result<(u64, Option<std::time::Duration>)> {
+    pub async fn job_queue_stats(&self) -> anyhow::Result<(u64, Option<Duration>)> {
         Ok(self.store.queue_stats(domain::now()).await?)
     }
 

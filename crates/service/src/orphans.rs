@@ -21,7 +21,7 @@ const PREFIXES: [&str; 2] = ["uploads/", "originals/"];
 impl Services {
     /// Deletes the orphans in the next page of each prefix; returns how many.
     pub async fn collect_orphans(&self, older_than: Duration) -> anyhow::Result<usize> {
-        let cutoff = now() - chrono::Duration::from_std(older_than)?;
+        let cutoff = domain::earlier(now(), older_than);
         let mut removed = 0;
         for prefix in PREFIXES {
             let after = self.orphan_scan.lock().expect("scan").get(prefix).cloned();

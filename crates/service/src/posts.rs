@@ -152,7 +152,7 @@ impl Services {
 
     async fn probe(&self, image: &StagedImage) -> ServiceResult<imaging::Header> {
         let path = image.file.to_path_buf();
-        let limits = self.image_limits;
+        let limits = self.settings.image_limits;
         let probed = tokio::task::spawn_blocking(move || imaging::probe(&path, &limits))
             .await
             .map_err(anyhow::Error::from)?;
@@ -285,7 +285,7 @@ impl Services {
             if_match,
             at: t,
         };
-        match self.store.edit_post(&request).await? {
+        match self.store.edit_post(request).await? {
             Ok(post) => {
                 self.feed_cache.invalidate();
                 Ok(post)

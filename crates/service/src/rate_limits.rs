@@ -65,7 +65,7 @@ impl Services {
         class: Class,
         principal: &str,
     ) -> ServiceResult<Option<RateCheck>> {
-        let Some((limits, budgets)) = &self.rate_limits else {
+        let Some((limits, budgets)) = &self.settings.rate_limits else {
             return Ok(None);
         };
         let budget = budgets.budget(class);

@@ -13,7 +13,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::posts::StagedImage;
 use super::{CreatePost, MAX_IMAGE_BYTES, ServiceError, ServiceResult, Services};
-use domain::{Post, Timestamp, UploadId, User, now};
+use domain::{Post, Timestamp, UploadId, User, earlier, later, now};
 use store::{ChunkCommit, KeyAnswer, Upload, UploadChunk, UploadLock};
 
 /// How long an append is presumed alive after its last commit. Past it, its
@@ -61,10 +61,6 @@ fn lock_is_free(lock: &UploadLock, at: Timestamp) -> bool {
         (Some(_), None) => true,
         (Some(_), Some(until)) => until <= at,
     }
-}
-
-fn later(t: Timestamp, d: Duration) -> Timestamp {
-    t + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::days(1))
 }
 
 /// Upload-Metadata: comma-separated `key` or `key base64value` pairs.
@@ -122,7 +118,7 @@ impl Services {
             offset: 0,
             metadata: metadata.filter(|m| !m.is_empty()),
             created_at,
-            expires_at: later(created_at, self.upload_ttl),
+            expires_at: later(created_at, self.settings.upload_ttl),
         };
         self.store.create_upload(&upload, answer).await?;
         Ok(upload)
@@ -256,11 +252,11 @@ impl Services {
         // left for the orphan sweep rather than deleted under a row that may name it.
         let committed = self
             .store
-            .commit_chunk(&ChunkCommit {
+            .commit_chunk(ChunkCommit {
                 upload: lease.upload.id,
                 token: lease.token,
                 chunk: chunk.clone(),
-                expires_at: later(t, self.upload_ttl),
+                expires_at: later(t, self.settings.upload_ttl),
                 keep_until: keep.then(|| later(t, APPEND_LEASE)),
             })
             .await?;
@@ -313,7 +309,7 @@ impl Services {
         use futures_util::StreamExt;
         let id = lease.upload.id;
         let incremental = expected.is_none();
-        let mut staged = Staged::new(&self.staging_dir, expected)?;
+        let mut staged = Staged::new(&self.settings.staging_dir, expected)?;
         let mut last_commit = Instant::now();
         let mut poll = tokio::time::interval(HOLDER_POLL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -377,7 +373,7 @@ impl Services {
         lease: &mut AppendLease,
         staged: &mut Staged,
     ) -> ServiceResult<bool> {
-        let (file, len) = staged.take(&self.staging_dir).await?;
+        let (file, len) = staged.take(&self.settings.staging_dir).await?;
         self.commit_append(lease, file, len, true).await
     }
 
@@ -430,8 +426,8 @@ impl Services {
     /// Joins an upload's chunks into one local file, in order.
     async fn join_chunks(&self, upload: &Upload) -> ServiceResult<StagedImage> {
         let chunks = self.store.upload_chunks(upload.id).await?;
-        let mut joined =
-            tempfile::NamedTempFile::new_in(&self.staging_dir).map_err(anyhow::Error::from)?;
+        let mut joined = tempfile::NamedTempFile::new_in(&self.settings.staging_dir)
+            .map_err(anyhow::Error::from)?;
         let mut expected = 0;
         for chunk in chunks {
             if chunk.start != expected {
@@ -440,7 +436,10 @@ impl Services {
                     upload.id
                 )));
             }
-            let local = self.blobs.local_copy(&chunk.key, &self.staging_dir).await?;
+            let local = self
+                .blobs
+                .local_copy(&chunk.key, &self.settings.staging_dir)
+                .await?;
             let path = local.path().to_owned();
             joined = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
                 std::io::copy(&mut std::fs::File::open(path)?, joined.as_file_mut())?;
@@ -467,12 +466,14 @@ impl Services {
     pub async fn sweep_expired(&self) -> anyhow::Result<u64> {
         let t = now();
         let mut removed = self.store.purge_keys(t).await?;
-        let unused =
-            chrono::Duration::from_std(self.session_ttl).unwrap_or(chrono::Duration::days(30));
-        removed += self.store.purge_sessions(t - unused).await?;
-        let retention =
-            chrono::Duration::from_std(self.event_retention).unwrap_or(chrono::Duration::days(7));
-        removed += self.store.purge_events(t - retention).await?;
+        removed += self
+            .store
+            .purge_sessions(earlier(t, self.settings.session_ttl))
+            .await?;
+        removed += self
+            .store
+            .purge_events(earlier(t, self.settings.event_retention))
+            .await?;
         // Expired posts already vanished from every read; now their rows and blobs go.
         for id in self.store.expired_posts(t, 500).await? {
             removed += u64::from(self.store.delete_post(id).await?.is_some());
@@ -481,7 +482,7 @@ impl Services {
         for id in self.store.expired_uploads(t, 500).await? {
             removed += u64::from(self.store.delete_upload(id).await?);
         }
-        if let Some((limits, _)) = &self.rate_limits {
+        if let Some((limits, _)) = &self.settings.rate_limits {
             limits.forget_idle().await?;
         }
         self.collect_garbage().await?;

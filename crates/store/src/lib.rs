@@ -113,7 +113,7 @@ pub trait PostStore: Send + Sync {
     ) -> StoreResult<Vec<Post>>;
     /// Applies an edit by `by` if `Post::apply_edit` allows it, on the post as
     /// the write's transaction holds it; the edited post, or why not.
-    async fn edit_post(&self, request: &EditRequest) -> StoreResult<Result<Post, EditRefusal>>;
+    async fn edit_post(&self, request: EditRequest) -> StoreResult<Result<Post, EditRefusal>>;
     /// Posts whose expiry has passed, for the sweeper.
     async fn expired_posts(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<PostId>>;
     /// Deletes the post, its comments and its job; the blobs it referenced are
@@ -136,7 +136,7 @@ pub trait CommentStore: Send + Sync {
     /// the stored last comments exact. `None` when no such post is visible.
     async fn create_comment(
         &self,
-        new: &NewComment,
+        new: NewComment,
         answer: Option<KeyAnswer<Comment>>,
     ) -> StoreResult<Option<CreatedComment>>;
     async fn comments(
@@ -233,7 +233,7 @@ pub trait UploadStore: Send + Sync {
     /// renewed), without it the lock is released. `None` if the lock or the
     /// offset had changed (a takeover fenced this request); else whether a
     /// release was asked for.
-    async fn commit_chunk(&self, commit: &ChunkCommit) -> StoreResult<Option<bool>>;
+    async fn commit_chunk(&self, commit: ChunkCommit) -> StoreResult<Option<bool>>;
     async fn unlock_upload(&self, id: UploadId, token: uuid::Uuid) -> StoreResult<()>;
     /// The chunks in byte order.
     async fn upload_chunks(&self, id: UploadId) -> StoreResult<Vec<UploadChunk>>;
@@ -276,7 +276,7 @@ pub trait IdempotencyStore: Send + Sync {
     /// Atomically claims `scope_key` for a request with `fingerprint`, leased
     /// until `lease_until`. An in-flight claim whose lease lapsed before `now`
     /// is taken over (its request's node died).
-    async fn claim_key(&self, claim: &NewClaim) -> StoreResult<KeyClaim>;
+    async fn claim_key(&self, claim: NewClaim) -> StoreResult<KeyClaim>;
     /// Extends the lease of an in-flight claim while its request runs.
     async fn renew_key(&self, scope_key: &str, lease_until: Timestamp) -> StoreResult<()>;
     async fn complete_key(&self, scope_key: &str, response: &StoredResponse) -> StoreResult<()>;

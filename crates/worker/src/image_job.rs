@@ -35,7 +35,7 @@ impl Worker {
         let original = self
             .services
             .blobs
-            .local_copy(&job.original_key, &self.services.staging_dir)
+            .local_copy(&job.original_key, &self.services.settings.staging_dir)
             .await?;
         let path = original.path().to_owned();
         let limits = self.config.image_limits;

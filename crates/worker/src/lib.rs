@@ -143,7 +143,7 @@ impl Worker {
         } else {
             let backoff = Duration::from_secs(2u64.saturating_pow(job.attempt).min(300));
             tracing::warn!(post_id = %job.post_id, error = %error, ?backoff, "job failed; will retry");
-            let retry_at = now() + chrono::Duration::from_std(backoff)?;
+            let retry_at = domain::later(now(), backoff);
             self.services
                 .store
                 .retry_job(job, &error.to_string(), retry_at)

@@ -17,8 +17,8 @@ const EVERY: Duration = Duration::from_secs(60);
 pub async fn run(services: Services, shutdown: CancellationToken) {
     loop {
         let t = now();
-        let turn = chrono::Duration::from_std(EVERY - Duration::from_secs(5)).expect("fits");
-        match services.store.take_turn("sweeper", t, t + turn).await {
+        let until = domain::later(t, EVERY - Duration::from_secs(5));
+        match services.store.take_turn("sweeper", t, until).await {
             Ok(true) => sweep(&services).await,
             Ok(false) => tracing::debug!("another node sweeps this round"),
             Err(e) => tracing::warn!(error = %e, "taking the sweeper's turn"),

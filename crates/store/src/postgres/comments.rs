@@ -19,26 +19,25 @@ use domain::{
 impl CommentStore for PgStore {
     async fn create_comment(
         &self,
-        new: &NewComment,
+        new: NewComment,
         answer: Option<KeyAnswer<Comment>>,
     ) -> StoreResult<Option<CreatedComment>> {
-        let (post_id, author, body, now) = (new.post_id, &new.author, &new.body, new.at);
+        let (post_id, author, body, now) = (new.post_id, new.author, new.body, new.at);
         let mut tx = self.pool.begin().await?;
         // Under the row lock the post's newest comments are exact, so they are
         // updated here rather than read again; a post being deleted gets none.
         let Some(mut post) = lock_post(&mut tx, post_id).await? else {
             return Ok(None);
         };
-        let Some(AcceptedComment { comment, notify }) =
-            post.accept_comment(author.clone(), body.clone(), now)
+        let Some(AcceptedComment { comment, notify }) = post.accept_comment(author, body, now)
         else {
             return Ok(None);
         };
         sqlx::query("INSERT INTO comments (id, post_id, author_id, body, created_at) VALUES ($1, $2, $3, $4, $5)")
             .bind(comment.id.as_uuid())
             .bind(post_id.as_uuid())
-            .bind(author.id.as_uuid())
-            .bind(body.as_str())
+            .bind(comment.author.id.as_uuid())
+            .bind(comment.body.as_str())
             .bind(now)
             .execute(&mut *tx)
             .await?;

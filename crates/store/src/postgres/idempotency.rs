@@ -10,7 +10,7 @@ use domain::idempotency::StoredKey;
 
 #[async_trait]
 impl IdempotencyStore for PgStore {
-    async fn claim_key(&self, claim: &NewClaim) -> StoreResult<KeyClaim> {
+    async fn claim_key(&self, claim: NewClaim) -> StoreResult<KeyClaim> {
         let (scope_key, fingerprint, now) = (&claim.scope_key, &claim.fingerprint, claim.at);
         let (expires_at, lease_until) = (claim.expires_at, claim.lease_until);
         // One statement claims atomically: a new key, or one that

@@ -20,7 +20,7 @@ use crate::{Job, JobOutcome, JobQueue, StoreResult};
 use domain::{PostFilter, PostId, Timestamp};
 
 fn lease_end(now: Timestamp, lease: Duration) -> Timestamp {
-    now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::hours(1))
+    domain::later(now, lease)
 }
 
 #[async_trait]

@@ -150,12 +150,12 @@ impl PostStore for PgStore {
             .await?)
     }
 
-    async fn edit_post(&self, request: &EditRequest) -> StoreResult<Result<Post, EditRefusal>> {
+    async fn edit_post(&self, request: EditRequest) -> StoreResult<Result<Post, EditRefusal>> {
         let mut tx = self.pool.begin().await?;
         let Some(mut post) = lock_post(&mut tx, request.post).await? else {
             return Ok(Err(EditRefusal::NotFound));
         };
-        if let Err(refusal) = post.apply_edit(request) {
+        if let Err(refusal) = post.apply_edit(&request) {
             return Ok(Err(refusal));
         }
         save_edit(&mut tx, &post, self.render).await?;

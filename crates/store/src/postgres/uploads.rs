@@ -133,7 +133,7 @@ impl UploadStore for PgStore {
         Ok(())
     }
 
-    async fn commit_chunk(&self, commit: &ChunkCommit) -> StoreResult<Option<bool>> {
+    async fn commit_chunk(&self, commit: ChunkCommit) -> StoreResult<Option<bool>> {
         let (id, token, chunk) = (commit.upload, commit.token, &commit.chunk);
         let (expires_at, keep_until) = (commit.expires_at, commit.keep_until);
         let mut tx = self.pool.begin().await?;

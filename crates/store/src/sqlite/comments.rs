@@ -19,11 +19,10 @@ use domain::{
 impl CommentStore for SqliteStore {
     async fn create_comment(
         &self,
-        new: &NewComment,
+        new: NewComment,
         answer: Option<KeyAnswer<Comment>>,
     ) -> StoreResult<Option<CreatedComment>> {
-        let (post_id, author, body, now) =
-            (new.post_id, new.author.clone(), new.body.clone(), new.at);
+        let (post_id, author, body, now) = (new.post_id, new.author, new.body, new.at);
         let render = self.render;
         self.write(move |tx| {
             // The post as this transaction sees it: the single writer makes its

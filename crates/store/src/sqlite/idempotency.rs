@@ -12,8 +12,8 @@ use domain::{Timestamp, from_millis};
 
 #[async_trait]
 impl IdempotencyStore for SqliteStore {
-    async fn claim_key(&self, claim: &NewClaim) -> StoreResult<KeyClaim> {
-        let (scope_key, fingerprint, now) = (claim.scope_key.clone(), claim.fingerprint, claim.at);
+    async fn claim_key(&self, claim: NewClaim) -> StoreResult<KeyClaim> {
+        let (scope_key, fingerprint, now) = (claim.scope_key, claim.fingerprint, claim.at);
         let (expires_at, lease_until) = (claim.expires_at, claim.lease_until);
         // One writer transaction: the check and the claim cannot interleave with another claim.
         self.write(move |tx| {

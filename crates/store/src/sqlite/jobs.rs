@@ -11,7 +11,7 @@ use crate::{Job, JobOutcome, JobQueue, StoreResult};
 use domain::{PostFilter, PostId, Timestamp};
 
 fn lease_end(now: Timestamp, lease: Duration) -> i64 {
-    ms(now) + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2)
+    ms(domain::later(now, lease))
 }
 
 #[async_trait]

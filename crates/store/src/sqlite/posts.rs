@@ -180,8 +180,7 @@ impl PostStore for SqliteStore {
         .await
     }
 
-    async fn edit_post(&self, request: &EditRequest) -> StoreResult<Result<Post, EditRefusal>> {
-        let request = request.clone();
+    async fn edit_post(&self, request: EditRequest) -> StoreResult<Result<Post, EditRefusal>> {
         let render = self.render;
         self.write(move |tx| {
             let Some(mut post) = load_post(tx, request.post)? else {

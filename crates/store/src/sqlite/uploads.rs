@@ -147,8 +147,8 @@ impl UploadStore for SqliteStore {
         .await
     }
 
-    async fn commit_chunk(&self, commit: &ChunkCommit) -> StoreResult<Option<bool>> {
-        let (id, token, chunk) = (commit.upload, commit.token, commit.chunk.clone());
+    async fn commit_chunk(&self, commit: ChunkCommit) -> StoreResult<Option<bool>> {
+        let (id, token, chunk) = (commit.upload, commit.token, commit.chunk);
         let (expires_at, keep_until) = (commit.expires_at, commit.keep_until);
         self.write(move |tx| {
             let release_wanted: Option<i64> = tx
