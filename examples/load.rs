@@ -444,6 +444,52 @@ fn machine_times() -> [u64; 4] {
     [at(0) + at(1) + at(2) + at(5) + at(6), at(3), at(4), at(7)]
 }
 
+/// CPU time (clock ticks) of each PostgreSQL server process on this machine,
+/// by pid: with `--postgres`, the database's share of a request's cost.
+fn postgres_ticks() -> BTreeMap<u32, u64> {
+    let mut ticks = BTreeMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: utime and stime are the 12th and 13th
+        // fields after the parenthesised name.
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        if !head.ends_with("(postgres") {
+            continue;
+        }
+        let f: Vec<u64> = rest
+            .split_whitespace()
+            .map(|v| v.parse().unwrap_or(0))
+            .collect();
+        if f.len() > 12 {
+            ticks.insert(pid, f[11] + f[12]);
+        }
+    }
+    ticks
+}
+
+/// Seconds of PostgreSQL CPU between two `postgres_ticks` readings
+/// (processes started in between count whole).
+fn postgres_cpu_between(before: &BTreeMap<u32, u64>, after: &BTreeMap<u32, u64>) -> f64 {
+    // SAFETY: sysconf only reads a constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let ticks: u64 = after
+        .iter()
+        .map(|(pid, t)| t.saturating_sub(before.get(pid).copied().unwrap_or(0)))
+        .sum();
+    ticks as f64 / hz
+}
+
 /// The CPU time of finished, waited-for children (wrk), in seconds.
 fn children_cpu() -> f64 {
     // SAFETY: getrusage only writes into the struct it is given.
@@ -466,10 +512,12 @@ fn measured(
     run: impl FnOnce() -> anyhow::Result<Value>,
 ) -> anyhow::Result<Value> {
     let (threads, machine, wrk_cpu) = (thread_times(pid), machine_times(), children_cpu());
+    let database = postgres_ticks();
     let started = Instant::now();
     let mut r = run()?;
     let secs = started.elapsed().as_secs_f64();
     let wrk_cpu = children_cpu() - wrk_cpu;
+    let database_cpu = postgres_cpu_between(&database, &postgres_ticks());
     let machine_after = machine_times();
     let ticks: Vec<f64> = machine_after
         .iter()
@@ -495,6 +543,7 @@ fn measured(
     r["cpu"] = json!({
         "server_us_per_request": (server_ns as f64 / 1e3 / requests).round(),
         "wrk_us_per_request": (wrk_cpu * 1e6 / requests).round(),
+        "postgres_us_per_request": (database_cpu * 1e6 / requests).round(),
         "server_threads": per_thread,
         "machine": {
             "busy": round3(ticks[0] / total),
@@ -538,8 +587,9 @@ fn cpu_summary(r: &Value) -> String {
         .collect();
     let m = &cpu["machine"];
     format!(
-        "cpu: server {} us/request, wrk {} us/request; {}; machine busy {:.0}%, idle {:.0}%, iowait {:.0}%, steal {:.0}%",
+        "cpu: server {} us/request, PostgreSQL {} us/request, wrk {} us/request; {}; machine busy {:.0}%, idle {:.0}%, iowait {:.0}%, steal {:.0}%",
         cpu["server_us_per_request"],
+        cpu["postgres_us_per_request"],
         cpu["wrk_us_per_request"],
         busiest.join(", "),
         pct(&m["busy"]),

@@ -20,6 +20,7 @@ use crate::worker::{Worker, WorkerConfig};
 /// for the single-node embedded default, shared in the database when scaled out.
 pub async fn open_backend(
     database: &DatabaseUrl,
+    pool: usize,
 ) -> anyhow::Result<(Arc<dyn Store>, Arc<dyn RateLimits>)> {
     match database {
         DatabaseUrl::Sqlite(path) => {
@@ -34,7 +35,7 @@ pub async fn open_backend(
             Ok((Arc::new(store), Arc::new(MemoryRateLimits::default())))
         }
         DatabaseUrl::Postgres(url) => {
-            let store = Arc::new(PgStore::connect(url, 16).await?);
+            let store = Arc::new(PgStore::connect(url, pool).await?);
             Ok((store.clone(), store))
         }
     }
@@ -50,7 +51,11 @@ fn sqlite_readers() -> u32 {
 }
 
 pub async fn open_store(database: &DatabaseUrl) -> anyhow::Result<Arc<dyn Store>> {
-    Ok(open_backend(database).await?.0)
+    Ok(
+        open_backend(database, crate::config::default_database_pool())
+            .await?
+            .0,
+    )
 }
 
 pub fn open_blobs(blobs: &BlobUrl) -> anyhow::Result<Arc<dyn BlobStore>> {
@@ -69,7 +74,7 @@ pub async fn services(config: &Config) -> anyhow::Result<Services> {
     }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-    let (store, rate_limits) = open_backend(&config.database).await?;
+    let (store, rate_limits) = open_backend(&config.database, config.database_pool).await?;
     let blobs = open_blobs(&config.blobs)?;
     let settings = ServiceSettings {
         image_limits: config.image_limits,

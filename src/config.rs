@@ -77,6 +77,9 @@ pub struct ServerArgs {
     /// Blob store URL; `file://DATA_DIR/blobs` when not given, `s3://BUCKET` to scale out
     #[arg(long, env = "IMAGEGRAM_BLOB_URL")]
     pub blob_url: Option<String>,
+    /// PostgreSQL connections per process; two per CPU when not given
+    #[arg(long, env = "IMAGEGRAM_DATABASE_POOL")]
+    pub database_pool: Option<usize>,
     /// In-process image workers, one per CPU but one (at least one) when not given; `serve --workers 0` runs an API-only node
     ///
     #[arg(long, env = "IMAGEGRAM_WORKERS")]
@@ -238,6 +241,8 @@ pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub database: DatabaseUrl,
+    /// PostgreSQL connections per process.
+    pub database_pool: usize,
     pub blobs: BlobUrl,
     pub workers: usize,
     pub image_limits: imaging::Limits,
@@ -259,6 +264,15 @@ pub struct Config {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub log_format: LogFormat,
     pub debug_job_delay: Duration,
+}
+
+/// PostgreSQL connections per process when not configured: two per CPU.
+/// Each connection is a server process; more than the cores can run only
+/// queue for them, and on 2 cores (database and server on one machine) 4
+/// measured faster than 16 for reads and writes alike (BENCHMARKS.md,
+/// "PostgreSQL at the speed of its engine").
+pub fn default_database_pool() -> usize {
+    2 * std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 pub fn parse_database_url(url: &str) -> anyhow::Result<DatabaseUrl> {
@@ -311,6 +325,8 @@ pub struct Settings {
     pub database_url: Option<String>,
     /// `None`: `file://DATA_DIR/blobs`.
     pub blob_url: Option<String>,
+    /// `None`: two per CPU (`default_database_pool`).
+    pub database_pool: Option<usize>,
     /// `None`: one per CPU but one, at least one.
     pub workers: Option<usize>,
     pub rate_limit: OnOff,
@@ -344,6 +360,7 @@ impl Default for Settings {
             data_dir: PathBuf::from("./imagegram-data"),
             database_url: None,
             blob_url: None,
+            database_pool: None,
             workers: None,
             rate_limit: OnOff::On,
             rate_limit_reads: 1200,
@@ -474,6 +491,10 @@ impl Settings {
             listen: self.listen,
             data_dir,
             database,
+            database_pool: self
+                .database_pool
+                .unwrap_or_else(default_database_pool)
+                .max(1),
             blobs,
             workers,
             rate_limits,

@@ -27,7 +27,7 @@ pub fn backend() -> Backend {
 }
 
 /// The PostgreSQL database the suite creates and drops its test databases from.
-fn admin_url() -> String {
+pub fn admin_url() -> String {
     std::env::var("IMAGEGRAM_TEST_PG_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }

@@ -20,5 +20,6 @@ mod posts;
 mod rate_limits;
 mod restart;
 mod slow_clients;
+mod statements;
 mod tus_clients;
 mod uploads;

@@ -9,7 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::{AuthUser, JsonBody, MaybeUser, PageQuery, post_id};
-use super::idempotency::{Claim, answer_response, json_answer, key_answer};
+use super::idempotency::{Claim, json_answer, key_answer, recorded_answer};
 use super::problem::{ApiError, ApiResult};
 use super::views::{CommentView, PageView, next_link};
 use domain::idempotency::StoredResponse;
@@ -39,10 +39,11 @@ pub(super) async fn create(
     JsonBody(input): JsonBody<NewComment>,
 ) -> ApiResult<Response> {
     let answer = key_answer(claim, created);
+    let recorded = answer.is_some();
     let comment = s
         .add_comment(post_id(&id)?, &auth.user, input.body, answer)
         .await?;
-    Ok(answer_response(created(&comment)))
+    Ok(recorded_answer(created(&comment), recorded))
 }
 
 /// 201 with the comment: now, and to every retry with the same key.

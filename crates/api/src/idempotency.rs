@@ -324,8 +324,24 @@ pub fn json_answer(
     }
 }
 
+/// Marks a response whose answer the write already recorded under the
+/// request's key (`key_answer`), so the middleware does not write it again.
+#[derive(Clone, Copy)]
+struct AnswerRecorded;
+
+/// The live response for an answer built by `json_answer`; `recorded` says
+/// the write stored it under the request's key (the handler's `key_answer`
+/// was `Some`).
+pub fn recorded_answer(stored: StoredResponse, recorded: bool) -> Response {
+    let mut response = answer_response(stored);
+    if recorded {
+        response.extensions_mut().insert(AnswerRecorded);
+    }
+    response
+}
+
 /// The live response for an answer built by `json_answer`.
-pub fn answer_response(stored: StoredResponse) -> Response {
+fn answer_response(stored: StoredResponse) -> Response {
     let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
     let mut response = (status, stored.body).into_response();
     for (name, value) in stored.headers {
@@ -367,6 +383,10 @@ async fn run_claimed(
         || status == StatusCode::CONFLICT
         || status == StatusCode::TOO_MANY_REQUESTS
     {
+        return response;
+    }
+    if response.extensions().get::<AnswerRecorded>().is_some() {
+        guard.scope_key = None; // stored by the write, in its transaction
         return response;
     }
     let (parts, body) = response.into_parts();

@@ -10,7 +10,7 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
 use super::extract::{AuthUser, JsonBody, MaybeUser, PageQuery, post_id};
-use super::idempotency::{Claim, answer_response, json_answer, key_answer};
+use super::idempotency::{Claim, json_answer, key_answer, recorded_answer};
 use super::problem::{ApiError, ApiResult};
 use super::views::{PageView, PostView, if_none_match_hits, next_link};
 use domain::idempotency::StoredResponse;
@@ -48,6 +48,7 @@ pub(super) async fn create(
     request: Request,
 ) -> ApiResult<Response> {
     let answer = key_answer(claim, accepted);
+    let recorded = answer.is_some();
     let max = service::MAX_IMAGE_BYTES;
     let declared = request
         .headers()
@@ -99,7 +100,7 @@ pub(super) async fn create(
             "send multipart/form-data with \"caption\" and \"image\", or JSON with \"upload_id\"",
         ));
     };
-    Ok(answer_response(accepted(&post)))
+    Ok(recorded_answer(accepted(&post), recorded))
 }
 
 /// 202 with the post while its image is processed (201 once ready): now, and

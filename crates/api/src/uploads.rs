@@ -16,7 +16,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use super::extract::AuthUser;
-use super::idempotency::{Claim, answer_response, key_answer};
+use super::idempotency::{Claim, key_answer, recorded_answer};
 use super::problem::{ApiError, ApiResult};
 use domain::idempotency::StoredResponse;
 use domain::upload::Upload;
@@ -174,6 +174,7 @@ pub(super) async fn create(
     }
     // With data, the answer depends on what arrives; the middleware keeps it then.
     let answer = key_answer(claim.filter(|_| !with_data), created);
+    let recorded = answer.is_some();
     let mut upload = s
         .create_upload(&auth.user, length, metadata, answer)
         .await?;
@@ -182,7 +183,7 @@ pub(super) async fn create(
         let lease = s.lease_append(upload.id, &auth.user, 0).await?;
         upload.offset = receive_and_commit(&s, lease, request.into_body(), expected).await?;
     }
-    let mut response = answer_response(created(&upload));
+    let mut response = recorded_answer(created(&upload), recorded);
     if with_data {
         response
             .headers_mut()

@@ -216,13 +216,22 @@ impl Post {
         if !self.takes_comments(now) {
             return None;
         }
-        let comment = Comment {
+        self.accept_made_comment(Comment {
             id: CommentId::new(),
             post_id: self.id,
             author,
             body,
             created_at: now,
-        };
+        })
+    }
+
+    /// `accept_comment` for a comment already made: a write that found the
+    /// post changed under it applies the rule again, to the post as it now
+    /// is, with the same comment (its id and the answer already rendered).
+    pub fn accept_made_comment(&mut self, comment: Comment) -> Option<AcceptedComment> {
+        if !self.takes_comments(comment.created_at) {
+            return None;
+        }
         // Commenting on your own post notifies no one.
         let notify = (comment.author.id != self.author.id).then_some(self.author.id);
         self.add_comment(comment.clone());

@@ -4,7 +4,9 @@
 //! that lost coverage looks from the server), makes the client vanish right
 //! after its request, stalls a body for good, adds latency, caps bandwidth and
 //! drips, and counts the bytes clients sent so a test can tell how much was
-//! sent twice.
+//! sent twice. Put in front of PostgreSQL (`Faults::postgres`), it counts the
+//! protocol messages the client sent, so a test can tell how many statements
+//! and round trips a request costs.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -40,6 +42,9 @@ pub struct Faults {
     /// Forward client bytes in pieces of at most this size (with
     /// `upload_bytes_per_sec`, a slow drip).
     pub max_piece: Option<usize>,
+    /// The clients speak PostgreSQL's wire protocol (unencrypted: connect
+    /// with `sslmode=disable`): count their messages by type.
+    pub postgres: bool,
 }
 
 #[derive(Debug, Default)]
@@ -50,6 +55,8 @@ struct Counters {
     stalled: AtomicBool,
     /// HTTP responses seen going to clients, by status code.
     statuses: std::sync::Mutex<std::collections::HashMap<u16, u64>>,
+    /// PostgreSQL frontend messages seen, by type byte.
+    pg_messages: std::sync::Mutex<std::collections::HashMap<u8, u64>>,
     /// Sockets left open and quiet on purpose; closed when the proxy is dropped.
     held: std::sync::Mutex<Vec<Box<dyn std::any::Any + Send>>>,
 }
@@ -103,6 +110,24 @@ impl FaultProxy {
         statuses.get(&status).copied().unwrap_or(0)
     }
 
+    /// PostgreSQL statements the clients ran so far (with `Faults::postgres`):
+    /// extended-protocol executions plus simple queries.
+    pub fn pg_statements(&self) -> u64 {
+        self.pg_messages(b'E') + self.pg_messages(b'Q')
+    }
+
+    /// PostgreSQL round trips so far (with `Faults::postgres`): each Sync or
+    /// simple query is answered by a ReadyForQuery the client waits for.
+    pub fn pg_round_trips(&self) -> u64 {
+        self.pg_messages(b'S') + self.pg_messages(b'Q')
+    }
+
+    /// PostgreSQL frontend messages of type `kind` so far (`b'P'` Parse, ...).
+    pub fn pg_messages(&self, kind: u8) -> u64 {
+        let seen = self.counters.pg_messages.lock().expect("pg messages");
+        seen.get(&kind).copied().unwrap_or(0)
+    }
+
     /// Connections dropped silently (also counted in `resets`).
     pub fn silent_drops(&self) -> u64 {
         self.counters.silent_drops.load(Ordering::Relaxed)
@@ -145,6 +170,54 @@ impl StatusLines {
         let keep = (Self::MARK.len() + 2).min(text.len());
         self.tail = text[text.len() - keep..].to_vec();
         found
+    }
+}
+
+/// Splits a PostgreSQL client's byte stream, cut into arbitrary pieces, into
+/// its messages' type bytes. The protocol is simple enough that a parser of
+/// our own is shorter than adapting a client library to read the other side.
+#[derive(Default)]
+struct PgFrontend {
+    /// Past the startup packet (untyped), so messages start with a type byte.
+    started: bool,
+    /// The header being read: type byte (once started) and 4-byte length.
+    header: Vec<u8>,
+    /// Bytes of the current message's body still to skip.
+    skip: usize,
+}
+
+impl PgFrontend {
+    /// SSLRequest and GSSENCRequest: untyped like the startup packet, but the
+    /// startup packet still follows.
+    const NEGOTIATIONS: [u32; 2] = [80_877_103, 80_877_104];
+
+    fn feed(&mut self, mut piece: &[u8], mut seen: impl FnMut(u8)) {
+        while !piece.is_empty() {
+            if self.skip > 0 {
+                let n = self.skip.min(piece.len());
+                self.skip -= n;
+                piece = &piece[n..];
+                continue;
+            }
+            let header_len = if self.started { 5 } else { 8 };
+            let n = (header_len - self.header.len()).min(piece.len());
+            self.header.extend_from_slice(&piece[..n]);
+            piece = &piece[n..];
+            if self.header.len() < header_len {
+                return;
+            }
+            let header = std::mem::take(&mut self.header);
+            if self.started {
+                let len = u32::from_be_bytes(header[1..5].try_into().expect("4 bytes"));
+                self.skip = (len as usize).saturating_sub(4);
+                seen(header[0]);
+            } else {
+                let len = u32::from_be_bytes(header[0..4].try_into().expect("4 bytes"));
+                let code = u32::from_be_bytes(header[4..8].try_into().expect("4 bytes"));
+                self.skip = (len as usize).saturating_sub(8);
+                self.started = !Self::NEGOTIATIONS.contains(&code);
+            }
+        }
     }
 }
 
@@ -239,6 +312,7 @@ async fn pump_up(
         (faults.freeze_after, Cut::Freeze),
     ];
     let mut sent: u64 = 0;
+    let mut postgres = faults.postgres.then(PgFrontend::default);
     loop {
         let n = match from.read(&mut buf).await {
             Ok(0) | Err(_) => {
@@ -269,6 +343,10 @@ async fn pump_up(
             return None;
         }
         sent += chunk.len() as u64;
+        if let Some(parser) = postgres.as_mut() {
+            let mut seen = counters.pg_messages.lock().expect("pg messages");
+            parser.feed(chunk, |kind| *seen.entry(kind).or_default() += 1);
+        }
         counters
             .to_server
             .fetch_add(chunk.len() as u64, Ordering::Relaxed);
@@ -340,6 +418,34 @@ mod tests {
             all.extend(seen.feed(piece));
         }
         assert_eq!(all, [204, 409]);
+    }
+
+    #[test]
+    fn postgres_messages_are_split_across_pieces() {
+        let mut stream = Vec::new();
+        stream.extend_from_slice(&8u32.to_be_bytes());
+        stream.extend_from_slice(&80_877_103u32.to_be_bytes()); // SSLRequest
+        stream.extend_from_slice(&12u32.to_be_bytes());
+        stream.extend_from_slice(&196_608u32.to_be_bytes()); // startup, protocol 3.0
+        stream.extend_from_slice(b"u\0x\0");
+        for (kind, body) in [
+            (b'Q', &b"SELECT 1\0"[..]),
+            (b'B', b"..."),
+            (b'E', b""),
+            (b'S', b""),
+        ] {
+            stream.push(kind);
+            stream.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+            stream.extend_from_slice(body);
+        }
+        for piece_len in [1, 3, 7, stream.len()] {
+            let mut parser = PgFrontend::default();
+            let mut kinds = Vec::new();
+            for piece in stream.chunks(piece_len) {
+                parser.feed(piece, |k| kinds.push(k));
+            }
+            assert_eq!(kinds, b"QBES", "pieces of {piece_len}");
+        }
     }
 
     #[tokio::test]

@@ -17,7 +17,8 @@ impl AccountStore for PgStore {
         password_hash: &str,
         answer: Option<KeyAnswer<User>>,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         let inserted = sqlx::query(
             "INSERT INTO users (id, username, password_hash, created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (username) DO NOTHING",
@@ -50,7 +51,7 @@ impl AccountStore for PgStore {
                 password_hash: r.try_get("password_hash")?,
             })
         })
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await?)
     }
 
@@ -61,7 +62,8 @@ impl AccountStore for PgStore {
         now: Timestamp,
         answer: Option<KeyAnswer<User>>,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, last_used_at) VALUES ($1, $2, $3, $3)")
             .bind(token_hash.as_slice())
             .bind(user.id.as_uuid())
@@ -91,7 +93,7 @@ impl AccountStore for PgStore {
                 r.try_get("last_used_at")?,
             ))
         })
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await?)
     }
 
@@ -99,7 +101,7 @@ impl AccountStore for PgStore {
         sqlx::query("UPDATE sessions SET last_used_at = $1 WHERE token_hash = $2")
             .bind(now)
             .bind(token_hash.as_slice())
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await?;
         Ok(())
     }
@@ -107,7 +109,7 @@ impl AccountStore for PgStore {
     async fn purge_sessions(&self, before: Timestamp) -> StoreResult<u64> {
         let n = sqlx::query("DELETE FROM sessions WHERE last_used_at < $1")
             .bind(before)
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await?;
         Ok(n.rows_affected())
     }
@@ -115,7 +117,7 @@ impl AccountStore for PgStore {
     async fn delete_session(&self, token_hash: &[u8; 32]) -> StoreResult<()> {
         sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
             .bind(token_hash.as_slice())
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await?;
         Ok(())
     }

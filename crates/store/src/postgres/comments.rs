@@ -7,13 +7,11 @@ use sqlx::postgres::PgRow;
 
 use super::PgStore;
 use super::rows::{
-    COMMENT_COLUMNS, append_event, comment_from_row, lock_post, newest_comments, save_comments,
+    COMMENT_COLUMNS, CommentWrite, PostForWrite, comment_from_row, lock_post, lock_post_for_write,
+    newest_comments, read_post_for_write, write_comment_removal,
 };
 use crate::{CommentDeletion, CommentStore, CreatedComment, KeyAnswer, StoreResult};
-use domain::rendering::comment_event;
-use domain::{
-    AcceptedComment, Comment, CommentId, IdCursor, NewComment, PostId, Timestamp, User, UserId,
-};
+use domain::{AcceptedComment, Comment, CommentId, IdCursor, NewComment, PostId, Timestamp, User};
 
 #[async_trait]
 impl CommentStore for PgStore {
@@ -22,46 +20,48 @@ impl CommentStore for PgStore {
         new: NewComment,
         answer: Option<KeyAnswer<Comment>>,
     ) -> StoreResult<Option<CreatedComment>> {
-        let (post_id, author, body, now) = (new.post_id, new.author, new.body, new.at);
-        let mut tx = self.pool.begin().await?;
-        // Under the row lock the post's newest comments are exact, so they are
-        // updated here rather than read again; a post being deleted gets none.
-        let Some(mut post) = lock_post(&mut tx, post_id).await? else {
-            return Ok(None);
-        };
-        let Some(AcceptedComment { comment, notify }) = post.accept_comment(author, body, now)
+        // First without a lock: read the post, apply the rule, write everything
+        // in one statement that applies only if the post's row is still as
+        // read. Two round trips and no transaction block. If another writer
+        // changed the post in between, once more under the post's row lock,
+        // which cannot lose: every comment writer of a post queues there.
+        let mut conn = self.conn().await?;
+        let Some((mut post, read_at, _)) =
+            read_post_for_write(&mut *conn, new.post_id, None).await?
         else {
             return Ok(None);
         };
-        sqlx::query("INSERT INTO comments (id, post_id, author_id, body, created_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(comment.id.as_uuid())
-            .bind(post_id.as_uuid())
-            .bind(comment.author.id.as_uuid())
-            .bind(comment.body.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        save_comments(&mut tx, &post, self.render).await?;
-        if let Some(user) = notify {
-            append_event(
-                &mut tx,
-                *user.as_uuid(),
-                "comment.created",
-                &comment_event(&comment),
-            )
-            .await?;
+        let Some(accepted) = post.accept_comment(new.author, new.body, new.at) else {
+            return Ok(None);
+        };
+        let answer = answer.map(|a| (a.scope_key, (a.render)(&accepted.comment)));
+        let write = CommentWrite {
+            comment: &accepted.comment,
+            answer: answer.as_ref(),
+            render: self.render,
+        };
+        if write
+            .run(&mut *conn, &post, Some(read_at), accepted.notify)
+            .await?
+        {
+            return Ok(Some(CreatedComment {
+                comment: accepted.comment,
+                post_comment_count: post.comment_count,
+            }));
         }
-        if let Some(answer) = answer {
-            super::idempotency::record_answer(
-                &mut tx,
-                &answer.scope_key,
-                &(answer.render)(&comment),
-            )
-            .await?;
-        }
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let Some(mut post) = lock_post(&mut tx, new.post_id).await? else {
+            return Ok(None);
+        };
+        let Some(AcceptedComment { notify, .. }) =
+            post.accept_made_comment(accepted.comment.clone())
+        else {
+            return Ok(None);
+        };
+        write.run(&mut *tx, &post, None, notify).await?;
         tx.commit().await?;
         Ok(Some(CreatedComment {
-            comment,
+            comment: accepted.comment,
             post_comment_count: post.comment_count,
         }))
     }
@@ -84,7 +84,7 @@ impl CommentStore for PgStore {
             .bind(before)
             .bind(i64::from(limit))
             .try_map(|r: PgRow| comment_from_row(&r))
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn().await?)
             .await?)
     }
 
@@ -95,32 +95,56 @@ impl CommentStore for PgStore {
         by: &User,
         now: Timestamp,
     ) -> StoreResult<CommentDeletion> {
-        let mut tx = self.pool.begin().await?;
-        let Some(mut post) = lock_post(&mut tx, post_id)
+        // Optimistic first, as `create_comment`; then under the row lock.
+        let mut conn = self.conn().await?;
+        let read = read_post_for_write(&mut *conn, post_id, Some(comment_id)).await?;
+        match self
+            .remove_comment(&mut conn, read, comment_id, by, now, true)
             .await?
-            .filter(|p| p.visible_to(Some(by), now))
+        {
+            Some(decision) => Ok(decision),
+            None => {
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                let read = lock_post_for_write(&mut tx, post_id, comment_id).await?;
+                let decision = self
+                    .remove_comment(&mut *tx, read, comment_id, by, now, false)
+                    .await?
+                    .expect("a locked post's row cannot change under its writer");
+                tx.commit().await?;
+                Ok(decision)
+            }
+        }
+    }
+}
+
+impl PgStore {
+    /// Decides and writes a comment's deletion on `read`, the post as read
+    /// (with its row version and the comment's author). With `optimistic`,
+    /// the write is conditioned on the row version, and `None` says the post
+    /// changed since the read.
+    async fn remove_comment(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        read: Option<PostForWrite>,
+        comment_id: CommentId,
+        by: &User,
+        now: Timestamp,
+        optimistic: bool,
+    ) -> StoreResult<Option<CommentDeletion>> {
+        let Some((mut post, read_at, author)) = read.filter(|(p, ..)| p.visible_to(Some(by), now))
         else {
-            return Ok(CommentDeletion::PostNotFound);
+            return Ok(Some(CommentDeletion::PostNotFound));
         };
-        let author: Option<uuid::Uuid> =
-            sqlx::query_scalar("SELECT author_id FROM comments WHERE id = $1 AND post_id = $2")
-                .bind(comment_id.as_uuid())
-                .bind(post_id.as_uuid())
-                .fetch_optional(&mut *tx)
-                .await?;
-        let decision = CommentDeletion::decide(author.map(UserId::from_uuid), by.id);
+        let decision = CommentDeletion::decide(author, by.id);
         if decision != CommentDeletion::Deleted {
-            return Ok(decision);
+            return Ok(Some(decision));
         }
-        sqlx::query("DELETE FROM comments WHERE id = $1")
-            .bind(comment_id.as_uuid())
-            .execute(&mut *tx)
-            .await?;
         if post.remove_comment(comment_id) {
-            post.last_comments = newest_comments(&mut tx, post_id).await?;
+            post.last_comments = newest_comments(&mut *conn, post.id, comment_id).await?;
         }
-        save_comments(&mut tx, &post, self.render).await?;
-        tx.commit().await?;
-        Ok(decision)
+        let read_at = optimistic.then_some(read_at);
+        let written =
+            write_comment_removal(&mut *conn, &post, read_at, comment_id, self.render).await?;
+        Ok(written.then_some(decision))
     }
 }

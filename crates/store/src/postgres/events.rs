@@ -27,7 +27,7 @@ impl EventStore for PgStore {
                 created_at: r.try_get("created_at")?,
             })
         })
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?)
     }
 
@@ -35,7 +35,7 @@ impl EventStore for PgStore {
         Ok(
             sqlx::query_scalar("SELECT event_seq FROM users WHERE id = $1")
                 .bind(user.as_uuid())
-                .fetch_one(&self.pool)
+                .fetch_one(&mut *self.conn().await?)
                 .await?,
         )
     }
@@ -47,7 +47,7 @@ impl EventStore for PgStore {
     async fn purge_events(&self, before: Timestamp) -> StoreResult<u64> {
         let n = sqlx::query("DELETE FROM events WHERE created_at < $1")
             .bind(before)
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await?;
         Ok(n.rows_affected())
     }

@@ -30,7 +30,7 @@ impl IdempotencyStore for PgStore {
         .bind(now)
         .bind(expires_at)
         .bind(lease_until)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         if claimed.rows_affected() == 1 {
             return Ok(KeyClaim::Claimed);
@@ -49,7 +49,7 @@ impl IdempotencyStore for PgStore {
              FROM idempotency_keys WHERE scope_key = $1",
         )
         .bind(scope_key)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await?;
         let Some((fingerprint_then, state, status, headers, body, lease_until, expires_at)) =
             existing
@@ -68,7 +68,7 @@ impl IdempotencyStore for PgStore {
     }
 
     async fn complete_key(&self, scope_key: &str, response: &StoredResponse) -> StoreResult<()> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.conn().await?;
         record_answer(&mut conn, scope_key, response).await?;
         Ok(())
     }
@@ -79,7 +79,7 @@ impl IdempotencyStore for PgStore {
         )
         .bind(lease_until)
         .bind(scope_key)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(())
     }
@@ -87,7 +87,7 @@ impl IdempotencyStore for PgStore {
     async fn release_key(&self, scope_key: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM idempotency_keys WHERE scope_key = $1 AND state = 'in_flight'")
             .bind(scope_key)
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await?;
         Ok(())
     }
@@ -95,7 +95,7 @@ impl IdempotencyStore for PgStore {
     async fn purge_keys(&self, now: Timestamp) -> StoreResult<u64> {
         let n = sqlx::query("DELETE FROM idempotency_keys WHERE expires_at <= $1")
             .bind(now)
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await?;
         Ok(n.rows_affected())
     }

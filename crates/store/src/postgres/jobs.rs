@@ -52,7 +52,7 @@ impl JobQueue for PgStore {
                 lease_token: token,
             })
         })
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await?;
         Ok(job)
     }
@@ -62,7 +62,7 @@ impl JobQueue for PgStore {
             .bind(lease_end(now, lease))
             .bind(job.id)
             .bind(job.lease_token)
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await?;
         Ok(n.rows_affected() == 1)
     }
@@ -73,7 +73,8 @@ impl JobQueue for PgStore {
         outcome: JobOutcome,
         now: Timestamp,
     ) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         let n = sqlx::query("DELETE FROM jobs WHERE id = $1 AND lease_token = $2")
             .bind(job.id)
             .bind(job.lease_token)
@@ -134,7 +135,7 @@ impl JobQueue for PgStore {
         .bind(error)
         .bind(job.id)
         .bind(job.lease_token)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(())
     }
@@ -142,7 +143,7 @@ impl JobQueue for PgStore {
     async fn queue_stats(&self, now: Timestamp) -> StoreResult<(u64, Option<Duration>)> {
         let (n, oldest): (i64, Option<Timestamp>) =
             sqlx::query_as("SELECT count(*), min(created_at) FROM jobs")
-                .fetch_one(&self.pool)
+                .fetch_one(&mut *self.conn().await?)
                 .await?;
         let age = oldest.map(|t| (now - t).to_std().unwrap_or_default());
         Ok((n as u64, age))

@@ -23,7 +23,8 @@ impl PostStore for PgStore {
         from_upload: Option<UploadId>,
         answer: Option<KeyAnswer<Post>>,
     ) -> StoreResult<Post> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         if let Some(upload) = from_upload {
             // Consume the finished upload exactly once, in this transaction.
             queue_chunk_deletions(&mut tx, upload).await?;
@@ -78,7 +79,7 @@ impl PostStore for PgStore {
     }
 
     async fn post(&self, id: PostId) -> StoreResult<Option<Post>> {
-        Ok(load_post(&self.pool, id).await?)
+        Ok(load_post(&mut *self.conn().await?, id).await?)
     }
 
     async fn feed(
@@ -104,14 +105,14 @@ impl PostStore for PgStore {
         .bind(now)
         .bind(i64::from(limit))
         .bind(self.render.version)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         let mut entries = Vec::with_capacity(rows.len());
         for (id, comment_count, rendered) in rows {
             let id = PostId::from_uuid(id);
             let json = match rendered {
                 Some(json) => json,
-                None => match load_post(&self.pool, id).await? {
+                None => match load_post(&mut *self.conn().await?, id).await? {
                     Some(post) => (self.render.render)(&post),
                     None => continue, // deleted since the page was read
                 },
@@ -146,12 +147,13 @@ impl PostStore for PgStore {
             .bind(now)
             .bind(i64::from(limit))
             .try_map(|r: PgRow| post_from_row(&r))
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn().await?)
             .await?)
     }
 
     async fn edit_post(&self, request: EditRequest) -> StoreResult<Result<Post, EditRefusal>> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         let Some(mut post) = lock_post(&mut tx, request.post).await? else {
             return Ok(Err(EditRefusal::NotFound));
         };
@@ -169,13 +171,14 @@ impl PostStore for PgStore {
         )
         .bind(now)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         Ok(ids.into_iter().map(PostId::from_uuid).collect())
     }
 
     async fn delete_post(&self, id: PostId) -> StoreResult<Option<DeletedPost>> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         // Comments and the job go with the post (ON DELETE CASCADE).
         let deleted: Option<(String, Option<String>)> =
             sqlx::query_as("DELETE FROM posts WHERE id = $1 RETURNING original_key, image_key")

@@ -37,7 +37,7 @@ impl RateLimits for PgStore {
         .bind(now)
         .bind(t)
         .bind(w)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await?;
         if let Some(tat) = tat {
             let ahead = (tat - now).max(0);
@@ -49,7 +49,7 @@ impl RateLimits for PgStore {
         }
         let tat: i64 = sqlx::query_scalar("SELECT tat FROM rate_limits WHERE bucket = $1")
             .bind(bucket)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.conn().await?)
             .await?;
         let retry = (tat + t - w - now).max(0);
         Ok(Decision::Limited {
@@ -60,7 +60,7 @@ impl RateLimits for PgStore {
     async fn forget_idle(&self) -> StoreResult<()> {
         sqlx::query("DELETE FROM rate_limits WHERE tat < $1")
             .bind(now_micros())
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await?;
         Ok(())
     }

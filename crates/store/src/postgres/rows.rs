@@ -5,6 +5,8 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgExecutor, Row};
 
 use crate::{PostRenderer, last_comments};
+use domain::idempotency::StoredResponse;
+use domain::rendering::comment_event;
 use domain::{
     Caption, Comment, CommentBody, CommentId, ImageInfo, Post, PostFilter, PostId, PostStatus,
     User, UserId, Username,
@@ -84,6 +86,171 @@ async fn post_where_id<'e>(
         .await
 }
 
+/// The version of a post's row as read: its `xmin`, the transaction that
+/// wrote it. Every change to a post or its comments rewrites the post's row
+/// (the count and the newest comments live there), so a write conditioned on
+/// it applies only if nothing changed since the read: the optimistic path of
+/// the comment writers, which needs neither a transaction block nor a lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowVersion(i64);
+
+/// The post with its row version, and the author of comment `comment` on it
+/// (if there is one): what a comment writer decides on, in one statement.
+pub async fn read_post_for_write<'e>(
+    conn: impl sqlx::PgExecutor<'e>,
+    id: PostId,
+    comment: Option<CommentId>,
+) -> sqlx::Result<Option<PostForWrite>> {
+    post_for_write(conn, id, comment, "").await
+}
+
+/// `read_post_for_write` under the post's row lock (see `lock_post`). The
+/// comment is read by a statement of its own once the lock is held: a
+/// statement sees the rows committed when it began, and the writer whose
+/// lock it waited for may have deleted that comment meanwhile.
+pub async fn lock_post_for_write(
+    conn: &mut sqlx::PgConnection,
+    id: PostId,
+    comment: CommentId,
+) -> sqlx::Result<Option<PostForWrite>> {
+    let Some((post, version, _)) = post_for_write(&mut *conn, id, None, " FOR UPDATE OF p").await?
+    else {
+        return Ok(None);
+    };
+    let author: Option<uuid::Uuid> =
+        sqlx::query_scalar("SELECT author_id FROM comments WHERE id = $1 AND post_id = $2")
+            .bind(comment.as_uuid())
+            .bind(id.as_uuid())
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(Some((post, version, author.map(UserId::from_uuid))))
+}
+
+/// A post as a comment writer reads it: the post, its row version, and the
+/// author of the comment asked about, if it is on this post.
+pub type PostForWrite = (Post, RowVersion, Option<UserId>);
+
+async fn post_for_write<'e>(
+    conn: impl sqlx::PgExecutor<'e>,
+    id: PostId,
+    comment: Option<CommentId>,
+    tail: &str,
+) -> sqlx::Result<Option<PostForWrite>> {
+    let sql = format!(
+        "SELECT {POST_COLUMNS}, p.xmin::text::bigint AS row_version, \
+         (SELECT c.author_id FROM comments c WHERE c.id = $2 AND c.post_id = p.id) AS comment_author \
+         FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = $1{tail}"
+    );
+    sqlx::query(AssertSqlSafe(sql))
+        .bind(id.as_uuid())
+        .bind(comment.map(|c| *c.as_uuid()))
+        .try_map(|r: PgRow| {
+            Ok((
+                post_from_row(&r)?,
+                RowVersion(r.try_get("row_version")?),
+                r.try_get::<Option<uuid::Uuid>, _>("comment_author")?
+                    .map(UserId::from_uuid),
+            ))
+        })
+        .fetch_optional(conn)
+        .await
+}
+
+/// A new comment's writes in one statement: the comment, its post's count,
+/// newest comments, version and rendering, the notification of the post's
+/// author (counter, event, NOTIFY on commit) and the Idempotency-Key's answer.
+pub struct CommentWrite<'a> {
+    pub comment: &'a Comment,
+    /// The key's scope and the answer to record with the comment.
+    pub answer: Option<&'a (String, StoredResponse)>,
+    pub render: PostRenderer,
+}
+
+impl CommentWrite<'_> {
+    /// Writes the comment onto `post` (as `Post::accept_comment` left it),
+    /// notifying `notify`. With `read_at`, nothing is written unless the
+    /// post's row is still as it was read; returns whether it was written.
+    pub async fn run<'e>(
+        &self,
+        conn: impl sqlx::PgExecutor<'e>,
+        post: &Post,
+        read_at: Option<RowVersion>,
+        notify: Option<UserId>,
+    ) -> sqlx::Result<bool> {
+        // Data-modifying CTEs all run, against one snapshot; each later one
+        // reads the post's RETURNING row, so none writes if the post's did not.
+        // The event key is `crate::event_key` (user id without dashes, seq to
+        // 20 digits), made here because the seq is only known here; the
+        // statements test compares the two.
+        let (c, p) = (self.comment, post);
+        sqlx::query_scalar(
+            "WITH post AS (UPDATE posts SET comment_count = $1, last_comments = $2::jsonb, \
+               version = $3, rendered = $4, rendered_version = $5 \
+               WHERE id = $6 AND ($7::bigint IS NULL OR xmin = $7::bigint::text::xid) RETURNING id), \
+             comment AS (INSERT INTO comments (id, post_id, author_id, body, created_at) \
+               SELECT $8, id, $9, $10, $11 FROM post), \
+             seq AS (UPDATE users SET event_seq = event_seq + 1 \
+               WHERE id = $12 AND EXISTS (SELECT 1 FROM post) RETURNING id, event_seq), \
+             event AS (INSERT INTO events (key, user_id, seq, kind, data, created_at) \
+               SELECT replace(id::text, '-', '') || ':' || lpad(event_seq::text, 20, '0'), \
+               id, event_seq, 'comment.created', $13, now() FROM seq), \
+             answer AS (UPDATE idempotency_keys SET state = 'done', status = $14, headers = $15, body = $16 \
+               WHERE scope_key = $17 AND EXISTS (SELECT 1 FROM post)) \
+             SELECT EXISTS (SELECT 1 FROM post) AND \
+               (SELECT count(pg_notify($18, id::text)) FROM seq) >= 0",
+        )
+        .bind(p.comment_count)
+        .bind(last_comments::encode(&p.last_comments))
+        .bind(p.version)
+        .bind((self.render.render)(p))
+        .bind(self.render.version)
+        .bind(p.id.as_uuid())
+        .bind(read_at.map(|v| v.0))
+        .bind(c.id.as_uuid())
+        .bind(c.author.id.as_uuid())
+        .bind(c.body.as_str())
+        .bind(c.created_at)
+        .bind(notify.map(|u| *u.as_uuid()))
+        .bind(notify.map(|_| comment_event(c).to_string()))
+        .bind(self.answer.map(|(_, r)| i32::from(r.status)))
+        .bind(self.answer.map(|(_, r)| crate::answers::headers_json(r)))
+        .bind(self.answer.map(|(_, r)| r.body.as_slice()))
+        .bind(self.answer.map(|(key, _)| key.as_str()))
+        .bind(EVENTS_CHANNEL)
+        .fetch_one(conn)
+        .await
+    }
+}
+
+/// A comment's deletion in one statement: the post's count, newest comments,
+/// version and rendering, and the comment's row; with `read_at`, only if the
+/// post's row is still as it was read. Returns whether it was written.
+pub async fn write_comment_removal<'e>(
+    conn: impl sqlx::PgExecutor<'e>,
+    post: &Post,
+    read_at: Option<RowVersion>,
+    comment: CommentId,
+    render: PostRenderer,
+) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "WITH post AS (UPDATE posts SET comment_count = $1, last_comments = $2::jsonb, \
+           version = $3, rendered = $4, rendered_version = $5 \
+           WHERE id = $6 AND ($7::bigint IS NULL OR xmin = $7::bigint::text::xid) RETURNING id), \
+         gone AS (DELETE FROM comments WHERE id = $8 AND post_id IN (SELECT id FROM post)) \
+         SELECT EXISTS (SELECT 1 FROM post)",
+    )
+    .bind(post.comment_count)
+    .bind(last_comments::encode(&post.last_comments))
+    .bind(post.version)
+    .bind((render.render)(post))
+    .bind(render.version)
+    .bind(post.id.as_uuid())
+    .bind(read_at.map(|v| v.0))
+    .bind(comment.as_uuid())
+    .fetch_one(conn)
+    .await
+}
+
 /// Rewrites the rendering kept beside the post from its row as it now is;
 /// runs inside the transaction that changed the row. Returns the post.
 pub async fn store_rendering(
@@ -122,45 +289,24 @@ pub async fn lock_post(conn: &mut sqlx::PgConnection, id: PostId) -> sqlx::Resul
     post_where_id(conn, id, " FOR UPDATE OF p").await
 }
 
-/// The post's newest comments as its comments table has them, newest first.
-pub async fn newest_comments(
-    conn: &mut sqlx::PgConnection,
+/// The post's newest comments as its comments table has them, newest first,
+/// leaving out `except` (a comment being deleted).
+pub async fn newest_comments<'e>(
+    conn: impl sqlx::PgExecutor<'e>,
     post_id: PostId,
+    except: CommentId,
 ) -> sqlx::Result<Vec<Comment>> {
     let sql = format!(
         "SELECT {COMMENT_COLUMNS} FROM comments c JOIN users u ON u.id = c.author_id \
-         WHERE c.post_id = $1 ORDER BY c.id DESC LIMIT $2"
+         WHERE c.post_id = $1 AND c.id <> $3 ORDER BY c.id DESC LIMIT $2"
     );
     sqlx::query(AssertSqlSafe(sql))
         .bind(post_id.as_uuid())
         .bind(i64::from(last_comments::LAST_COMMENTS))
+        .bind(except.as_uuid())
         .try_map(|r: PgRow| comment_from_row(&r))
         .fetch_all(conn)
         .await
-}
-
-/// Writes what a comment changes on its post (`Post::accept_comment`,
-/// `Post::remove_comment`): count, newest comments, version, rendering. Only
-/// those columns, as on SQLite (an update that names no indexed column it
-/// does not change stays cheap on both engines).
-pub async fn save_comments(
-    conn: &mut sqlx::PgConnection,
-    post: &Post,
-    render: PostRenderer,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE posts SET comment_count = $1, last_comments = $2::jsonb, version = $3, \
-         rendered = $4, rendered_version = $5 WHERE id = $6",
-    )
-    .bind(post.comment_count)
-    .bind(last_comments::encode(&post.last_comments))
-    .bind(post.version)
-    .bind((render.render)(post))
-    .bind(render.version)
-    .bind(post.id.as_uuid())
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 /// Writes what an edit changes (`Post::apply_edit`), with the rendering.

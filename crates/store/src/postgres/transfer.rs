@@ -117,7 +117,7 @@ impl Transfer for PgStore {
                 bind(sqlx::query(AssertSqlSafe(sql)), key_kind, after)
                     .bind(i64::from(limit))
                     .try_map(|r: PgRow| read_row(table, &r))
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.conn().await?)
                     .await?
             }
             None => {
@@ -125,7 +125,7 @@ impl Transfer for PgStore {
                 sqlx::query(AssertSqlSafe(sql))
                     .bind(i64::from(limit))
                     .try_map(|r: PgRow| read_row(table, &r))
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.conn().await?)
                     .await?
             }
         };
@@ -148,9 +148,13 @@ impl Transfer for PgStore {
             "DO NOTHING".to_owned()
         };
         let (name, columns) = (table.name, table.column_list());
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        // A value compressed on its way through `incoming` would be inserted
+        // compressed as it is, whatever the target table's own setting (see
+        // migration 0008), so `incoming` compresses nothing a page can hold.
         sqlx::query(AssertSqlSafe(format!(
-            "CREATE TEMP TABLE incoming (LIKE {name}) ON COMMIT DROP"
+            "CREATE TEMP TABLE incoming (LIKE {name}) WITH (toast_tuple_target = 8160) ON COMMIT DROP"
         )))
         .execute(&mut *tx)
         .await?;
@@ -182,7 +186,7 @@ impl Transfer for PgStore {
             "SELECT count(*) FROM {}",
             table.name
         )))
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.conn().await?)
         .await?;
         Ok(n as u64)
     }
@@ -197,7 +201,7 @@ impl Transfer for PgStore {
         );
         Ok(sqlx::query(AssertSqlSafe(sql))
             .try_map(|r: PgRow| read_value(&r, 0, kind))
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await?)
     }
 }

@@ -44,7 +44,8 @@ impl UploadStore for PgStore {
         u: &Upload,
         answer: Option<KeyAnswer<Upload>>,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         sqlx::query(
             "INSERT INTO uploads (id, owner_id, length, upload_offset, metadata, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -72,7 +73,7 @@ impl UploadStore for PgStore {
         )
         .bind(id.as_uuid())
         .try_map(|r: PgRow| upload_from_row(&r))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await?)
     }
 
@@ -81,7 +82,7 @@ impl UploadStore for PgStore {
             "SELECT upload_offset, lock_token, lock_until, release_wanted FROM uploads WHERE id = $1",
         )
         .bind(id.as_uuid())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await?;
         Ok(row.map(|(offset, token, until, release)| UploadLock {
             offset: offset as u64,
@@ -108,7 +109,7 @@ impl UploadStore for PgStore {
         .bind(id.as_uuid())
         .bind(expected)
         .bind(offset as i64)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(n.rows_affected() == 1)
     }
@@ -119,7 +120,7 @@ impl UploadStore for PgStore {
         )
         .bind(id.as_uuid())
         .bind(token)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(())
     }
@@ -128,7 +129,7 @@ impl UploadStore for PgStore {
         sqlx::query("UPDATE uploads SET release_wanted = 2 WHERE id = $1 AND lock_token = $2")
             .bind(id.as_uuid())
             .bind(token)
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await?;
         Ok(())
     }
@@ -136,7 +137,8 @@ impl UploadStore for PgStore {
     async fn commit_chunk(&self, commit: ChunkCommit) -> StoreResult<Option<bool>> {
         let (id, token, chunk) = (commit.upload, commit.token, &commit.chunk);
         let (expires_at, keep_until) = (commit.expires_at, commit.keep_until);
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         let release_wanted: Option<i16> = sqlx::query_scalar(
             "UPDATE uploads SET upload_offset = upload_offset + $1, expires_at = $2, \
              lock_token = CASE WHEN $3::timestamptz IS NULL THEN NULL ELSE lock_token END, lock_until = $3, \
@@ -171,7 +173,7 @@ impl UploadStore for PgStore {
         sqlx::query("UPDATE uploads SET lock_token = NULL, lock_until = NULL WHERE id = $1 AND lock_token = $2")
             .bind(id.as_uuid())
             .bind(token)
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await?;
         Ok(())
     }
@@ -188,7 +190,7 @@ impl UploadStore for PgStore {
                 length: r.try_get::<i64, _>("length")? as u64,
             })
         })
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?)
     }
 
@@ -196,14 +198,15 @@ impl UploadStore for PgStore {
         Ok(
             sqlx::query_scalar::<_, i32>("SELECT 1 FROM upload_chunks WHERE key = $1")
                 .bind(key)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.conn().await?)
                 .await?
                 .is_some(),
         )
     }
 
     async fn delete_upload(&self, id: UploadId) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         queue_chunk_deletions(&mut tx, id).await?;
         let n = sqlx::query("DELETE FROM uploads WHERE id = $1")
             .bind(id.as_uuid())
@@ -218,7 +221,7 @@ impl UploadStore for PgStore {
             sqlx::query_scalar("SELECT id FROM uploads WHERE expires_at <= $1 LIMIT $2")
                 .bind(now)
                 .bind(i64::from(limit))
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.conn().await?)
                 .await?;
         Ok(ids.into_iter().map(UploadId::from_uuid).collect())
     }
