@@ -421,7 +421,7 @@ impl Settings {
                 (name, Some(text))
             })
             .collect();
-        for computed in ["database_url", "blob_url", "workers"] {
+        for computed in ["database_url", "blob_url", "database_pool", "workers"] {
             shown.push((computed.to_owned(), None));
         }
         shown

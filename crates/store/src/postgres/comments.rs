@@ -107,7 +107,7 @@ impl CommentStore for PgStore {
                 let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 let read = lock_post_for_write(&mut tx, post_id, comment_id).await?;
                 let decision = self
-                    .remove_comment(&mut *tx, read, comment_id, by, now, false)
+                    .remove_comment(&mut tx, read, comment_id, by, now, false)
                     .await?
                     .expect("a locked post's row cannot change under its writer");
                 tx.commit().await?;
