@@ -5,6 +5,7 @@
 //! a statement or a round trip to a request fails here.
 
 use fault_proxy::{FaultProxy, Faults};
+use futures_util::FutureExt;
 use serde_json::{Value, json};
 use sqlx::Connection;
 
@@ -50,13 +51,14 @@ async fn counted_node() -> (TestApp, FaultProxy) {
     (app, proxy)
 }
 
-/// Statements and round trips of `request`, the fewest over three tries (a
-/// sweeper pass or a session lookup may fall into one of them). Round trips
-/// leave out the one a statement's first use on a connection adds to prepare it.
-async fn cost_of<F, Fut>(proxy: &FaultProxy, mut request: F) -> Cost
+/// Statements and round trips of `request`, which must answer `status`: the
+/// fewest over three tries (a sweeper pass or a session lookup may fall into
+/// one of them). Round trips leave out the one a statement's first use on a
+/// connection adds to prepare it.
+async fn cost_of<F, Fut>(proxy: &FaultProxy, status: u16, mut request: F) -> Cost
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = ()>,
+    Fut: std::future::Future<Output = reqwest::Response>,
 {
     let mut fewest = Cost {
         statements: u64::MAX,
@@ -68,7 +70,7 @@ where
             proxy.pg_round_trips(),
             proxy.pg_messages(b'P'),
         );
-        request().await;
+        assert_eq!(request().await.status(), status);
         let statements = proxy.pg_statements() - s0;
         let round_trips = (proxy.pg_round_trips() - r0) - (proxy.pg_messages(b'P') - p0);
         fewest.statements = fewest.statements.min(statements);
@@ -94,113 +96,61 @@ async fn each_request_costs_postgresql_the_fewest_statements_and_round_trips() {
     }
     let page: Value = app.get_json("/v1/posts?limit=5", None).await;
     let cursor = page["next_cursor"].as_str().unwrap().to_owned();
-    let mut comment_ids = Vec::new();
-
+    let post_path = format!("/v1/posts/{post_id}");
+    let deep_path = format!("/v1/posts?limit=20&cursor={cursor}");
+    let delete_path = |id: &str| format!("/v1/posts/{post_id}/comments/{id}");
     let mut costs: Vec<(&str, Cost)> = Vec::new();
     costs.push((
         "single post",
-        cost_of(&proxy, || async {
-            let r = app.get(&format!("/v1/posts/{post_id}"), None).await;
-            assert_eq!(r.status(), 200);
-        })
-        .await,
+        cost_of(&proxy, 200, || app.get(&post_path, None)).await,
     ));
     costs.push((
         "deep page",
-        cost_of(&proxy, || async {
-            let r = app
-                .get(&format!("/v1/posts?limit=20&cursor={cursor}"), None)
-                .await;
-            assert_eq!(r.status(), 200);
-        })
-        .await,
+        cost_of(&proxy, 200, || app.get(&deep_path, None)).await,
     ));
     costs.push((
         "comment (notifies the post's author)",
-        cost_of(&proxy, || async {
-            let r = app.comment(&reader, &post_id, "counted comment").await;
-            assert_eq!(r.status(), 201);
-        })
-        .await,
+        cost_of(&proxy, 201, || app.comment(&reader, &post_id, "counted")).await,
     ));
     costs.push((
         "comment on one's own post",
-        cost_of(&proxy, || async {
-            let r = app.comment(&author, &post_id, "own comment").await;
-            assert_eq!(r.status(), 201);
-        })
-        .await,
+        cost_of(&proxy, 201, || app.comment(&author, &post_id, "own")).await,
     ));
-    for _ in 0..6 {
-        let r = app.comment(&reader, &post_id, "to delete").await;
-        let c: Value = r.json().await.unwrap();
-        comment_ids.push(c["id"].as_str().unwrap().to_owned());
-    }
+    let older = comments_made(&app, &reader, &post_id, 3).await;
     for _ in 0..3 {
         app.comment(&author, &post_id, "newer").await;
     }
-    let mut older = comment_ids.clone().into_iter();
     costs.push((
         "comment delete (not among the newest two)",
-        cost_of(&proxy, || {
-            let id = older.next().unwrap();
-            let app = &app;
-            let (reader, post_id) = (&reader, &post_id);
-            async move {
-                let r = app
-                    .delete(&format!("/v1/posts/{post_id}/comments/{id}"), reader)
-                    .await;
-                assert_eq!(r.status(), 204);
-            }
-        })
-        .await,
+        deletions_cost(&proxy, &app, &reader, older.iter().map(|c| delete_path(c))).await,
     ));
-    let idempotent = json!({"body": "with a key"});
+    let keyed = json!({"body": "with a key"});
     let mut n = 0;
     costs.push((
         "comment with an Idempotency-Key",
-        cost_of(&proxy, || {
+        cost_of(&proxy, 201, || {
             n += 1;
-            let (app, reader, post_id, body) = (&app, &reader, &post_id, &idempotent);
-            async move {
-                let r = app
-                    .client
-                    .post(app.url(&format!("/v1/posts/{post_id}/comments")))
-                    .bearer_auth(reader)
-                    .header("Idempotency-Key", format!("counted-{n}"))
-                    .json(body)
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(r.status(), 201);
-            }
+            app.client
+                .post(app.url(&format!("/v1/posts/{post_id}/comments")))
+                .bearer_auth(&reader)
+                .header("Idempotency-Key", format!("counted-{n}"))
+                .json(&keyed)
+                .send()
+                .map(Result::unwrap)
         })
         .await,
     ));
-    for _ in 0..3 {
-        app.comment(&reader, &post_id, "newest").await;
-    }
-    let listed: Value = app
-        .get_json(&format!("/v1/posts/{post_id}/comments?limit=3"), None)
-        .await;
-    let mut newest = listed["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_str().unwrap().to_owned())
-        .collect::<Vec<_>>()
-        .into_iter();
+    // Deleted newest first, each is the newest when it goes.
+    let mut newest = comments_made(&app, &reader, &post_id, 3)
+        .await
+        .into_iter()
+        .rev();
     costs.push((
         "comment delete (one of the newest two)",
-        cost_of(&proxy, || {
-            let id = newest.next().unwrap();
-            let (app, reader, post_id) = (&app, &reader, &post_id);
-            async move {
-                let r = app
-                    .delete(&format!("/v1/posts/{post_id}/comments/{id}"), reader)
-                    .await;
-                assert_eq!(r.status(), 204);
-            }
+        cost_of(&proxy, 204, || {
+            let path = delete_path(&newest.next().unwrap());
+            let (app, reader) = (&app, &reader);
+            async move { app.delete(&path, reader).await }
         })
         .await,
     ));
@@ -245,4 +195,34 @@ async fn each_request_costs_postgresql_the_fewest_statements_and_round_trips() {
     for (key, user, seq) in keys {
         assert_eq!(key, imagegram::store::event_key(&user, seq));
     }
+}
+
+/// `n` comments by `token` on `post_id`, oldest first.
+async fn comments_made(app: &TestApp, token: &str, post_id: &str, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        let c: Value = app
+            .comment(token, post_id, "made")
+            .await
+            .json()
+            .await
+            .unwrap();
+        ids.push(c["id"].as_str().unwrap().to_owned());
+    }
+    ids
+}
+
+/// `cost_of` a deletion, each try deleting the next of `paths`.
+async fn deletions_cost(
+    proxy: &FaultProxy,
+    app: &TestApp,
+    token: &str,
+    paths: impl Iterator<Item = String>,
+) -> Cost {
+    let mut paths = paths;
+    cost_of(proxy, 204, || {
+        let path = paths.next().expect("a comment per try");
+        async move { app.delete(&path, token).await }
+    })
+    .await
 }
