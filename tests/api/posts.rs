@@ -1,6 +1,6 @@
 use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, bmp, error_fields, jpeg, png, problem};
 
@@ -409,4 +409,81 @@ async fn a_users_posts_newest_first_paginated() {
     )
     .await;
     problem(app.get("/v1/users/nobody/posts", None).await, 404).await;
+}
+
+/// Alt text: given with the post (multipart here; the JSON form in
+/// `uploads::a_finished_upload_becomes_a_post_exactly_once`), in every
+/// representation, editable by PATCH, and checked like other text.
+#[tokio::test]
+async fn alt_text_is_kept_shown_everywhere_and_editable() {
+    let app = TestApp::spawn().await;
+    let token = app.register("describer").await;
+    let alt = "A red door in a white wall, ivy above it";
+    let resp = app
+        .upload(
+            &token,
+            &[("caption", "door"), ("alt_text", alt)],
+            Some(jpeg(64, 48)),
+        )
+        .await;
+    assert_eq!(resp.status(), 202);
+    let post: Value = resp.json().await.unwrap();
+    assert_eq!(post["alt_text"], alt);
+    let id = post["id"].as_str().unwrap().to_owned();
+    app.wait_for_status(&token, &id, "ready").await;
+    let shown = |v: &Value| v["alt_text"].as_str().map(str::to_owned);
+    assert_eq!(
+        shown(&app.get_json(&format!("/v1/posts/{id}"), None).await).as_deref(),
+        Some(alt)
+    );
+    let feed = app.get_json("/v1/posts", None).await;
+    assert_eq!(shown(&feed["items"][0]).as_deref(), Some(alt));
+    let mine = app.get_json("/v1/users/describer/posts", None).await;
+    assert_eq!(shown(&mine["items"][0]).as_deref(), Some(alt));
+
+    // A post without it has it empty.
+    let plain = app.ready_post(&token, "no description").await;
+    assert_eq!(plain["alt_text"], "");
+
+    // Edited; the feed shows the new text at once (this node's cache is cleared).
+    let path = format!("/v1/posts/{id}");
+    let resp = app
+        .client
+        .patch(app.url(&path))
+        .bearer_auth(&token)
+        .json(&json!({"alt_text": "A red door, now open"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let edited: Value = resp.json().await.unwrap();
+    assert_eq!(edited["alt_text"], "A red door, now open");
+    assert_eq!(edited["caption"], "door", "the caption is left alone");
+    let feed = app.get_json("/v1/posts", None).await;
+    let item = feed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == id.as_str())
+        .unwrap();
+    assert_eq!(item["alt_text"], "A red door, now open");
+
+    // Too long, a control character, or not a string: 422 naming the field, nothing changed.
+    for bad in [json!("x".repeat(1501)), json!("bell\u{7}"), json!(5)] {
+        let resp = app
+            .client
+            .patch(app.url(&path))
+            .bearer_auth(&token)
+            .json(&json!({"alt_text": bad}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(error_fields(&problem(resp, 422).await), ["alt_text"]);
+    }
+    let resp = app
+        .upload(&token, &[("alt_text", &"y".repeat(1501))], Some(jpeg(8, 8)))
+        .await;
+    assert_eq!(error_fields(&problem(resp, 422).await), ["alt_text"]);
+    let unchanged = app.get_json(&path, None).await;
+    assert_eq!(unchanged["alt_text"], "A red door, now open");
 }

@@ -330,12 +330,14 @@ async fn a_finished_upload_becomes_a_post_exactly_once() {
         .post_json(
             "/v1/posts",
             Some(&token),
-            json!({"upload_id": upload_id, "caption": "resumed", "filter": "grayscale"}),
+            json!({"upload_id": upload_id, "caption": "resumed", "filter": "grayscale",
+                   "alt_text": "A grey harbour at dawn"}),
         )
         .await;
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
     let post: Value = resp.json().await.unwrap();
     assert_eq!(post["caption"], "resumed");
+    assert_eq!(post["alt_text"], "A grey harbour at dawn");
     assert_eq!(post["filter"], "grayscale");
     let id = post["id"].as_str().unwrap();
     app.wait_for_status(&token, id, "ready").await;

@@ -71,6 +71,7 @@ pub(super) async fn create(
         let form = read_form(multipart, &s, max).await?;
         let input = CreatePost {
             caption: form.caption,
+            alt_text: form.alt_text,
             expires_in: form.expires_in,
             filter: form.filter,
             dither_levels: form.dither_levels,
@@ -80,6 +81,7 @@ pub(super) async fn create(
         let JsonBody(body) = JsonBody::<FromUpload>::from_request(request, &s).await?;
         let input = CreatePost {
             caption: body.caption,
+            alt_text: body.alt_text,
             expires_in: body.expires_in,
             filter: body.filter,
             dither_levels: body.dither_levels,
@@ -123,6 +125,8 @@ fn accepted(post: &Post) -> StoredResponse {
 struct PostForm {
     /// 0–2,200 characters.
     caption: Option<String>,
+    /// 0–1,500 characters: what the image shows, for people who cannot see it.
+    alt_text: Option<String>,
     /// PNG, JPEG or BMP, up to 100 MiB; recognised by content.
     #[schema(value_type = String, format = Binary)]
     image: StagedImage,
@@ -142,6 +146,7 @@ struct FromUpload {
     #[schema(format = Uuid)]
     upload_id: String,
     caption: Option<String>,
+    alt_text: Option<String>,
     expires_in: Option<i64>,
     filter: Option<String>,
     dither_levels: Option<i64>,
@@ -149,7 +154,8 @@ struct FromUpload {
 
 /// Reads the form, spooling the image to disk as it arrives.
 async fn read_form(mut form: Multipart, s: &Services, max: u64) -> ApiResult<PostForm> {
-    let (mut caption, mut filter, mut expires_in, mut dither_levels) = (None, None, None, None);
+    let (mut caption, mut alt_text, mut filter) = (None, None, None);
+    let (mut expires_in, mut dither_levels) = (None, None);
     let mut image = None;
     let mut errors = ValidationErrors::default();
     while let Some(field) = form
@@ -164,6 +170,7 @@ async fn read_form(mut form: Multipart, s: &Services, max: u64) -> ApiResult<Pos
             }
             "image" => image = Some(spool(field, s, max).await?),
             "caption" => caption = Some(small_text(field).await?),
+            "alt_text" => alt_text = Some(small_text(field).await?),
             "filter" => filter = Some(small_text(field).await?),
             "expires_in" => {
                 expires_in = errors.check("expires_in", integer(field).await?).flatten()
@@ -187,6 +194,7 @@ async fn read_form(mut form: Multipart, s: &Services, max: u64) -> ApiResult<Pos
     }
     Ok(PostForm {
         caption,
+        alt_text,
         image: image.expect("checked"),
         expires_in,
         filter,
@@ -297,11 +305,12 @@ fn with_etag(post: &Post) -> Response {
 #[schema(as = PostEdit)]
 struct EditBody {
     caption: Option<String>,
+    alt_text: Option<String>,
     #[schema(value_type = Option<i64>, nullable = true)]
     expires_in: Option<Option<i64>>,
 }
 
-/// `PATCH /v1/posts/{id}` `{caption?, expires_in?}`; `expires_in: null` removes the expiry.
+/// `PATCH /v1/posts/{id}` `{caption?, alt_text?, expires_in?}`; `expires_in: null` removes the expiry.
 #[utoipa::path(patch, path = "/v1/posts/{id}", tag = "posts", security(("bearer" = [])), params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
     request_body = EditBody,
     responses((status = 200, description = "Edited; new ETag", body = PostView), (status = 401, description = "Missing or invalid token", body = super::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "Not the author", body = super::problem::Problem, content_type = "application/problem+json"),
@@ -320,12 +329,14 @@ pub(super) async fn edit(
     for (key, value) in body {
         match (key.as_str(), value) {
             ("caption", serde_json::Value::String(c)) => input.caption = Some(c),
+            ("alt_text", serde_json::Value::String(a)) => input.alt_text = Some(a),
             ("expires_in", serde_json::Value::Null) => input.expires_in = Some(None),
             ("expires_in", serde_json::Value::Number(n)) => match n.as_i64() {
                 Some(n) => input.expires_in = Some(Some(n)),
                 None => errors.push("expires_in", "must be a whole number of seconds or null"),
             },
             ("caption", _) => errors.push("caption", "must be a string"),
+            ("alt_text", _) => errors.push("alt_text", "must be a string"),
             ("expires_in", _) => {
                 errors.push("expires_in", "must be a whole number of seconds or null")
             }
@@ -334,6 +345,7 @@ pub(super) async fn edit(
     }
     let input = EditPost {
         caption: input.caption,
+        alt_text: input.alt_text,
         expires_in: input.expires_in,
     };
     if let Err(e) = input.validate(domain::now()) {

@@ -17,8 +17,8 @@ pub use comment::{Comment, CommentBody, CommentDeletion};
 pub use cursor::{CursorKey, FeedCursor, IdCursor};
 pub use ids::{CommentId, PostId, UploadId, UserId};
 pub use post::{
-    AcceptedComment, Caption, EditRefusal, EditRequest, ExpiresIn, ImageInfo, LAST_COMMENTS,
-    NewComment, NewPost, Post, PostEdit, PostFilter, PostStatus, derived_blob_key,
+    AcceptedComment, AltText, Caption, EditRefusal, EditRequest, ExpiresIn, ImageInfo,
+    LAST_COMMENTS, NewComment, NewPost, Post, PostEdit, PostFilter, PostStatus, derived_blob_key,
 };
 pub use user::{Password, User, Username};
 pub use validation::{FieldError, Limit, ValidationErrors, clean_text, refuse_control_characters};

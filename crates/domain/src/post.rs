@@ -14,11 +14,7 @@ impl Caption {
     pub const MAX_CHARS: usize = 2200;
 
     pub fn parse(raw: String) -> Result<Self, String> {
-        let raw = super::clean_text(raw)?;
-        if raw.chars().count() > Self::MAX_CHARS {
-            return Err(format!("must be at most {} characters", Self::MAX_CHARS));
-        }
-        Ok(Caption(raw))
+        bounded_text(raw, Self::MAX_CHARS).map(Caption)
     }
 
     pub fn from_trusted(s: String) -> Self {
@@ -28,6 +24,36 @@ impl Caption {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Alt text: what the image shows, for people who cannot see it; 0–1,500
+/// characters (empty: none given).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AltText(String);
+
+impl AltText {
+    pub const MAX_CHARS: usize = 1500;
+
+    pub fn parse(raw: String) -> Result<Self, String> {
+        bounded_text(raw, Self::MAX_CHARS).map(AltText)
+    }
+
+    pub fn from_trusted(s: String) -> Self {
+        AltText(s)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Text as `clean_text` accepts it, of at most `max` characters.
+fn bounded_text(raw: String, max: usize) -> Result<String, String> {
+    let raw = super::clean_text(raw)?;
+    if raw.chars().count() > max {
+        return Err(format!("must be at most {max} characters"));
+    }
+    Ok(raw)
 }
 
 /// A time to live in seconds (≥ 1; at most ten years, so the expiry time always fits).
@@ -171,6 +197,7 @@ pub struct Post {
     pub id: PostId,
     pub author: User,
     pub caption: Caption,
+    pub alt_text: AltText,
     pub status: PostStatus,
     pub failure_reason: Option<String>,
     pub filter: PostFilter,
@@ -266,6 +293,9 @@ impl Post {
         if let Some(caption) = &edit.caption {
             self.caption = caption.clone();
         }
+        if let Some(alt_text) = &edit.alt_text {
+            self.alt_text = alt_text.clone();
+        }
         if let Some(expires_at) = edit.expires_at {
             self.expires_at = expires_at;
         }
@@ -313,6 +343,7 @@ impl Post {
 #[derive(Debug, Clone, Default)]
 pub struct PostEdit {
     pub caption: Option<Caption>,
+    pub alt_text: Option<AltText>,
     /// `Some(None)` removes the expiry.
     pub expires_at: Option<Option<Timestamp>>,
 }
@@ -360,6 +391,7 @@ pub struct NewPost {
     pub id: PostId,
     pub author: User,
     pub caption: Caption,
+    pub alt_text: AltText,
     pub filter: PostFilter,
     pub original_key: String,
     pub original_format: String,
@@ -374,6 +406,7 @@ impl NewPost {
             id: self.id,
             author: self.author.clone(),
             caption: self.caption.clone(),
+            alt_text: self.alt_text.clone(),
             status: PostStatus::Processing,
             failure_reason: None,
             filter: self.filter,
@@ -397,6 +430,9 @@ mod tests {
         assert!(Caption::parse(String::new()).is_ok());
         assert!(Caption::parse("ü".repeat(2200)).is_ok());
         assert!(Caption::parse("x".repeat(2201)).is_err());
+        assert!(AltText::parse("ü".repeat(1500)).is_ok());
+        assert!(AltText::parse("x".repeat(1501)).is_err());
+        assert!(AltText::parse("a\u{7}b".into()).is_err());
     }
 
     #[test]
@@ -434,6 +470,7 @@ mod tests {
             id: PostId::new(),
             author: someone(),
             caption: Caption::from_trusted(String::new()),
+            alt_text: AltText::default(),
             status: PostStatus::Ready,
             failure_reason: None,
             filter: PostFilter::None,
@@ -542,6 +579,7 @@ mod tests {
         let author = post.author.clone();
         let edit = PostEdit {
             caption: Some(Caption::from_trusted("new".into())),
+            alt_text: Some(AltText::from_trusted("a red door".into())),
             expires_at: Some(None),
         };
         let request = |by: &User, edit: &PostEdit, if_match: Option<Vec<String>>| EditRequest {
@@ -564,6 +602,7 @@ mod tests {
         let current = Some(vec![post.etag()]);
         post.apply_edit(&request(&author, &edit, current)).unwrap();
         assert_eq!((post.caption.as_str(), post.version), ("new", 4));
+        assert_eq!(post.alt_text.as_str(), "a red door");
         let any = Some(vec!["*".to_owned()]);
         post.apply_edit(&request(&author, &PostEdit::default(), any))
             .unwrap();

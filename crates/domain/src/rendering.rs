@@ -76,6 +76,9 @@ pub struct PostView<'a> {
     pub author: &'a User,
     #[schema(value_type = String, example = "Sunset over the bay")]
     pub caption: &'a str,
+    /// What the image shows, for people who cannot see it; empty when none was given.
+    #[schema(value_type = String, example = "The sun low over a bay, two sailboats in silhouette")]
+    pub alt_text: &'a str,
     /// `processing`, `ready` or `failed`.
     #[schema(value_type = String, example = "ready")]
     pub status: &'static str,
@@ -107,6 +110,7 @@ impl<'a> From<&'a Post> for PostView<'a> {
             id: p.id,
             author: &p.author,
             caption: p.caption.as_str(),
+            alt_text: p.alt_text.as_str(),
             status: p.status.as_str(),
             failure_reason: p.failure_reason.as_deref(),
             filter: p.filter.name(),
@@ -125,7 +129,7 @@ impl<'a> From<&'a Post> for PostView<'a> {
 /// `version` must change whenever the JSON `PostView` writes does; the test
 /// `post_json_format_is_pinned` fails until it has.
 pub const POST_RENDERER: PostRenderer = PostRenderer {
-    version: 1,
+    version: 2,
     render: render_post,
 };
 
@@ -156,7 +160,9 @@ pub fn comment_event(c: &Comment) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Caption, CommentBody, PostFilter, PostStatus, UserId, Username, from_millis};
+    use crate::{
+        AltText, Caption, CommentBody, PostFilter, PostStatus, UserId, Username, from_millis,
+    };
 
     fn sample() -> Post {
         let user = |n: u128, name: &str| User {
@@ -168,6 +174,7 @@ mod tests {
         Post {
             id: post_id,
             caption: Caption::from_trusted("Sunset \"over\" the bay\n".into()),
+            alt_text: AltText::from_trusted("Two sailboats".into()),
             status: PostStatus::Ready,
             failure_reason: None,
             filter: PostFilter::from_stored("dither", Some(4)),
@@ -201,7 +208,7 @@ mod tests {
         const RENDERED: &str = concat!(
             r#"{"id":"00000000-0000-0000-0000-00000000000a","#,
             r#""author":{"id":"00000000-0000-0000-0000-000000000001","username":"alice","created_at":"2023-11-14T22:13:20Z"},"#,
-            r#""caption":"Sunset \"over\" the bay\n","status":"ready","failure_reason":null,"#,
+            r#""caption":"Sunset \"over\" the bay\n","alt_text":"Two sailboats","status":"ready","failure_reason":null,"#,
             r#""filter":"dither","dither_levels":4,"created_at":"2023-11-14T22:13:21Z","#,
             r#""updated_at":"2023-11-14T22:13:22.500Z","expires_at":"2027-01-15T08:00:00Z","#,
             r#""comment_count":7,"image":{"url":"/v1/images/abababababababababababababababababababab.jpg","#,
@@ -212,6 +219,6 @@ mod tests {
             r#""body":"What a view!","created_at":"2023-11-14T22:13:23Z"}]}"#,
         );
         let rendered = (POST_RENDERER.render)(&sample());
-        assert_eq!((POST_RENDERER.version, rendered.as_str()), (1, RENDERED));
+        assert_eq!((POST_RENDERER.version, rendered.as_str()), (2, RENDERED));
     }
 }

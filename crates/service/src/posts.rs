@@ -6,8 +6,8 @@ use store::{FeedEntry, KeyAnswer, StoreError};
 
 use super::{CachedPage, Page, PageShape, ServiceError, ServiceResult, Services};
 use domain::{
-    Caption, EditRefusal, EditRequest, ExpiresIn, FeedCursor, IdCursor, Limit, NewPost, Post,
-    PostEdit, PostFilter, PostId, UploadId, User, Username, ValidationErrors, now,
+    AltText, Caption, EditRefusal, EditRequest, ExpiresIn, FeedCursor, IdCursor, Limit, NewPost,
+    Post, PostEdit, PostFilter, PostId, UploadId, User, Username, ValidationErrors, now,
 };
 
 /// The largest image accepted, in bytes (100 MiB).
@@ -17,6 +17,7 @@ pub const MAX_IMAGE_BYTES: u64 = 100 * 1024 * 1024;
 #[derive(Debug, Default)]
 pub struct CreatePost {
     pub caption: Option<String>,
+    pub alt_text: Option<String>,
     pub expires_in: Option<i64>,
     pub filter: Option<String>,
     pub dither_levels: Option<i64>,
@@ -26,6 +27,7 @@ pub struct CreatePost {
 #[derive(Debug, Default)]
 pub struct EditPost {
     pub caption: Option<String>,
+    pub alt_text: Option<String>,
     pub expires_in: Option<Option<i64>>,
 }
 
@@ -35,6 +37,10 @@ impl EditPost {
         let mut errors = ValidationErrors::default();
         let caption = match &self.caption {
             Some(c) => errors.check("caption", Caption::parse(c.clone())),
+            None => None,
+        };
+        let alt_text = match &self.alt_text {
+            Some(a) => errors.check("alt_text", AltText::parse(a.clone())),
             None => None,
         };
         let expires_at = match self.expires_in {
@@ -47,6 +53,7 @@ impl EditPost {
         errors.into_result()?;
         Ok(PostEdit {
             caption,
+            alt_text,
             expires_at,
         })
     }
@@ -60,6 +67,7 @@ pub struct StagedImage {
 
 struct ValidPost {
     caption: Caption,
+    alt_text: AltText,
     expires_in: Option<ExpiresIn>,
     filter: PostFilter,
 }
@@ -67,6 +75,10 @@ struct ValidPost {
 fn validate(input: CreatePost) -> Result<ValidPost, ValidationErrors> {
     let mut errors = ValidationErrors::default();
     let caption = errors.check("caption", Caption::parse(input.caption.unwrap_or_default()));
+    let alt_text = errors.check(
+        "alt_text",
+        AltText::parse(input.alt_text.unwrap_or_default()),
+    );
     let expires_in = match input.expires_in {
         Some(s) => errors.check("expires_in", ExpiresIn::parse(s)).map(Some),
         None => Some(None),
@@ -81,6 +93,7 @@ fn validate(input: CreatePost) -> Result<ValidPost, ValidationErrors> {
     errors.into_result()?;
     Ok(ValidPost {
         caption: caption.expect("checked"),
+        alt_text: alt_text.expect("checked"),
         expires_in: expires_in.expect("checked"),
         filter: filter.expect("checked"),
     })
@@ -126,6 +139,7 @@ impl Services {
             id,
             author: author.clone(),
             caption: valid.caption,
+            alt_text: valid.alt_text,
             filter: valid.filter,
             original_key: original_blob_key(id),
             original_format: header.format.as_str().to_owned(),
@@ -266,7 +280,7 @@ impl Services {
         }))
     }
 
-    /// Edits caption and/or expiry. `if_match` holds the client's `If-Match`
+    /// Edits caption, alt text and/or expiry. `if_match` holds the client's `If-Match`
     /// entity tags (or `*`); the checks (`Post::apply_edit`) and the update are
     /// one atomic step in the store. Input is validated before any of them.
     pub async fn edit_post(
@@ -324,6 +338,7 @@ mod tests {
     fn validation_reports_every_bad_field() {
         let err = validate(CreatePost {
             caption: Some("x".repeat(3000)),
+            alt_text: Some("y".repeat(1501)),
             expires_in: Some(0),
             filter: Some("sepia".into()),
             dither_levels: None,
@@ -331,6 +346,6 @@ mod tests {
         .err()
         .unwrap();
         let fields: Vec<_> = err.0.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["caption", "expires_in", "filter"]);
+        assert_eq!(fields, ["caption", "alt_text", "expires_in", "filter"]);
     }
 }

@@ -82,6 +82,7 @@ pub const TABLES: &[Table] = &[
             ("id", Uuid),
             ("author_id", Uuid),
             ("caption", Text),
+            ("alt_text", Text),
             ("status", Text),
             ("failure_reason", Text),
             ("filter", Text),

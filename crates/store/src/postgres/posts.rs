@@ -42,8 +42,8 @@ impl PostStore for PgStore {
         let post = p.as_post();
         sqlx::query(
             "INSERT INTO posts (id, author_id, caption, status, filter, dither_levels, original_key, \
-             original_format, created_at, updated_at, expires_at, version, rendered, rendered_version) \
-             VALUES ($1, $2, $3, 'processing', $4, $5, $6, $7, $8, $8, $9, $10, $11, $12)",
+             original_format, created_at, updated_at, expires_at, version, rendered, rendered_version, alt_text) \
+             VALUES ($1, $2, $3, 'processing', $4, $5, $6, $7, $8, $8, $9, $10, $11, $12, $13)",
         )
         .bind(p.id.as_uuid())
         .bind(p.author.id.as_uuid())
@@ -57,6 +57,7 @@ impl PostStore for PgStore {
         .bind(post.version)
         .bind((self.render.render)(&post))
         .bind(self.render.version)
+        .bind(p.alt_text.as_str())
         .execute(&mut *tx)
         .await?;
         sqlx::query("INSERT INTO jobs (id, post_id, run_at, created_at) VALUES ($1, $2, $3, $3)")

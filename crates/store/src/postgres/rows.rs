@@ -8,14 +8,14 @@ use crate::{PostRenderer, last_comments};
 use domain::idempotency::StoredResponse;
 use domain::rendering::comment_event;
 use domain::{
-    Caption, Comment, CommentBody, CommentId, ImageInfo, Post, PostFilter, PostId, PostStatus,
-    User, UserId, Username,
+    AltText, Caption, Comment, CommentBody, CommentId, ImageInfo, Post, PostFilter, PostId,
+    PostStatus, User, UserId, Username,
 };
 
 pub const POST_COLUMNS: &str = "p.id, p.caption, p.status, p.failure_reason, p.filter, p.dither_levels, \
      p.created_at, p.updated_at, p.expires_at, p.comment_count, p.image_key, p.image_width, \
      p.image_height, p.blurhash, p.last_comments::text AS last_comments, \
-     u.id AS user_id, u.username, u.created_at AS user_created_at, p.version";
+     u.id AS user_id, u.username, u.created_at AS user_created_at, p.version, p.alt_text";
 
 pub fn user_from_row(row: &PgRow, id: &str, created: &str) -> sqlx::Result<User> {
     Ok(User {
@@ -45,6 +45,7 @@ pub fn post_from_row(row: &PgRow) -> sqlx::Result<Post> {
     Ok(Post {
         id,
         caption: Caption::from_trusted(row.try_get("caption")?),
+        alt_text: AltText::from_trusted(row.try_get("alt_text")?),
         status: PostStatus::parse(&status).unwrap_or(PostStatus::Failed),
         failure_reason: row.try_get("failure_reason")?,
         filter: PostFilter::from_stored(
@@ -317,7 +318,7 @@ pub async fn save_edit(
 ) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE posts SET caption = $1, expires_at = $2, updated_at = $3, version = $4, \
-         rendered = $5, rendered_version = $6 WHERE id = $7",
+         rendered = $5, rendered_version = $6, alt_text = $8 WHERE id = $7",
     )
     .bind(post.caption.as_str())
     .bind(post.expires_at)
@@ -326,6 +327,7 @@ pub async fn save_edit(
     .bind((render.render)(post))
     .bind(render.version)
     .bind(post.id.as_uuid())
+    .bind(post.alt_text.as_str())
     .execute(conn)
     .await?;
     Ok(())

@@ -40,6 +40,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0005_events_append_only.sql"),
     include_str!("../../migrations/sqlite/0006_rendered_posts.sql"),
     include_str!("../../migrations/sqlite/0007_takeovers_and_leases.sql"),
+    include_str!("../../migrations/sqlite/0008_alt_text.sql"),
 ];
 
 pub struct SqliteStore {

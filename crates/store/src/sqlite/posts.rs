@@ -82,8 +82,8 @@ impl PostStore for SqliteStore {
                 let post = p.as_post();
                 tx.execute(
                     "INSERT INTO posts (id, author_id, caption, status, filter, dither_levels, original_key, \
-                     original_format, created_at, updated_at, expires_at, version, rendered, rendered_version) \
-                     VALUES (?1, ?2, ?3, 'processing', ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11, ?12)",
+                     original_format, created_at, updated_at, expires_at, version, rendered, rendered_version, alt_text) \
+                     VALUES (?1, ?2, ?3, 'processing', ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11, ?12, ?13)",
                     params![
                         p.id.as_bytes(),
                         p.author.id.as_bytes(),
@@ -97,6 +97,7 @@ impl PostStore for SqliteStore {
                         post.version,
                         (render.render)(&post),
                         render.version,
+                        p.alt_text.as_str(),
                     ],
                 )?;
                 tx.execute(

@@ -4,8 +4,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::{PostRenderer, last_comments};
 use domain::{
-    Caption, Comment, CommentBody, CommentId, ImageInfo, Post, PostFilter, PostId, PostStatus,
-    Timestamp, User, UserId, Username, from_millis,
+    AltText, Caption, Comment, CommentBody, CommentId, ImageInfo, Post, PostFilter, PostId,
+    PostStatus, Timestamp, User, UserId, Username, from_millis,
 };
 
 pub fn ms(t: Timestamp) -> i64 {
@@ -33,7 +33,8 @@ pub fn user_from_row(row: &Row<'_>, at: usize) -> rusqlite::Result<User> {
 /// Post columns in the order `post_from_row` reads them, for aliases `p` and `u`.
 pub const POST_COLUMNS: &str = "p.id, p.caption, p.status, p.failure_reason, p.filter, p.dither_levels, \
      p.created_at, p.updated_at, p.expires_at, p.comment_count, p.image_key, p.image_width, \
-     p.image_height, p.blurhash, p.last_comments, u.id, u.username, u.created_at, p.version";
+     p.image_height, p.blurhash, p.last_comments, u.id, u.username, u.created_at, p.version, \
+     p.alt_text";
 
 pub fn post_from_row(row: &Row<'_>) -> rusqlite::Result<Post> {
     let id = uuid_col(row, 0, PostId::from_slice)?;
@@ -55,6 +56,7 @@ pub fn post_from_row(row: &Row<'_>) -> rusqlite::Result<Post> {
     Ok(Post {
         id,
         caption: Caption::from_trusted(row.get(1)?),
+        alt_text: AltText::from_trusted(row.get(19)?),
         status: PostStatus::parse(&status).unwrap_or(PostStatus::Failed),
         failure_reason: row.get(3)?,
         filter: PostFilter::from_stored(&row.get::<_, String>(4)?, row.get(5)?),
@@ -149,7 +151,7 @@ pub fn save_comments(conn: &Connection, post: &Post, render: PostRenderer) -> ru
 pub fn save_edit(conn: &Connection, post: &Post, render: PostRenderer) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "UPDATE posts SET caption = ?1, expires_at = ?2, updated_at = ?3, version = ?4, \
-         rendered = ?5, rendered_version = ?6 WHERE id = ?7",
+         rendered = ?5, rendered_version = ?6, alt_text = ?8 WHERE id = ?7",
     )?
     .execute(params![
         post.caption.as_str(),
@@ -158,7 +160,8 @@ pub fn save_edit(conn: &Connection, post: &Post, render: PostRenderer) -> rusqli
         post.version,
         (render.render)(post),
         render.version,
-        post.id.as_bytes()
+        post.id.as_bytes(),
+        post.alt_text.as_str()
     ])?;
     Ok(())
 }
