@@ -7,10 +7,10 @@ use sqlx::postgres::PgRow;
 
 use super::PgStore;
 use super::rows::{
-    COMMENT_COLUMNS, CommentWrite, PostForWrite, comment_from_row, lock_post, lock_post_for_write,
+    COMMENT_COLUMNS, CommentWrite, PostForWrite, comment_from_row, lock_post_for_write,
     newest_comments, read_post_for_write, write_comment_removal,
 };
-use crate::{CommentDeletion, CommentStore, CreatedComment, KeyAnswer, StoreResult};
+use crate::{CommentDeletion, CommentStore, CreatedComment, KeyAnswer, StoreError, StoreResult};
 use domain::{AcceptedComment, Comment, CommentId, IdCursor, NewComment, PostId, Timestamp, User};
 
 #[async_trait]
@@ -41,7 +41,7 @@ impl CommentStore for PgStore {
             render: self.render,
         };
         if write
-            .run(&mut *conn, &post, Some(read_at), accepted.notify)
+            .run(&mut *conn, &post, read_at, accepted.notify)
             .await?
         {
             return Ok(Some(CreatedComment {
@@ -50,7 +50,8 @@ impl CommentStore for PgStore {
             }));
         }
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        let Some(mut post) = lock_post(&mut tx, new.post_id).await? else {
+        let Some((mut post, read_at, _)) = lock_post_for_write(&mut tx, new.post_id, None).await?
+        else {
             return Ok(None);
         };
         let Some(AcceptedComment { notify, .. }) =
@@ -58,7 +59,9 @@ impl CommentStore for PgStore {
         else {
             return Ok(None);
         };
-        write.run(&mut *tx, &post, None, notify).await?;
+        if !write.run(&mut *tx, &post, read_at, notify).await? {
+            return Err(changed_under_lock());
+        }
         tx.commit().await?;
         Ok(Some(CreatedComment {
             comment: accepted.comment,
@@ -99,17 +102,19 @@ impl CommentStore for PgStore {
         let mut conn = self.conn().await?;
         let read = read_post_for_write(&mut *conn, post_id, Some(comment_id)).await?;
         match self
-            .remove_comment(&mut conn, read, comment_id, by, now, true)
+            .remove_comment(&mut conn, read, comment_id, by, now)
             .await?
         {
             Some(decision) => Ok(decision),
             None => {
                 let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-                let read = lock_post_for_write(&mut tx, post_id, comment_id).await?;
-                let decision = self
-                    .remove_comment(&mut tx, read, comment_id, by, now, false)
+                let read = lock_post_for_write(&mut tx, post_id, Some(comment_id)).await?;
+                let Some(decision) = self
+                    .remove_comment(&mut tx, read, comment_id, by, now)
                     .await?
-                    .expect("a locked post's row cannot change under its writer");
+                else {
+                    return Err(changed_under_lock());
+                };
                 tx.commit().await?;
                 Ok(decision)
             }
@@ -119,9 +124,9 @@ impl CommentStore for PgStore {
 
 impl PgStore {
     /// Decides and writes a comment's deletion on `read`, the post as read
-    /// (with its row version and the comment's author). With `optimistic`,
-    /// the write is conditioned on the row version, and `None` says the post
-    /// changed since the read.
+    /// (with its row version and the comment's author). The write is
+    /// conditioned on the row version: `None` says the post changed since the
+    /// read.
     async fn remove_comment(
         &self,
         conn: &mut sqlx::PgConnection,
@@ -129,7 +134,6 @@ impl PgStore {
         comment_id: CommentId,
         by: &User,
         now: Timestamp,
-        optimistic: bool,
     ) -> StoreResult<Option<CommentDeletion>> {
         let Some((mut post, read_at, author)) = read.filter(|(p, ..)| p.visible_to(Some(by), now))
         else {
@@ -142,9 +146,17 @@ impl PgStore {
         if post.remove_comment(comment_id) {
             post.last_comments = newest_comments(&mut *conn, post.id, comment_id).await?;
         }
-        let read_at = optimistic.then_some(read_at);
         let written =
             write_comment_removal(&mut *conn, &post, read_at, comment_id, self.render).await?;
         Ok(written.then_some(decision))
     }
+}
+
+/// A write under the post's row lock found the row changed: it cannot
+/// happen (taking the lock does not rewrite the row, and no one else can),
+/// so it is a fault to report, never a write to acknowledge.
+fn changed_under_lock() -> StoreError {
+    StoreError::Backend(anyhow::anyhow!(
+        "a post's row changed while its writer held the row lock"
+    ))
 }

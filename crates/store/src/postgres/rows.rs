@@ -92,6 +92,8 @@ async fn post_where_id<'e>(
 /// (the count and the newest comments live there), so a write conditioned on
 /// it applies only if nothing changed since the read: the optimistic path of
 /// the comment writers, which needs neither a transaction block nor a lock.
+/// Read under the row lock (`lock_post_for_write`), it cannot change before
+/// the holder writes: taking the lock marks the row without rewriting it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RowVersion(i64);
 
@@ -112,11 +114,14 @@ pub async fn read_post_for_write<'e>(
 pub async fn lock_post_for_write(
     conn: &mut sqlx::PgConnection,
     id: PostId,
-    comment: CommentId,
+    comment: Option<CommentId>,
 ) -> sqlx::Result<Option<PostForWrite>> {
     let Some((post, version, _)) = post_for_write(&mut *conn, id, None, " FOR UPDATE OF p").await?
     else {
         return Ok(None);
+    };
+    let Some(comment) = comment else {
+        return Ok(Some((post, version, None)));
     };
     let author: Option<uuid::Uuid> =
         sqlx::query_scalar("SELECT author_id FROM comments WHERE id = $1 AND post_id = $2")
@@ -157,6 +162,37 @@ async fn post_for_write<'e>(
         .await
 }
 
+/// The first CTE of both comment writes: what a comment changes on its post
+/// (`Post::accept_comment`, `Post::remove_comment`) — count, newest comments,
+/// version and rendering, only those columns — applied only if the row is as
+/// it was read (`RowVersion`). Parameters $1–$7, bound by `bind_post_comments`.
+macro_rules! post_comments_cte {
+    () => {
+        "post AS (UPDATE posts SET comment_count = $1, last_comments = $2::jsonb, \
+           version = $3, rendered = $4, rendered_version = $5 \
+           WHERE id = $6 AND xmin = $7::bigint::text::xid RETURNING id)"
+    };
+}
+
+type WriteQuery<'q> =
+    sqlx::query::QueryScalar<'q, sqlx::Postgres, bool, sqlx::postgres::PgArguments>;
+
+fn bind_post_comments<'q>(
+    query: WriteQuery<'q>,
+    post: &'q Post,
+    read_at: RowVersion,
+    render: PostRenderer,
+) -> WriteQuery<'q> {
+    query
+        .bind(post.comment_count)
+        .bind(last_comments::encode(&post.last_comments))
+        .bind(post.version)
+        .bind((render.render)(post))
+        .bind(render.version)
+        .bind(post.id.as_uuid())
+        .bind(read_at.0)
+}
+
 /// A new comment's writes in one statement: the comment, its post's count,
 /// newest comments, version and rendering, the notification of the post's
 /// author (counter, event, NOTIFY on commit) and the Idempotency-Key's answer.
@@ -169,13 +205,13 @@ pub struct CommentWrite<'a> {
 
 impl CommentWrite<'_> {
     /// Writes the comment onto `post` (as `Post::accept_comment` left it),
-    /// notifying `notify`. With `read_at`, nothing is written unless the
-    /// post's row is still as it was read; returns whether it was written.
+    /// notifying `notify`, unless the post's row is no longer as it was read
+    /// at `read_at`; returns whether it was written.
     pub async fn run<'e>(
         &self,
         conn: impl sqlx::PgExecutor<'e>,
         post: &Post,
-        read_at: Option<RowVersion>,
+        read_at: RowVersion,
         notify: Option<UserId>,
     ) -> sqlx::Result<bool> {
         // Data-modifying CTEs all run, against one snapshot; each later one
@@ -183,12 +219,11 @@ impl CommentWrite<'_> {
         // The event key is `crate::event_key` (user id without dashes, seq to
         // 20 digits), made here because the seq is only known here; the
         // statements test compares the two.
-        let (c, p) = (self.comment, post);
-        sqlx::query_scalar(
-            "WITH post AS (UPDATE posts SET comment_count = $1, last_comments = $2::jsonb, \
-               version = $3, rendered = $4, rendered_version = $5 \
-               WHERE id = $6 AND ($7::bigint IS NULL OR xmin = $7::bigint::text::xid) RETURNING id), \
-             comment AS (INSERT INTO comments (id, post_id, author_id, body, created_at) \
+        let c = self.comment;
+        let query = sqlx::query_scalar(concat!(
+            "WITH ",
+            post_comments_cte!(),
+            ", comment AS (INSERT INTO comments (id, post_id, author_id, body, created_at) \
                SELECT $8, id, $9, $10, $11 FROM post), \
              seq AS (UPDATE users SET event_seq = event_seq + 1 \
                WHERE id = $12 AND EXISTS (SELECT 1 FROM post) RETURNING id, event_seq), \
@@ -199,57 +234,44 @@ impl CommentWrite<'_> {
                WHERE scope_key = $17 AND EXISTS (SELECT 1 FROM post)) \
              SELECT EXISTS (SELECT 1 FROM post) AND \
                (SELECT count(pg_notify($18, id::text)) FROM seq) >= 0",
-        )
-        .bind(p.comment_count)
-        .bind(last_comments::encode(&p.last_comments))
-        .bind(p.version)
-        .bind((self.render.render)(p))
-        .bind(self.render.version)
-        .bind(p.id.as_uuid())
-        .bind(read_at.map(|v| v.0))
-        .bind(c.id.as_uuid())
-        .bind(c.author.id.as_uuid())
-        .bind(c.body.as_str())
-        .bind(c.created_at)
-        .bind(notify.map(|u| *u.as_uuid()))
-        .bind(notify.map(|_| comment_event(c).to_string()))
-        .bind(self.answer.map(|(_, r)| i32::from(r.status)))
-        .bind(self.answer.map(|(_, r)| crate::answers::headers_json(r)))
-        .bind(self.answer.map(|(_, r)| r.body.as_slice()))
-        .bind(self.answer.map(|(key, _)| key.as_str()))
-        .bind(EVENTS_CHANNEL)
-        .fetch_one(conn)
-        .await
+        ));
+        bind_post_comments(query, post, read_at, self.render)
+            .bind(c.id.as_uuid())
+            .bind(c.author.id.as_uuid())
+            .bind(c.body.as_str())
+            .bind(c.created_at)
+            .bind(notify.map(|u| *u.as_uuid()))
+            .bind(notify.map(|_| comment_event(c).to_string()))
+            .bind(self.answer.map(|(_, r)| i32::from(r.status)))
+            .bind(self.answer.map(|(_, r)| crate::answers::headers_json(r)))
+            .bind(self.answer.map(|(_, r)| r.body.as_slice()))
+            .bind(self.answer.map(|(key, _)| key.as_str()))
+            .bind(EVENTS_CHANNEL)
+            .fetch_one(conn)
+            .await
     }
 }
 
 /// A comment's deletion in one statement: the post's count, newest comments,
-/// version and rendering, and the comment's row; with `read_at`, only if the
-/// post's row is still as it was read. Returns whether it was written.
+/// version and rendering, and the comment's row, unless the post's row is no
+/// longer as it was read at `read_at`. Returns whether it was written.
 pub async fn write_comment_removal<'e>(
     conn: impl sqlx::PgExecutor<'e>,
     post: &Post,
-    read_at: Option<RowVersion>,
+    read_at: RowVersion,
     comment: CommentId,
     render: PostRenderer,
 ) -> sqlx::Result<bool> {
-    sqlx::query_scalar(
-        "WITH post AS (UPDATE posts SET comment_count = $1, last_comments = $2::jsonb, \
-           version = $3, rendered = $4, rendered_version = $5 \
-           WHERE id = $6 AND ($7::bigint IS NULL OR xmin = $7::bigint::text::xid) RETURNING id), \
-         gone AS (DELETE FROM comments WHERE id = $8 AND post_id IN (SELECT id FROM post)) \
+    let query = sqlx::query_scalar(concat!(
+        "WITH ",
+        post_comments_cte!(),
+        ", gone AS (DELETE FROM comments WHERE id = $8 AND post_id IN (SELECT id FROM post)) \
          SELECT EXISTS (SELECT 1 FROM post)",
-    )
-    .bind(post.comment_count)
-    .bind(last_comments::encode(&post.last_comments))
-    .bind(post.version)
-    .bind((render.render)(post))
-    .bind(render.version)
-    .bind(post.id.as_uuid())
-    .bind(read_at.map(|v| v.0))
-    .bind(comment.as_uuid())
-    .fetch_one(conn)
-    .await
+    ));
+    bind_post_comments(query, post, read_at, render)
+        .bind(comment.as_uuid())
+        .fetch_one(conn)
+        .await
 }
 
 /// Rewrites the rendering kept beside the post from its row as it now is;
