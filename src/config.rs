@@ -40,6 +40,30 @@ pub enum Command {
     Render(RenderArgs),
     /// Copy a whole instance (rows and blobs) to another database and blob store, then verify it.
     Migrate(MigrateArgs),
+    /// Operator tasks on accounts: grant roles, reset passwords.
+    Admin(AdminArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "The instance is found as `serve` finds it (--data-dir, --database-url, --config, IMAGEGRAM_*), \
+    given before the action.\n\
+    Example: imagegram admin set-role alice moderator\n         \
+    echo 'a new password' | imagegram admin reset-password alice"
+)]
+pub struct AdminArgs {
+    #[command(subcommand)]
+    pub action: AdminAction,
+    #[command(flatten)]
+    pub instance: ServerArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminAction {
+    /// Give USERNAME the role ROLE: user, moderator or admin.
+    SetRole { username: String, role: String },
+    /// Set a new password for USERNAME, read from the first line of standard input, and revoke all its sessions.
+    ResetPassword { username: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]

@@ -3,7 +3,9 @@
 use std::io::Write;
 
 use anyhow::Context;
-use imagegram::config::{Command, LogFormat, MigrateArgs, RenderArgs, Settings, instance};
+use imagegram::config::{
+    AdminAction, AdminArgs, Command, LogFormat, MigrateArgs, RenderArgs, Settings, instance,
+};
 use imagegram::domain::PostFilter;
 use imagegram::migrate::{Instance, Options};
 use imagegram::{app, telemetry};
@@ -34,7 +36,47 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Render(args) => render(args),
         Command::Migrate(args) => migrate(args).await,
+        Command::Admin(args) => admin(args).await,
     }
+}
+
+async fn admin(args: AdminArgs) -> anyhow::Result<()> {
+    let config = args.instance.resolve()?;
+    let services = app::services(&config).await?;
+    let refused = |e: imagegram::service::ServiceError| match e {
+        imagegram::service::ServiceError::Validation(errors) => anyhow::anyhow!(
+            "{}",
+            errors
+                .0
+                .iter()
+                .map(|e| format!("{}: {}", e.field, e.message))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        other => anyhow::anyhow!("{other}"),
+    };
+    match args.action {
+        AdminAction::SetRole { username, role } => {
+            let user = services.set_role(&username, &role).await.map_err(refused)?;
+            println!("{} is now {role}", user.username.as_str());
+        }
+        AdminAction::ResetPassword { username } => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("reading the new password from standard input")?;
+            let password = line.trim_end_matches(['\r', '\n']).to_owned();
+            let user = services
+                .reset_password(&username, password)
+                .await
+                .map_err(refused)?;
+            println!(
+                "{}: password reset; every session of the account is revoked",
+                user.username.as_str()
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn wait_for_signal(running: app::Running) -> anyhow::Result<()> {

@@ -430,8 +430,17 @@ pub fn error_fields(problem: &Value) -> Vec<String> {
 
 /// Registers `name` on the node at `base` and returns its bearer token.
 pub async fn register_at(base: &str, name: &str) -> String {
+    signed_in_at(base, "/v1/users", name).await
+}
+
+/// Logs `name` (registered by `register_at`) in at `base`: a new session's token.
+pub async fn login_at(base: &str, name: &str) -> String {
+    signed_in_at(base, "/v1/sessions", name).await
+}
+
+async fn signed_in_at(base: &str, path: &str, name: &str) -> String {
     let body: Value = reqwest::Client::new()
-        .post(format!("{base}/v1/users"))
+        .post(format!("{base}{path}"))
         .json(&json!({"username": name, "password": "correct horse"}))
         .send()
         .await

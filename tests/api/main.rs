@@ -2,6 +2,7 @@
 //! data directory, driven over HTTP. All in one binary so it links once.
 
 mod accounts;
+mod admin;
 mod comments;
 mod crash;
 mod edits;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 
-use crate::helpers::{Node, backend_args, jpeg, png, register_at};
+use crate::helpers::{Node, backend_args, jpeg, login_at, png, register_at};
 
 async fn read(client: &reqwest::Client, url: String, token: &str) -> Value {
     client
@@ -254,27 +254,51 @@ async fn an_upload_can_hop_between_api_nodes() {
     }
 }
 
+/// Two API nodes on one new instance, trusting a checked token for 300 ms.
+async fn two_api_nodes(dir: &std::path::Path) -> (Node, Node) {
+    let backend = backend_args().await;
+    let bound = ["--workers", "0", "--session-cache-ms", "300"];
+    (
+        Node::serve(dir, &backend, &bound),
+        Node::serve(dir, &backend, &bound),
+    )
+}
+
+async fn me_status(base: &str, token: &str) -> u16 {
+    reqwest::Client::new()
+        .get(format!("{base}/v1/me"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Waits for the node at `base` to refuse `token`, which it trusted a moment
+/// ago: the bound is 300 ms, the deadline leaves room for a slow machine.
+async fn refused_within_the_bound(base: &str, token: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match me_status(base, token).await {
+            401 => return,
+            200 if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+            other => panic!("{base} still answered {other} for a revoked token"),
+        }
+    }
+}
+
 /// A logout answers on the node it went through at once, and reaches the other
 /// nodes (which trusted the token a moment ago) within `--session-cache-ms`.
 #[tokio::test]
 async fn a_logout_reaches_every_api_node_within_the_session_cache_bound() {
     let dir = tempfile::tempdir().unwrap();
-    let backend = backend_args().await;
-    let bound = ["--workers", "0", "--session-cache-ms", "300"];
-    let a = Node::serve(dir.path(), &backend, &bound);
-    let b = Node::serve(dir.path(), &backend, &bound);
-    let client = reqwest::Client::new();
+    let (a, b) = two_api_nodes(dir.path()).await;
     let token = register_at(&a.base, "leaver").await;
-    let me = |base: &str| {
-        client
-            .get(format!("{base}/v1/me"))
-            .bearer_auth(&token)
-            .send()
-    };
     for base in [&a.base, &b.base] {
-        assert_eq!(me(base).await.unwrap().status(), 200);
+        assert_eq!(me_status(base, &token).await, 200);
     }
-    let out = client
+    let out = reqwest::Client::new()
         .delete(format!("{}/v1/sessions/current", a.base))
         .bearer_auth(&token)
         .send()
@@ -282,17 +306,74 @@ async fn a_logout_reaches_every_api_node_within_the_session_cache_bound() {
         .unwrap();
     assert_eq!(out.status(), 204);
     assert_eq!(
-        me(&a.base).await.unwrap().status(),
+        me_status(&a.base, &token).await,
         401,
         "at once where it was revoked"
     );
-    // The bound is 300 ms; the deadline leaves room for a slow machine.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match me(&b.base).await.unwrap().status().as_u16() {
-            401 => break,
-            200 if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
-            other => panic!("node b still answered {other} for a revoked token"),
-        }
+    refused_within_the_bound(&b.base, &token).await;
+}
+
+/// A session revoked by its id, and the sessions a password change revokes,
+/// stop working on the other node within `--session-cache-ms` too.
+#[tokio::test]
+async fn revoked_sessions_and_password_changes_reach_every_api_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = two_api_nodes(dir.path()).await;
+    let client = reqwest::Client::new();
+    let keeper = register_at(&a.base, "mover").await;
+    let others = [
+        login_at(&a.base, "mover").await,
+        login_at(&a.base, "mover").await,
+    ];
+    for token in others.iter().chain([&keeper]) {
+        assert_eq!(
+            me_status(&b.base, token).await,
+            200,
+            "node b trusts every token"
+        );
     }
+
+    // The first other session is revoked by its id through node a.
+    let listed: Value = client
+        .get(format!("{}/v1/me/sessions", a.base))
+        .bearer_auth(&others[0])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let listed = listed["items"].as_array().unwrap();
+    let id = listed.iter().find(|s| s["current"] == true).unwrap()["id"]
+        .as_str()
+        .unwrap();
+    let revoked = client
+        .delete(format!("{}/v1/me/sessions/{id}", a.base))
+        .bearer_auth(&keeper)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 204);
+    // The keeper changes the password through node a: the second goes too.
+    let changed = client
+        .put(format!("{}/v1/me/password", a.base))
+        .bearer_auth(&keeper)
+        .json(&json!({"current_password": "correct horse", "new_password": "moved house"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 204);
+    for token in &others {
+        assert_eq!(
+            me_status(&a.base, token).await,
+            401,
+            "at once where it was revoked"
+        );
+        refused_within_the_bound(&b.base, token).await;
+    }
+    assert_eq!(
+        me_status(&b.base, &keeper).await,
+        200,
+        "the session that changed it lives"
+    );
 }

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::problem::ApiError;
-use domain::{Limit, PostId, User, ValidationErrors};
-use service::{Services, Token};
+use domain::{Limit, PostId, Role, User, ValidationErrors};
+use service::{Account, Services, Token};
 
 fn bearer(parts: &Parts) -> Result<Option<Token>, ApiError> {
     let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
@@ -34,7 +34,7 @@ fn bearer(parts: &Parts) -> Result<Option<Token>, ApiError> {
 /// A user already authenticated for this request (see `authenticate_once`).
 #[derive(Clone)]
 pub struct Authenticated {
-    pub user: User,
+    pub account: Account,
     pub token: Token,
 }
 
@@ -50,20 +50,21 @@ pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<Token> {
 /// the middlewares and extractors after the first find it in the extensions.
 pub async fn authenticate_once(services: &Services, request: &mut Request) -> Option<User> {
     if let Some(known) = request.extensions().get::<Authenticated>() {
-        return Some(known.user.clone());
+        return Some(known.account.user.clone());
     }
     let token = bearer_token(request.headers())?;
-    let user = services.authenticate(&token).await.ok()??;
-    request.extensions_mut().insert(Authenticated {
-        user: user.clone(),
-        token,
-    });
+    let account = services.authenticate(&token).await.ok()??;
+    let user = account.user.clone();
+    request
+        .extensions_mut()
+        .insert(Authenticated { account, token });
     Some(user)
 }
 
 /// A signed-in user; the request is rejected with 401 without a valid token.
 pub struct AuthUser {
     pub user: User,
+    pub role: Role,
     pub token: Token,
 }
 
@@ -73,18 +74,38 @@ impl FromRequestParts<Services> for AuthUser {
     async fn from_request_parts(parts: &mut Parts, services: &Services) -> Result<Self, ApiError> {
         if let Some(known) = parts.extensions.get::<Authenticated>() {
             return Ok(AuthUser {
-                user: known.user.clone(),
+                user: known.account.user.clone(),
+                role: known.account.role,
                 token: known.token.clone(),
             });
         }
         let token = bearer(parts)?
             .ok_or_else(|| ApiError::unauthorized("this call needs a bearer token"))?;
         match services.authenticate(&token).await? {
-            Some(user) => Ok(AuthUser { user, token }),
+            Some(account) => Ok(AuthUser {
+                user: account.user,
+                role: account.role,
+                token,
+            }),
             None => Err(ApiError::unauthorized(
                 "the bearer token is invalid or was revoked",
             )),
         }
+    }
+}
+
+/// A signed-in admin: 401 without a valid token, 403 for everyone else.
+pub struct Admin(pub AuthUser);
+
+impl FromRequestParts<Services> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, services: &Services) -> Result<Self, ApiError> {
+        let auth = AuthUser::from_request_parts(parts, services).await?;
+        if auth.role != Role::Admin {
+            return Err(ApiError::forbidden("only admins may do this"));
+        }
+        Ok(Admin(auth))
     }
 }
 

@@ -87,6 +87,10 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
     }
 
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail)
+    }
+
     pub fn unauthorized(detail: impl Into<String>) -> Self {
         let mut e = Self::new(
             StatusCode::UNAUTHORIZED,
@@ -131,7 +135,7 @@ impl From<ServiceError> for ApiError {
                 ApiError::validation(errors, S::UNPROCESSABLE_ENTITY)
             }
             ServiceError::Unauthorized(m) => ApiError::unauthorized(m),
-            ServiceError::Forbidden(m) => ApiError::new(S::FORBIDDEN, "forbidden", "Forbidden", m),
+            ServiceError::Forbidden(m) => ApiError::forbidden(m),
             ServiceError::NotFound(m) => ApiError::not_found(m),
             ServiceError::Conflict(m) => ApiError::new(S::CONFLICT, "conflict", "Conflict", m),
             e @ ServiceError::OffsetMismatch { .. } => ApiError::new(

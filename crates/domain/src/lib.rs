@@ -20,7 +20,7 @@ pub use post::{
     AcceptedComment, AltText, Caption, EditRefusal, EditRequest, ExpiresIn, ImageInfo,
     LAST_COMMENTS, NewComment, NewPost, Post, PostEdit, PostFilter, PostStatus, derived_blob_key,
 };
-pub use user::{Password, User, Username};
+pub use user::{Password, Role, User, Username};
 pub use validation::{FieldError, Limit, ValidationErrors, clean_text, refuse_control_characters};
 
 /// Milliseconds since the Unix epoch, UTC: the one clock representation stores use.

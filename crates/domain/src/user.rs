@@ -82,6 +82,43 @@ pub struct User {
     pub created_at: Timestamp,
 }
 
+/// What an account may do beyond its own content (PRODUCT.md §3 Safety):
+/// moderators work the report queue, admins also grant roles.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    #[default]
+    User,
+    Moderator,
+    Admin,
+}
+
+impl Role {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        match raw {
+            "user" => Ok(Role::User),
+            "moderator" => Ok(Role::Moderator),
+            "admin" => Ok(Role::Admin),
+            _ => Err("must be one of user, moderator, admin".into()),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Moderator => "moderator",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Moderators and admins act on reports.
+    pub fn moderates(self) -> bool {
+        matches!(self, Role::Moderator | Role::Admin)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,6 +130,16 @@ mod tests {
         assert!(Username::parse(&"a".repeat(33)).is_err());
         assert!(Username::parse("al ice").is_err());
         assert!(Username::parse("élan").is_err());
+    }
+
+    #[test]
+    fn roles_round_trip_and_only_staff_moderate() {
+        for role in [Role::User, Role::Moderator, Role::Admin] {
+            assert_eq!(Role::parse(role.as_str()), Ok(role));
+        }
+        assert!(Role::parse("root").is_err());
+        assert!(!Role::User.moderates());
+        assert!(Role::Moderator.moderates() && Role::Admin.moderates());
     }
 
     #[test]

@@ -10,8 +10,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 
 use super::{ServiceError, ServiceResult, Services};
-use domain::{Password, Timestamp, User, UserId, Username, ValidationErrors, now};
-use store::KeyAnswer;
+use domain::{Password, Role, Timestamp, User, UserId, Username, ValidationErrors, now};
+use store::{KeyAnswer, SessionRecord};
 
 /// A bearer token: 256 random bits, given to the client once and stored only as a SHA-256 hash.
 #[derive(Clone)]
@@ -42,6 +42,38 @@ impl std::fmt::Debug for Token {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Token(***)")
     }
+}
+
+/// An authenticated caller: the user and what their role lets them do.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub user: User,
+    pub role: Role,
+}
+
+/// One of the caller's sessions as `GET /v1/me/sessions` lists it.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    pub id: String,
+    pub created_at: Timestamp,
+    /// To the hour: use is written down hourly (`TOUCH_EVERY`).
+    pub last_used_at: Timestamp,
+    pub current: bool,
+}
+
+/// Sessions listed at most, most recently used first. Sessions expire after
+/// 30 days unused, so only a script logging in without logging out gets near
+/// it; a password change revokes every session, listed or not.
+pub const SESSIONS_LISTED: u32 = 100;
+
+/// A session's public id: derived from its token hash (itself a hash of the
+/// token) under a label of its own, so it names the session without a column
+/// of its own and cannot be turned back into the token or its stored hash.
+fn session_id(token_hash: &[u8; 32]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(b"imagegram session id\0");
+    hasher.update(token_hash);
+    URL_SAFE_NO_PAD.encode(&hasher.finalize()[..16])
 }
 
 /// A signed-in user and the token that proves it.
@@ -233,21 +265,21 @@ impl Services {
         Ok(())
     }
 
-    /// The user a bearer token belongs to, if it is a live session.
-    pub async fn authenticate(&self, token: &Token) -> ServiceResult<Option<User>> {
+    /// The account a bearer token belongs to, if it is a live session.
+    pub async fn authenticate(&self, token: &Token) -> ServiceResult<Option<Account>> {
         if token.as_str().is_empty() || token.as_str().len() > 256 {
             return Ok(None);
         }
         let hash = token.hash();
-        if let Some(user) = self.sessions.get(&hash) {
-            return Ok(Some(user));
+        if let Some(account) = self.sessions.get(&hash) {
+            return Ok(Some(account));
         }
         let started = self.sessions.lookup_started();
-        let Some((user, last_used)) = self.store.user_by_session(&hash).await? else {
+        let Some(found) = self.store.user_by_session(&hash).await? else {
             return Ok(None);
         };
         let t = now();
-        match session_use(last_used, t, self.settings.session_ttl) {
+        match session_use(found.last_used_at, t, self.settings.session_ttl) {
             SessionUse::Expired => {
                 self.store.delete_session(&hash).await?;
                 return Ok(None);
@@ -255,14 +287,141 @@ impl Services {
             SessionUse::Touch => self.store.touch_session(&hash, t).await?,
             SessionUse::Recent => {}
         }
-        self.sessions.keep(hash, user.clone(), started);
-        Ok(Some(user))
+        let account = Account {
+            user: found.user,
+            role: found.role,
+        };
+        self.sessions.keep(hash, account.clone(), started);
+        Ok(Some(account))
+    }
+
+    /// The caller's live sessions, most recently used first.
+    pub async fn sessions_of(
+        &self,
+        user: &User,
+        current: &Token,
+    ) -> ServiceResult<Vec<SessionInfo>> {
+        let current = current.hash();
+        let cutoff = domain::earlier(now(), self.settings.session_ttl);
+        Ok(self
+            .store
+            .sessions_of(user.id, SESSIONS_LISTED)
+            .await?
+            .into_iter()
+            .filter(|s| s.last_used_at > cutoff)
+            .map(|s: SessionRecord| SessionInfo {
+                id: session_id(&s.token_hash),
+                created_at: s.created_at,
+                last_used_at: s.last_used_at,
+                current: s.token_hash == current,
+            })
+            .collect())
+    }
+
+    /// Revokes one of the caller's sessions by its id, at once on this node
+    /// and on the others within the session cache's bound.
+    pub async fn revoke_session(&self, user: &User, id: &str) -> ServiceResult<()> {
+        let sessions = self.store.sessions_of(user.id, SESSIONS_LISTED).await?;
+        let Some(session) = sessions.iter().find(|s| session_id(&s.token_hash) == id) else {
+            return Err(ServiceError::NotFound("no such session"));
+        };
+        self.store.delete_session(&session.token_hash).await?;
+        self.sessions.revoke(&session.token_hash);
+        Ok(())
+    }
+
+    /// Changes the caller's password; every other session is revoked, the
+    /// one the change was made with stays.
+    pub async fn change_password(
+        &self,
+        user: &User,
+        current_token: &Token,
+        current_password: String,
+        new_password: String,
+    ) -> ServiceResult<()> {
+        let new_password = Password::parse(new_password)
+            .map_err(|m| ServiceError::Validation(ValidationErrors::single("new_password", m)))?;
+        self.check_password(user, current_password, "current_password")
+            .await?;
+        let hash = hash_password(new_password).await?;
+        self.store
+            .set_password(user.id, &hash, Some(current_token.hash()))
+            .await?;
+        self.sessions.revoke_user(user.id);
+        Ok(())
+    }
+
+    /// Refuses with a 422 on `field` unless `password` is the user's.
+    pub(crate) async fn check_password(
+        &self,
+        user: &User,
+        password: String,
+        field: &'static str,
+    ) -> ServiceResult<()> {
+        let hash = self
+            .store
+            .credentials(&user.username)
+            .await?
+            .filter(|c| c.user.id == user.id)
+            .map(|c| c.password_hash);
+        if verify_password(password, hash).await? {
+            Ok(())
+        } else {
+            Err(ServiceError::Validation(ValidationErrors::single(
+                field,
+                "is not the account's password",
+            )))
+        }
+    }
+
+    /// Operators: gives `username` a role (`imagegram admin set-role`, and
+    /// admins through the API). It applies at once on this node, and on the
+    /// others within the session cache's bound.
+    pub async fn set_role(&self, username: &str, role: &str) -> ServiceResult<User> {
+        let mut errors = ValidationErrors::default();
+        let username = errors.check("username", Username::parse(username));
+        let role = errors.check("role", Role::parse(role));
+        errors.into_result()?;
+        let user = self
+            .store
+            .set_role(&username.expect("checked"), role.expect("checked"))
+            .await?
+            .ok_or(ServiceError::NotFound("no such user"))?;
+        self.sessions.revoke_user(user.id);
+        Ok(user)
+    }
+
+    /// Operators: sets a new password for `username` and revokes all of the
+    /// account's sessions (`imagegram admin reset-password`).
+    pub async fn reset_password(&self, username: &str, password: String) -> ServiceResult<User> {
+        let mut errors = ValidationErrors::default();
+        let username = errors.check("username", Username::parse(username));
+        let password = errors.check("password", Password::parse(password));
+        errors.into_result()?;
+        let user = self
+            .store
+            .user_by_username(&username.expect("checked"))
+            .await?
+            .ok_or(ServiceError::NotFound("no such user"))?;
+        let hash = hash_password(password.expect("checked")).await?;
+        self.store.set_password(user.id, &hash, None).await?;
+        self.sessions.revoke_user(user.id);
+        Ok(user)
     }
 }
 
 #[cfg(test)]
 mod session_tests {
     use super::*;
+
+    #[test]
+    fn session_ids_are_stable_distinct_and_not_the_hash() {
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        assert_eq!(session_id(&a), session_id(&a));
+        assert_ne!(session_id(&a), session_id(&b));
+        assert_ne!(session_id(&a), URL_SAFE_NO_PAD.encode(&a[..16]));
+        assert_eq!(session_id(&a).len(), 22);
+    }
 
     #[test]
     fn sessions_expire_after_the_ttl_unused_and_record_use_hourly() {

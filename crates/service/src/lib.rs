@@ -24,7 +24,7 @@ use std::time::Duration;
 use domain::CursorKey;
 use store::{BlobStore, Store};
 
-pub use accounts::{Session, Token};
+pub use accounts::{Account, SESSIONS_LISTED, Session, SessionInfo, Token};
 pub use errors::{ServiceError, ServiceResult};
 pub use events::EventStreamSlots;
 pub use idempotency::{CLAIM_RENEW_EVERY, IDEMPOTENCY_RETENTION};

@@ -15,14 +15,15 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use domain::User;
+use super::Account;
+use domain::UserId;
 
 /// Tokens kept at most; past that, expired entries go, then everything.
 const MAX_ENTRIES: usize = 100_000;
 
 pub struct SessionCache {
     ttl: Duration,
-    entries: Mutex<HashMap<[u8; 32], (User, Instant)>>,
+    entries: Mutex<HashMap<[u8; 32], (Account, Instant)>>,
     /// Revocations so far: a lookup started before the latest one is not kept.
     revocations: AtomicU64,
 }
@@ -41,12 +42,12 @@ impl SessionCache {
         }
     }
 
-    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], (User, Instant)>> {
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], (Account, Instant)>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The user of a token checked less than `ttl` ago.
-    pub fn get(&self, token_hash: &[u8; 32]) -> Option<User> {
+    /// The account of a token checked less than `ttl` ago.
+    pub fn get(&self, token_hash: &[u8; 32]) -> Option<Account> {
         let entries = self.entries();
         let (user, at) = entries.get(token_hash)?;
         (at.elapsed() < self.ttl).then(|| user.clone())
@@ -58,7 +59,7 @@ impl SessionCache {
     }
 
     /// Keeps what a lookup found, unless a token was revoked since it started.
-    pub fn keep(&self, token_hash: [u8; 32], user: User, started: LookupStarted) {
+    pub fn keep(&self, token_hash: [u8; 32], account: Account, started: LookupStarted) {
         if self.ttl.is_zero() {
             return;
         }
@@ -73,7 +74,7 @@ impl SessionCache {
                 entries.clear();
             }
         }
-        entries.insert(token_hash, (user, Instant::now()));
+        entries.insert(token_hash, (account, Instant::now()));
     }
 
     /// Forgets a token; call before its session is deleted is acknowledged.
@@ -82,18 +83,29 @@ impl SessionCache {
         self.revocations.fetch_add(1, Ordering::AcqRel);
         entries.remove(token_hash);
     }
+
+    /// Forgets every token of a user whose account changed (role, password,
+    /// suspension), so this process looks them up afresh.
+    pub fn revoke_user(&self, user: UserId) {
+        let mut entries = self.entries();
+        self.revocations.fetch_add(1, Ordering::AcqRel);
+        entries.retain(|_, (account, _)| account.user.id != user);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use domain::{UserId, Username, now};
+    use domain::{Role, User, UserId, Username, now};
 
-    fn user() -> User {
-        User {
-            id: UserId::new(),
-            username: Username::from_trusted("someone".into()),
-            created_at: now(),
+    fn user() -> Account {
+        Account {
+            user: User {
+                id: UserId::new(),
+                username: Username::from_trusted("someone".into()),
+                created_at: now(),
+            },
+            role: Role::User,
         }
     }
 
@@ -126,6 +138,18 @@ mod tests {
         cache.revoke(&[1; 32]);
         cache.keep([1; 32], user(), started);
         assert!(cache.get(&[1; 32]).is_none());
+    }
+
+    #[test]
+    fn a_users_tokens_are_forgotten_together() {
+        let cache = SessionCache::new(Duration::from_secs(60));
+        let (alice, bob) = (user(), user());
+        cache.keep([1; 32], alice.clone(), cache.lookup_started());
+        cache.keep([2; 32], alice.clone(), cache.lookup_started());
+        cache.keep([3; 32], bob, cache.lookup_started());
+        cache.revoke_user(alice.user.id);
+        assert!(cache.get(&[1; 32]).is_none() && cache.get(&[2; 32]).is_none());
+        assert!(cache.get(&[3; 32]).is_some());
     }
 
     #[test]

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 
 use domain::{
     Comment, CommentId, EditRefusal, EditRequest, FeedCursor, IdCursor, ImageInfo, NewComment,
-    NewPost, Post, PostFilter, PostId, Timestamp, UploadId, User, UserId, Username,
+    NewPost, Post, PostFilter, PostId, Role, Timestamp, UploadId, User, UserId, Username,
 };
 
 pub use blobs::{BlobStore, LocalBlobStore, ObjectBlobStore};
@@ -46,6 +46,28 @@ pub struct Credentials {
     pub password_hash: String,
 }
 
+/// The account a session token belongs to, as authentication needs it.
+#[derive(Debug, Clone)]
+pub struct SessionAccount {
+    pub user: User,
+    pub role: Role,
+    pub last_used_at: Timestamp,
+}
+
+/// One of an account's sessions, for listing and revoking them.
+#[derive(Debug, Clone)]
+pub struct SessionRecord {
+    pub token_hash: [u8; 32],
+    pub created_at: Timestamp,
+    pub last_used_at: Timestamp,
+}
+
+/// A stored role. The column's CHECK admits only the three; were anything
+/// else ever read, it grants nothing.
+pub(crate) fn role_from_column(raw: &str) -> Role {
+    Role::parse(raw).unwrap_or_default()
+}
+
 #[async_trait]
 pub trait AccountStore: Send + Sync {
     async fn create_user(
@@ -65,11 +87,19 @@ pub trait AccountStore: Send + Sync {
         now: Timestamp,
         answer: Option<KeyAnswer<User>>,
     ) -> StoreResult<()>;
-    /// The session's user and when the session was last used.
-    async fn user_by_session(
+    async fn user_by_session(&self, token_hash: &[u8; 32]) -> StoreResult<Option<SessionAccount>>;
+    /// The user's sessions, most recently used first, at most `limit`.
+    async fn sessions_of(&self, user: UserId, limit: u32) -> StoreResult<Vec<SessionRecord>>;
+    /// Replaces the password hash and deletes every session of the user but
+    /// `keep`, in one transaction; the deleted sessions' token hashes.
+    async fn set_password(
         &self,
-        token_hash: &[u8; 32],
-    ) -> StoreResult<Option<(User, Timestamp)>>;
+        user: UserId,
+        password_hash: &str,
+        keep: Option<[u8; 32]>,
+    ) -> StoreResult<Vec<[u8; 32]>>;
+    /// Gives the user `role`; the user, if there is one by that name.
+    async fn set_role(&self, username: &Username, role: Role) -> StoreResult<Option<User>>;
     async fn touch_session(&self, token_hash: &[u8; 32], now: Timestamp) -> StoreResult<()>;
     async fn delete_session(&self, token_hash: &[u8; 32]) -> StoreResult<()>;
     /// Deletes sessions last used before `before`.

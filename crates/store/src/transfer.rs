@@ -61,6 +61,7 @@ pub const TABLES: &[Table] = &[
             ("created_at", Time),
             // Events are keyed by (user, seq): a copy without it reuses keys.
             ("event_seq", Int("bigint")),
+            ("role", Text),
         ],
         replace: false,
     },

@@ -6,8 +6,11 @@ use sqlx::postgres::PgRow;
 
 use super::PgStore;
 use super::rows::user_from_row;
-use crate::{AccountStore, Credentials, KeyAnswer, StoreError, StoreResult};
-use domain::{Timestamp, User, Username};
+use crate::{
+    AccountStore, Credentials, KeyAnswer, SessionAccount, SessionRecord, StoreError, StoreResult,
+    role_from_column,
+};
+use domain::{Role, Timestamp, User, UserId, Username};
 
 #[async_trait]
 impl AccountStore for PgStore {
@@ -78,21 +81,74 @@ impl AccountStore for PgStore {
         Ok(())
     }
 
-    async fn user_by_session(
-        &self,
-        token_hash: &[u8; 32],
-    ) -> StoreResult<Option<(User, Timestamp)>> {
+    async fn user_by_session(&self, token_hash: &[u8; 32]) -> StoreResult<Option<SessionAccount>> {
         Ok(sqlx::query(
-            "SELECT u.id, u.username, u.created_at, s.last_used_at FROM sessions s \
+            "SELECT u.id, u.username, u.created_at, u.role, s.last_used_at FROM sessions s \
              JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1",
         )
         .bind(token_hash.as_slice())
         .try_map(|r: PgRow| {
-            Ok((
-                user_from_row(&r, "id", "created_at")?,
-                r.try_get("last_used_at")?,
-            ))
+            Ok(SessionAccount {
+                user: user_from_row(&r, "id", "created_at")?,
+                role: role_from_column(r.try_get("role")?),
+                last_used_at: r.try_get("last_used_at")?,
+            })
         })
+        .fetch_optional(&mut *self.conn().await?)
+        .await?)
+    }
+
+    async fn sessions_of(&self, user: UserId, limit: u32) -> StoreResult<Vec<SessionRecord>> {
+        Ok(sqlx::query(
+            "SELECT token_hash, created_at, last_used_at FROM sessions WHERE user_id = $1 \
+             ORDER BY last_used_at DESC, created_at DESC LIMIT $2",
+        )
+        .bind(user.as_uuid())
+        .bind(i64::from(limit))
+        .try_map(|r: PgRow| {
+            Ok(SessionRecord {
+                token_hash: token_hash(&r)?,
+                created_at: r.try_get("created_at")?,
+                last_used_at: r.try_get("last_used_at")?,
+            })
+        })
+        .fetch_all(&mut *self.conn().await?)
+        .await?)
+    }
+
+    async fn set_password(
+        &self,
+        user: UserId,
+        password_hash: &str,
+        keep: Option<[u8; 32]>,
+    ) -> StoreResult<Vec<[u8; 32]>> {
+        let mut conn = self.conn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(password_hash)
+            .bind(user.as_uuid())
+            .execute(&mut *tx)
+            .await?;
+        let revoked = sqlx::query(
+            "DELETE FROM sessions WHERE user_id = $1 AND token_hash IS DISTINCT FROM $2 \
+             RETURNING token_hash",
+        )
+        .bind(user.as_uuid())
+        .bind(keep.as_ref().map(|k| k.as_slice()))
+        .try_map(|r: PgRow| token_hash(&r))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(revoked)
+    }
+
+    async fn set_role(&self, username: &Username, role: Role) -> StoreResult<Option<User>> {
+        Ok(sqlx::query(
+            "UPDATE users SET role = $1 WHERE username = $2 RETURNING id, username, created_at",
+        )
+        .bind(role.as_str())
+        .bind(username.as_str())
+        .try_map(|r: PgRow| user_from_row(&r, "id", "created_at"))
         .fetch_optional(&mut *self.conn().await?)
         .await?)
     }
@@ -121,4 +177,11 @@ impl AccountStore for PgStore {
             .await?;
         Ok(())
     }
+}
+
+fn token_hash(row: &PgRow) -> sqlx::Result<[u8; 32]> {
+    let bytes: Vec<u8> = row.try_get("token_hash")?;
+    bytes
+        .try_into()
+        .map_err(|_| sqlx::Error::Decode("a token hash is 32 bytes".into()))
 }

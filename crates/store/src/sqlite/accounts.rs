@@ -5,8 +5,11 @@ use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
 use super::rows::{USER_COLUMNS, ms, user_from_row};
-use crate::{AccountStore, Credentials, KeyAnswer, StoreError, StoreResult};
-use domain::{Timestamp, User, Username};
+use crate::role_from_column;
+use crate::{
+    AccountStore, Credentials, KeyAnswer, SessionAccount, SessionRecord, StoreError, StoreResult,
+};
+use domain::{Role, Timestamp, User, UserId, Username};
 
 #[async_trait]
 impl AccountStore for SqliteStore {
@@ -76,22 +79,78 @@ impl AccountStore for SqliteStore {
         .await
     }
 
-    async fn user_by_session(
-        &self,
-        token_hash: &[u8; 32],
-    ) -> StoreResult<Option<(User, Timestamp)>> {
+    async fn user_by_session(&self, token_hash: &[u8; 32]) -> StoreResult<Option<SessionAccount>> {
         let hash = *token_hash;
         self.read(move |conn| {
             let sql = format!(
-                "SELECT {USER_COLUMNS}, s.last_used_at FROM sessions s JOIN users u ON u.id = s.user_id \
+                "SELECT {USER_COLUMNS}, u.role, s.last_used_at FROM sessions s JOIN users u ON u.id = s.user_id \
                  WHERE s.token_hash = ?1"
             );
             Ok(conn
                 .prepare_cached(&sql)?
                 .query_row([hash.as_slice()], |r| {
-                    let user = user_from_row(r, 0)?;
-                    let used = domain::from_millis(r.get(r.as_ref().column_count() - 1)?);
-                    Ok((user, used))
+                    Ok(SessionAccount {
+                        user: user_from_row(r, 0)?,
+                        role: role_from_column(&r.get::<_, String>(3)?),
+                        last_used_at: domain::from_millis(r.get(4)?),
+                    })
+                })
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn sessions_of(&self, user: UserId, limit: u32) -> StoreResult<Vec<SessionRecord>> {
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT token_hash, created_at, last_used_at FROM sessions WHERE user_id = ?1 \
+                 ORDER BY last_used_at DESC, created_at DESC LIMIT ?2",
+            )?;
+            let rows = statement.query_map(params![user.as_bytes(), limit], |r| {
+                Ok(SessionRecord {
+                    token_hash: r.get(0)?,
+                    created_at: domain::from_millis(r.get(1)?),
+                    last_used_at: domain::from_millis(r.get(2)?),
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn set_password(
+        &self,
+        user: UserId,
+        password_hash: &str,
+        keep: Option<[u8; 32]>,
+    ) -> StoreResult<Vec<[u8; 32]>> {
+        let hash = password_hash.to_owned();
+        self.write(move |tx| {
+            tx.execute(
+                "UPDATE users SET password_hash = ?1 WHERE id = ?2",
+                params![hash, user.as_bytes()],
+            )?;
+            let keep = keep.map(|k| k.to_vec()).unwrap_or_default();
+            let mut statement = tx.prepare_cached(
+                "DELETE FROM sessions WHERE user_id = ?1 AND token_hash <> ?2 RETURNING token_hash",
+            )?;
+            let revoked = statement
+                .query_map(params![user.as_bytes(), keep], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            Ok(revoked)
+        })
+        .await
+    }
+
+    async fn set_role(&self, username: &Username, role: Role) -> StoreResult<Option<User>> {
+        let username = username.clone();
+        self.write(move |tx| {
+            Ok(tx
+                .prepare_cached(
+                    "UPDATE users SET role = ?1 WHERE username = ?2 RETURNING id, username, created_at",
+                )?
+                .query_row(params![role.as_str(), username.as_str()], |r| {
+                    user_from_row(r, 0)
                 })
                 .optional()?)
         })

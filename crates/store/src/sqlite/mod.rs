@@ -41,6 +41,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0006_rendered_posts.sql"),
     include_str!("../../migrations/sqlite/0007_takeovers_and_leases.sql"),
     include_str!("../../migrations/sqlite/0008_alt_text.sql"),
+    include_str!("../../migrations/sqlite/0009_roles.sql"),
 ];
 
 pub struct SqliteStore {
