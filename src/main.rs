@@ -57,7 +57,10 @@ async fn admin(args: AdminArgs) -> anyhow::Result<()> {
     };
     match args.action {
         AdminAction::SetRole { username, role } => {
-            let user = services.set_role(&username, &role).await.map_err(refused)?;
+            let user = services
+                .set_role(&imagegram::service::Actor::Operator, &username, &role)
+                .await
+                .map_err(refused)?;
             println!("{} is now {role}", user.username.as_str());
         }
         AdminAction::ResetPassword { username } => {

@@ -11,20 +11,20 @@ use serde_json::json;
 
 use crate::helpers::{Node, TestApp, backend_args, jpeg, png, problem, register_at};
 
-struct Sse {
+pub struct Sse {
     stream: Pin<Box<dyn Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
     buf: String,
 }
 
 #[derive(Debug)]
-struct Event {
-    id: String,
-    kind: String,
-    data: Value,
+pub struct Event {
+    pub id: String,
+    pub kind: String,
+    pub data: Value,
 }
 
 impl Sse {
-    async fn open(app: &TestApp, token: &str, last_event_id: Option<&str>) -> Sse {
+    pub async fn open(app: &TestApp, token: &str, last_event_id: Option<&str>) -> Sse {
         Self::open_at(&app.base, token, last_event_id).await
     }
 
@@ -45,7 +45,7 @@ impl Sse {
     }
 
     /// The next event, skipping heartbeat comments; None if nothing comes within `wait`.
-    async fn next(&mut self, wait: Duration) -> Option<Event> {
+    pub async fn next(&mut self, wait: Duration) -> Option<Event> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             if let Some(end) = self.buf.find("\n\n") {

@@ -20,6 +20,7 @@ mod platform;
 mod posts;
 mod rate_limits;
 mod restart;
+mod safety;
 mod slow_clients;
 mod statements;
 mod tus_clients;

@@ -13,7 +13,7 @@ use super::idempotency::{Claim, json_answer, key_answer};
 use super::problem::ApiResult;
 use domain::idempotency::StoredResponse;
 use domain::{Role, Timestamp, User};
-use service::{Services, Session, SessionInfo};
+use service::{Actor, Services, Session, SessionInfo};
 
 pub fn routes() -> OpenApiRouter<Services> {
     OpenApiRouter::new()
@@ -198,10 +198,11 @@ pub(super) struct RoleChange {
     responses((status = 204, description = "The role is set"), (status = 400, description = "Malformed JSON", body = super::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or invalid token", body = super::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "The caller is not an admin", body = super::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such user", body = super::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "Unknown role", body = super::problem::Problem, content_type = "application/problem+json")))]
 pub(super) async fn set_role(
     State(s): State<Services>,
-    Admin(_admin): Admin,
+    Admin(admin): Admin,
     Path(username): Path<String>,
     JsonBody(c): JsonBody<RoleChange>,
 ) -> ApiResult<StatusCode> {
-    s.set_role(&username, &c.role).await?;
+    s.set_role(&Actor::Staff(&admin.account()), &username, &c.role)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

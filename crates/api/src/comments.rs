@@ -1,9 +1,9 @@
 //! Comments on a post.
 
+use axum::Extension;
 use axum::extract::{OriginalUri, Path, State};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::http::StatusCode;
+use axum::response::Response;
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 use super::extract::{AuthUser, JsonBody, MaybeUser, PageQuery, post_id};
 use super::idempotency::{Claim, json_answer, key_answer, recorded_answer};
 use super::problem::{ApiError, ApiResult};
-use super::views::{CommentView, PageView, next_link};
+use super::views::{CommentView, PageView, page_response};
 use domain::idempotency::StoredResponse;
 use domain::{Comment, CommentId};
 use service::Services;
@@ -73,11 +73,7 @@ pub(super) async fn list(
             page.limit,
         )
         .await?;
-    let mut response = Json(PageView::of(&comments, CommentView::from)).into_response();
-    if let Some(link) = next_link(&uri, comments.next_cursor.as_deref()) {
-        response.headers_mut().insert(header::LINK, link);
-    }
-    Ok(response)
+    Ok(page_response(&uri, &comments, CommentView::from))
 }
 
 #[utoipa::path(delete, path = "/v1/posts/{post_id}/comments/{comment_id}", tag = "comments", security(("bearer" = [])),

@@ -68,6 +68,15 @@ pub struct AuthUser {
     pub token: Token,
 }
 
+impl AuthUser {
+    pub fn account(&self) -> Account {
+        Account {
+            user: self.user.clone(),
+            role: self.role,
+        }
+    }
+}
+
 impl FromRequestParts<Services> for AuthUser {
     type Rejection = ApiError;
 
@@ -106,6 +115,21 @@ impl FromRequestParts<Services> for Admin {
             return Err(ApiError::forbidden("only admins may do this"));
         }
         Ok(Admin(auth))
+    }
+}
+
+/// A signed-in moderator or admin: 401 without a valid token, 403 for everyone else.
+pub struct Moderator(pub AuthUser);
+
+impl FromRequestParts<Services> for Moderator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, services: &Services) -> Result<Self, ApiError> {
+        let auth = AuthUser::from_request_parts(parts, services).await?;
+        if !auth.role.moderates() {
+            return Err(ApiError::forbidden("only moderators may do this"));
+        }
+        Ok(Moderator(auth))
     }
 }
 

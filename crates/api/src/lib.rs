@@ -16,6 +16,7 @@ pub mod openapi;
 mod posts;
 mod problem;
 mod rate_limit;
+mod safety;
 pub mod server;
 mod uploads;
 mod views;
@@ -39,6 +40,7 @@ pub fn routes() -> OpenApiRouter<Services> {
         .merge(comments::routes())
         .merge(images::routes())
         .merge(uploads::routes())
+        .merge(safety::routes())
         .merge(events::routes())
         .merge(metrics::routes())
         .merge(openapi::routes())

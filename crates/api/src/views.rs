@@ -23,6 +23,20 @@ impl<V> PageView<V> {
     }
 }
 
+/// A page as JSON, with its `Link: rel="next"` header when there is one.
+pub fn page_response<'a, T, V: Serialize>(
+    uri: &Uri,
+    page: &'a Page<T>,
+    view: impl Fn(&'a T) -> V,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut response = axum::Json(PageView::of(page, view)).into_response();
+    if let Some(link) = next_link(uri, page.next_cursor.as_deref()) {
+        response.headers_mut().insert(header::LINK, link);
+    }
+    response
+}
+
 /// `Link: <same path?limit=…&cursor=…>; rel="next"`, keeping the other query parameters.
 pub fn next_link(uri: &Uri, next_cursor: Option<&str>) -> Option<HeaderValue> {
     let cursor = next_cursor?;

@@ -46,20 +46,37 @@ pub struct Comment {
 mod tests {
     use super::*;
 
+    fn someone() -> User {
+        User {
+            id: UserId::new(),
+            username: crate::Username::from_trusted("someone".into()),
+            created_at: crate::now(),
+        }
+    }
+
     #[test]
-    fn only_the_author_deletes_a_comment() {
-        let (author, other) = (UserId::new(), UserId::new());
+    fn only_the_author_or_moderation_deletes_a_comment() {
+        let (author, other) = (someone(), someone());
+        let by_author = Remover::Author(author.clone());
         assert_eq!(
-            CommentDeletion::decide(None, author),
+            CommentDeletion::decide(None, &by_author),
             CommentDeletion::NotFound
         );
         assert_eq!(
-            CommentDeletion::decide(Some(author), other),
+            CommentDeletion::decide(Some(author.id), &Remover::Author(other)),
             CommentDeletion::NotAuthor
         );
         assert_eq!(
-            CommentDeletion::decide(Some(author), author),
+            CommentDeletion::decide(Some(author.id), &by_author),
             CommentDeletion::Deleted
+        );
+        assert_eq!(
+            CommentDeletion::decide(Some(author.id), &Remover::Moderation),
+            CommentDeletion::Deleted
+        );
+        assert_eq!(
+            CommentDeletion::decide(None, &Remover::Moderation),
+            CommentDeletion::NotFound
         );
     }
 
@@ -83,15 +100,34 @@ pub enum CommentDeletion {
     NotAuthor,
 }
 
+/// Who removes a comment: its author, or moderation taking it down.
+#[derive(Debug, Clone)]
+pub enum Remover {
+    Author(User),
+    Moderation,
+}
+
+impl Remover {
+    /// Whose view of the post the removal is made in: moderation sees what
+    /// everyone sees (`Post::visible_to` with no viewer).
+    pub fn viewer(&self) -> Option<&User> {
+        match self {
+            Remover::Author(user) => Some(user),
+            Remover::Moderation => None,
+        }
+    }
+}
+
 impl CommentDeletion {
-    /// The rule: only a comment's author deletes it. `author` is the comment's
-    /// author as stored (`None`: no such comment on that post); `Deleted` means
-    /// the deletion may go ahead.
-    pub fn decide(author: Option<UserId>, by: UserId) -> Self {
-        match author {
-            None => CommentDeletion::NotFound,
-            Some(author) if author != by => CommentDeletion::NotAuthor,
-            Some(_) => CommentDeletion::Deleted,
+    /// The rule: a comment's author deletes it, and moderation takes down
+    /// any. `author` is the comment's author as stored (`None`: no such
+    /// comment on that post); `Deleted` means the deletion may go ahead.
+    pub fn decide(author: Option<UserId>, by: &Remover) -> Self {
+        match (author, by) {
+            (None, _) => CommentDeletion::NotFound,
+            (Some(_), Remover::Moderation) => CommentDeletion::Deleted,
+            (Some(author), Remover::Author(by)) if author != by.id => CommentDeletion::NotAuthor,
+            (Some(_), Remover::Author(_)) => CommentDeletion::Deleted,
         }
     }
 }

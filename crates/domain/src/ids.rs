@@ -76,6 +76,8 @@ id_type!(UserId);
 id_type!(PostId);
 id_type!(CommentId);
 id_type!(UploadId);
+id_type!(ReportId);
+id_type!(AuditId);
 
 #[cfg(test)]
 mod tests {

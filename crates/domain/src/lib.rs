@@ -8,14 +8,15 @@ mod ids;
 mod post;
 pub mod rate_limit;
 pub mod rendering;
+pub mod safety;
 pub mod timestamp;
 pub mod upload;
 mod user;
 mod validation;
 
-pub use comment::{Comment, CommentBody, CommentDeletion};
+pub use comment::{Comment, CommentBody, CommentDeletion, Remover};
 pub use cursor::{CursorKey, FeedCursor, IdCursor};
-pub use ids::{CommentId, PostId, UploadId, UserId};
+pub use ids::{AuditId, CommentId, PostId, ReportId, UploadId, UserId};
 pub use post::{
     AcceptedComment, AltText, Caption, EditRefusal, EditRequest, ExpiresIn, ImageInfo,
     LAST_COMMENTS, NewComment, NewPost, Post, PostEdit, PostFilter, PostStatus, derived_blob_key,

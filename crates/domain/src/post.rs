@@ -48,7 +48,7 @@ impl AltText {
 }
 
 /// Text as `clean_text` accepts it, of at most `max` characters.
-fn bounded_text(raw: String, max: usize) -> Result<String, String> {
+pub(crate) fn bounded_text(raw: String, max: usize) -> Result<String, String> {
     let raw = super::clean_text(raw)?;
     if raw.chars().count() > max {
         return Err(format!("must be at most {max} characters"));
@@ -185,6 +185,11 @@ pub struct ImageInfo {
 impl ImageInfo {
     pub fn blob_key(&self) -> String {
         derived_blob_key(&self.key)
+    }
+
+    /// Where the API serves it, relative to its origin.
+    pub fn url(&self) -> String {
+        format!("/v1/images/{}.jpg", self.key)
     }
 }
 

@@ -32,7 +32,7 @@ pub struct ImageView {
 impl From<&ImageInfo> for ImageView {
     fn from(i: &ImageInfo) -> Self {
         ImageView {
-            url: format!("/v1/images/{}.jpg", i.key),
+            url: i.url(),
             width: i.width,
             height: i.height,
             content_type: "image/jpeg",

@@ -377,17 +377,24 @@ impl Services {
     /// Operators: gives `username` a role (`imagegram admin set-role`, and
     /// admins through the API). It applies at once on this node, and on the
     /// others within the session cache's bound.
-    pub async fn set_role(&self, username: &str, role: &str) -> ServiceResult<User> {
+    pub async fn set_role(
+        &self,
+        actor: &super::Actor<'_>,
+        username: &str,
+        role: &str,
+    ) -> ServiceResult<User> {
         let mut errors = ValidationErrors::default();
         let username = errors.check("username", Username::parse(username));
         let role = errors.check("role", Role::parse(role));
         errors.into_result()?;
+        let role = role.expect("checked");
         let user = self
             .store
-            .set_role(&username.expect("checked"), role.expect("checked"))
+            .set_role(&username.expect("checked"), role)
             .await?
             .ok_or(ServiceError::NotFound("no such user"))?;
         self.sessions.revoke_user(user.id);
+        self.audit_role_change(actor, &user, role).await?;
         Ok(user)
     }
 

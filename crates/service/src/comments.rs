@@ -2,8 +2,8 @@
 
 use super::{Page, ServiceError, ServiceResult, Services};
 use domain::{
-    Comment, CommentBody, CommentId, IdCursor, Limit, NewComment, PostId, User, ValidationErrors,
-    now,
+    Comment, CommentBody, CommentId, IdCursor, Limit, NewComment, PostId, Remover, User,
+    ValidationErrors, now,
 };
 use store::{CommentDeletion, KeyAnswer};
 
@@ -43,12 +43,7 @@ impl Services {
     ) -> ServiceResult<Page<Comment>> {
         self.post(post_id, viewer).await?;
         let scope = format!("comments:{post_id}");
-        let after = match cursor {
-            Some(c) => {
-                Some(IdCursor::decode(c, &scope, &self.cursor_key).ok_or(ServiceError::BadCursor)?)
-            }
-            None => None,
-        };
+        let after = self.id_cursor(cursor, &scope)?;
         let rows = self.store.comments(post_id, after, limit.get() + 1).await?;
         Ok(Page::from_overfetch(rows, limit.get(), |c| {
             IdCursor(*c.id.as_bytes()).encode(&scope, &self.cursor_key)
@@ -62,15 +57,11 @@ impl Services {
         by: &User,
     ) -> ServiceResult<()> {
         match self
-            .store
-            .delete_comment(post_id, comment_id, by, now())
+            .remove_comment(post_id, comment_id, &Remover::Author(by.clone()))
             .await?
         {
             CommentDeletion::PostNotFound => Err(ServiceError::NotFound("no such post")),
-            CommentDeletion::Deleted => {
-                self.feed_cache.comment_removed(post_id);
-                Ok(())
-            }
+            CommentDeletion::Deleted => Ok(()),
             CommentDeletion::NotFound => {
                 Err(ServiceError::NotFound("no such comment on this post"))
             }
@@ -78,5 +69,23 @@ impl Services {
                 "only the author can delete a comment",
             )),
         }
+    }
+
+    /// Deletes a comment if `by` may, keeping its post's count and newest
+    /// comments exact; by its author, or by moderation.
+    pub(crate) async fn remove_comment(
+        &self,
+        post_id: PostId,
+        comment_id: CommentId,
+        by: &Remover,
+    ) -> ServiceResult<CommentDeletion> {
+        let decision = self
+            .store
+            .delete_comment(post_id, comment_id, by, now())
+            .await?;
+        if decision == CommentDeletion::Deleted {
+            self.feed_cache.comment_removed(post_id);
+        }
+        Ok(decision)
     }
 }

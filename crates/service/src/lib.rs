@@ -14,6 +14,7 @@ mod orphans;
 mod pages;
 mod posts;
 mod rate_limits;
+mod safety;
 mod session_cache;
 mod uploads;
 
@@ -32,7 +33,9 @@ pub use orphans::ORPHAN_AGE;
 pub use pages::Page;
 pub use posts::{CreatePost, EditPost, MAX_IMAGE_BYTES, StagedImage};
 pub use rate_limits::{Budgets, Class, RateCheck};
+pub use safety::{Actor, ReportInput, ResolveInput, Resolved};
 pub use session_cache::SessionCache;
+pub use store::ReportGroup;
 pub use uploads::{AppendLease, Digest};
 
 pub use feed_cache::{CachedPage, FeedCache, PageShape};

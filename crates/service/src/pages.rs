@@ -25,6 +25,23 @@ impl<T> Page<T> {
     }
 }
 
+impl super::Services {
+    /// The position an id-ordered listing's `cursor` names, checked against
+    /// the listing's `scope`: a tampered cursor, or another listing's, is a 400.
+    pub(crate) fn id_cursor(
+        &self,
+        cursor: Option<&str>,
+        scope: &str,
+    ) -> super::ServiceResult<Option<domain::IdCursor>> {
+        cursor
+            .map(|c| {
+                domain::IdCursor::decode(c, scope, &self.cursor_key)
+                    .ok_or(super::ServiceError::BadCursor)
+            })
+            .transpose()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

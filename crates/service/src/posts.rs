@@ -265,12 +265,7 @@ impl Services {
             .await?
             .ok_or(ServiceError::NotFound("no such user"))?;
         let scope = format!("user-posts:{}", user.id);
-        let after = match cursor {
-            Some(c) => {
-                Some(IdCursor::decode(c, &scope, &self.cursor_key).ok_or(ServiceError::BadCursor)?)
-            }
-            None => None,
-        };
+        let after = self.id_cursor(cursor, &scope)?;
         let rows = self
             .store
             .posts_by_author(user.id, after, limit.get() + 1, now())
@@ -318,6 +313,12 @@ impl Services {
         if post.author.id != by.id {
             return Err(ServiceError::Forbidden("only the author can delete a post"));
         }
+        self.remove_post(id).await
+    }
+
+    /// Deletes a post with its comments, and its blobs soon after; by its
+    /// author, or by moderation.
+    pub(crate) async fn remove_post(&self, id: PostId) -> ServiceResult<()> {
         if self.store.delete_post(id).await?.is_some() {
             self.feed_cache.invalidate();
             // The rows are gone and the blobs are queued; removing them now is a

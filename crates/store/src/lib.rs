@@ -14,9 +14,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use domain::safety::{
+    AuditEntry, ModerationAction, Report, ReportReason, ReportStatus, ReportTarget, TargetKind,
+    TargetSnapshot,
+};
 use domain::{
-    Comment, CommentId, EditRefusal, EditRequest, FeedCursor, IdCursor, ImageInfo, NewComment,
-    NewPost, Post, PostFilter, PostId, Role, Timestamp, UploadId, User, UserId, Username,
+    AuditId, Comment, CommentId, EditRefusal, EditRequest, FeedCursor, IdCursor, ImageInfo,
+    NewComment, NewPost, Post, PostFilter, PostId, Remover, ReportId, Role, Timestamp, UploadId,
+    User, UserId, Username,
 };
 
 pub use blobs::{BlobStore, LocalBlobStore, ObjectBlobStore};
@@ -181,7 +186,7 @@ pub trait CommentStore: Send + Sync {
         &self,
         post_id: PostId,
         comment_id: CommentId,
-        by: &User,
+        by: &Remover,
         now: Timestamp,
     ) -> StoreResult<CommentDeletion>;
 }
@@ -224,6 +229,159 @@ pub trait JobQueue: Send + Sync {
     async fn queue_stats(&self, now: Timestamp) -> StoreResult<(u64, Option<Duration>)>;
     /// Waits until a job may be runnable or `timeout` passes (whichever first).
     async fn wait_for_jobs(&self, timeout: Duration);
+}
+
+/// A report about to be filed, with what its target looked like.
+#[derive(Debug, Clone)]
+pub struct NewReport {
+    pub report: Report,
+    pub reporter: UserId,
+    pub snapshot: TargetSnapshot,
+}
+
+/// What filing a report came to: one open report per reporter and target.
+#[derive(Debug, Clone)]
+pub enum Filed {
+    New(Report),
+    /// The reporter's open report on that target, filed earlier.
+    Existing(Report),
+}
+
+/// A target's reports of one status, as the moderation queue shows them.
+#[derive(Debug, Clone)]
+pub struct ReportGroup {
+    /// The oldest report: its id names the group, its snapshot shows the target.
+    pub first: Report,
+    pub snapshot: TargetSnapshot,
+    pub report_count: i64,
+    /// The reasons given, each once, in the order of `ReportReason`.
+    pub reasons: Vec<ReportReason>,
+    pub last_reported_at: Timestamp,
+}
+
+/// A moderator's decision as stored, in one transaction: the target's open
+/// reports closed, the audit entry, and a notice to the author.
+#[derive(Debug, Clone)]
+pub struct Resolution {
+    pub target: ReportTarget,
+    pub action: ModerationAction,
+    pub entry: AuditEntry,
+    /// An event for the target's author: (user, kind, data).
+    pub notify: Option<(UserId, &'static str, serde_json::Value)>,
+}
+
+/// The distinct reasons a group's reports gave, as stored, in `ReportReason` order.
+pub(crate) fn group_reasons<'a>(stored: impl IntoIterator<Item = &'a str>) -> Vec<ReportReason> {
+    let given: Vec<ReportReason> = stored
+        .into_iter()
+        .filter_map(|r| ReportReason::parse(r).ok())
+        .collect();
+    ReportReason::ALL
+        .into_iter()
+        .filter(|r| given.contains(r))
+        .collect()
+}
+
+/// A stored value that only this crate writes, read back: a value it could
+/// not have written is a corrupt row.
+pub(crate) fn stored<T>(parsed: Result<T, String>, column: &str) -> anyhow::Result<T> {
+    parsed.map_err(|e| anyhow::anyhow!("stored {column} unreadable: {e}"))
+}
+
+/// A report row as both backends read it, decoded in one place.
+pub(crate) struct StoredReport {
+    pub id: uuid::Uuid,
+    pub target_type: String,
+    pub target_id: uuid::Uuid,
+    pub reason: String,
+    pub note: String,
+    pub status: String,
+    pub created_at: Timestamp,
+}
+
+impl StoredReport {
+    pub fn decode(self) -> anyhow::Result<Report> {
+        Ok(Report {
+            id: ReportId::from_uuid(self.id),
+            target: ReportTarget {
+                kind: stored(TargetKind::parse(&self.target_type), "target_type")?,
+                id: self.target_id,
+            },
+            reason: stored(ReportReason::parse(&self.reason), "reason")?,
+            note: domain::safety::ReportNote::from_trusted(self.note),
+            status: stored(ReportStatus::parse(&self.status), "status")?,
+            created_at: self.created_at,
+        })
+    }
+}
+
+/// A queue group as both backends read it, decoded in one place.
+pub(crate) struct StoredGroup {
+    pub first: StoredReport,
+    pub snapshot: String,
+    pub count: i64,
+    pub reasons: Vec<String>,
+    pub last: Timestamp,
+}
+
+impl StoredGroup {
+    pub fn decode(self) -> anyhow::Result<ReportGroup> {
+        Ok(ReportGroup {
+            first: self.first.decode()?,
+            snapshot: serde_json::from_str(&self.snapshot)
+                .map_err(|e| anyhow::anyhow!("stored snapshot unreadable: {e}"))?,
+            report_count: self.count,
+            reasons: group_reasons(self.reasons.iter().map(String::as_str)),
+            last_reported_at: self.last,
+        })
+    }
+}
+
+/// An audit row as both backends read it, decoded in one place.
+pub(crate) struct StoredAudit {
+    pub id: uuid::Uuid,
+    pub moderator: String,
+    pub action: String,
+    pub target: String,
+    pub note: String,
+    pub created_at: Timestamp,
+}
+
+impl StoredAudit {
+    pub fn decode(self) -> anyhow::Result<AuditEntry> {
+        Ok(AuditEntry {
+            id: AuditId::from_uuid(self.id),
+            moderator: self.moderator,
+            action: self.action,
+            target: serde_json::from_str(&self.target)
+                .map_err(|e| anyhow::anyhow!("stored audit target unreadable: {e}"))?,
+            note: self.note,
+            created_at: self.created_at,
+        })
+    }
+}
+
+#[async_trait]
+pub trait SafetyStore: Send + Sync {
+    /// A comment by id, on whatever post.
+    async fn comment(&self, id: CommentId) -> StoreResult<Option<Comment>>;
+    async fn file_report(&self, new: NewReport) -> StoreResult<Filed>;
+    async fn report(&self, id: ReportId) -> StoreResult<Option<Report>>;
+    /// Targets with reports of `status`, oldest first report first, after the
+    /// group whose first report is `after`.
+    async fn report_groups(
+        &self,
+        status: ReportStatus,
+        after: Option<ReportId>,
+        limit: u32,
+    ) -> StoreResult<Vec<ReportGroup>>;
+    /// Resolves the target's open reports and records the decision; how many
+    /// reports it closed.
+    async fn resolve_reports(&self, resolution: Resolution) -> StoreResult<u64>;
+    /// Records an action that resolves no report (a role change, a reinstatement).
+    async fn record_audit(&self, entry: AuditEntry) -> StoreResult<()>;
+    /// The audit log, newest first, before `before`.
+    async fn audit_log(&self, before: Option<AuditId>, limit: u32) -> StoreResult<Vec<AuditEntry>>;
 }
 
 /// Blob deletions recorded by a committed transaction, done after it.
@@ -325,6 +483,7 @@ pub trait Store:
     + UploadStore
     + IdempotencyStore
     + EventStore
+    + SafetyStore
     + transfer::Transfer
 {
     /// The key that authenticates pagination cursors, shared by every node.

@@ -194,6 +194,37 @@ pub const TABLES: &[Table] = &[
         columns: &[("key", Text), ("created_at", Time)],
         replace: false,
     },
+    Table {
+        name: "reports",
+        key: "id",
+        columns: &[
+            ("id", Uuid),
+            ("reporter_id", Uuid),
+            ("target_type", Text),
+            ("target_id", Uuid),
+            ("reason", Text),
+            ("note", Text),
+            ("snapshot", Text),
+            ("status", Text),
+            ("resolution", Text),
+            ("resolved_at", Time),
+            ("created_at", Time),
+        ],
+        replace: false,
+    },
+    Table {
+        name: "moderation_audit",
+        key: "id",
+        columns: &[
+            ("id", Uuid),
+            ("moderator", Text),
+            ("action", Text),
+            ("target", Text),
+            ("note", Text),
+            ("created_at", Time),
+        ],
+        replace: false,
+    },
 ];
 
 impl Table {

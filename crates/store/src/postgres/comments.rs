@@ -11,7 +11,9 @@ use super::rows::{
     newest_comments, read_post_for_write, write_comment_removal,
 };
 use crate::{CommentDeletion, CommentStore, CreatedComment, KeyAnswer, StoreError, StoreResult};
-use domain::{AcceptedComment, Comment, CommentId, IdCursor, NewComment, PostId, Timestamp, User};
+use domain::{
+    AcceptedComment, Comment, CommentId, IdCursor, NewComment, PostId, Remover, Timestamp,
+};
 
 #[async_trait]
 impl CommentStore for PgStore {
@@ -95,7 +97,7 @@ impl CommentStore for PgStore {
         &self,
         post_id: PostId,
         comment_id: CommentId,
-        by: &User,
+        by: &Remover,
         now: Timestamp,
     ) -> StoreResult<CommentDeletion> {
         // Optimistic first, as `create_comment`; then under the row lock.
@@ -132,14 +134,15 @@ impl PgStore {
         conn: &mut sqlx::PgConnection,
         read: Option<PostForWrite>,
         comment_id: CommentId,
-        by: &User,
+        by: &Remover,
         now: Timestamp,
     ) -> StoreResult<Option<CommentDeletion>> {
-        let Some((mut post, read_at, author)) = read.filter(|(p, ..)| p.visible_to(Some(by), now))
+        let Some((mut post, read_at, author)) =
+            read.filter(|(p, ..)| p.visible_to(by.viewer(), now))
         else {
             return Ok(Some(CommentDeletion::PostNotFound));
         };
-        let decision = CommentDeletion::decide(author, by.id);
+        let decision = CommentDeletion::decide(author, by);
         if decision != CommentDeletion::Deleted {
             return Ok(Some(decision));
         }

@@ -11,6 +11,7 @@ mod pool;
 mod posts;
 mod rate_limits;
 mod rows;
+mod safety;
 mod transfer;
 mod uploads;
 

@@ -12,7 +12,7 @@ use super::rows::{
 use crate::{CommentDeletion, CommentStore, CreatedComment, KeyAnswer, StoreResult};
 use domain::rendering::comment_event;
 use domain::{
-    AcceptedComment, Comment, CommentId, IdCursor, NewComment, PostId, Timestamp, User, UserId,
+    AcceptedComment, Comment, CommentId, IdCursor, NewComment, PostId, Remover, Timestamp, UserId,
 };
 
 #[async_trait]
@@ -98,13 +98,13 @@ impl CommentStore for SqliteStore {
         &self,
         post_id: PostId,
         comment_id: CommentId,
-        by: &User,
+        by: &Remover,
         now: Timestamp,
     ) -> StoreResult<CommentDeletion> {
         let by = by.clone();
         let render = self.render;
         self.write(move |tx| {
-            let Some(mut post) = load_post(tx, post_id)?.filter(|p| p.visible_to(Some(&by), now))
+            let Some(mut post) = load_post(tx, post_id)?.filter(|p| p.visible_to(by.viewer(), now))
             else {
                 return Ok(CommentDeletion::PostNotFound);
             };
@@ -114,7 +114,7 @@ impl CommentStore for SqliteStore {
                     uuid_col(r, 0, UserId::from_slice)
                 })
                 .optional()?;
-            let decision = CommentDeletion::decide(author, by.id);
+            let decision = CommentDeletion::decide(author, &by);
             if decision != CommentDeletion::Deleted {
                 return Ok(decision);
             }

@@ -13,6 +13,7 @@ mod jobs;
 mod posts;
 mod readers;
 mod rows;
+mod safety;
 #[cfg(feature = "bench")]
 mod seed;
 mod transfer;
@@ -42,6 +43,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0007_takeovers_and_leases.sql"),
     include_str!("../../migrations/sqlite/0008_alt_text.sql"),
     include_str!("../../migrations/sqlite/0009_roles.sql"),
+    include_str!("../../migrations/sqlite/0010_reports.sql"),
 ];
 
 pub struct SqliteStore {
