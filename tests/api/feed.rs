@@ -2,16 +2,7 @@ use std::collections::HashSet;
 
 use serde_json::Value;
 
-use crate::helpers::{TestApp, problem};
-
-fn ids(page: &Value) -> Vec<String> {
-    page["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["id"].as_str().unwrap().to_owned())
-        .collect()
-}
+use crate::helpers::{TestApp, page_ids as ids, problem};
 
 #[tokio::test]
 async fn feed_ranks_by_comment_count_then_newest() {

@@ -417,6 +417,16 @@ pub async fn problem(resp: Response, status: u16) -> Value {
 }
 
 /// The `field` names of a validation problem.
+/// The ids of a page's items, in order.
+pub fn page_ids(page: &Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 pub fn error_fields(problem: &Value) -> Vec<String> {
     problem["errors"]
         .as_array()

@@ -3,6 +3,7 @@
 
 mod accounts;
 mod admin;
+mod blocks;
 mod comments;
 mod crash;
 mod edits;

@@ -30,7 +30,7 @@ pub(super) struct NewComment {
 
 #[utoipa::path(post, path = "/v1/posts/{id}/comments", tag = "comments", security(("bearer" = [])), params(("id" = String, Path)),
     request_body = NewComment,
-    responses((status = 201, description = "Created", body = CommentView), (status = 401, description = "Missing or invalid token", body = super::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such post (or not ready, or expired)", body = super::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "Body must be 1–1000 characters", body = super::problem::Problem, content_type = "application/problem+json")))]
+    responses((status = 201, description = "Created", body = CommentView), (status = 401, description = "Missing or invalid token", body = super::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "The post's author blocks the caller", body = super::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such post (or not ready, or expired)", body = super::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "Body must be 1–1000 characters", body = super::problem::Problem, content_type = "application/problem+json")))]
 pub(super) async fn create(
     State(s): State<Services>,
     auth: AuthUser,
@@ -41,7 +41,7 @@ pub(super) async fn create(
     let answer = key_answer(claim, created);
     let recorded = answer.is_some();
     let comment = s
-        .add_comment(post_id(&id)?, &auth.user, input.body, answer)
+        .add_comment(post_id(&id)?, &auth.account(), input.body, answer)
         .await?;
     Ok(recorded_answer(created(&comment), recorded))
 }

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 
 use super::problem::ApiError;
 use domain::{Limit, PostId, Role, User, ValidationErrors};
-use service::{Account, Services, Token};
+use service::{Account, Blocks, Services, Token};
 
 fn bearer(parts: &Parts) -> Result<Option<Token>, ApiError> {
     let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
@@ -65,14 +65,25 @@ pub async fn authenticate_once(services: &Services, request: &mut Request) -> Op
 pub struct AuthUser {
     pub user: User,
     pub role: Role,
+    pub blocks: Blocks,
     pub token: Token,
 }
 
 impl AuthUser {
+    fn from_account(account: Account, token: Token) -> Self {
+        AuthUser {
+            user: account.user,
+            role: account.role,
+            blocks: account.blocks,
+            token,
+        }
+    }
+
     pub fn account(&self) -> Account {
         Account {
             user: self.user.clone(),
             role: self.role,
+            blocks: self.blocks.clone(),
         }
     }
 }
@@ -82,20 +93,15 @@ impl FromRequestParts<Services> for AuthUser {
 
     async fn from_request_parts(parts: &mut Parts, services: &Services) -> Result<Self, ApiError> {
         if let Some(known) = parts.extensions.get::<Authenticated>() {
-            return Ok(AuthUser {
-                user: known.account.user.clone(),
-                role: known.account.role,
-                token: known.token.clone(),
-            });
+            return Ok(AuthUser::from_account(
+                known.account.clone(),
+                known.token.clone(),
+            ));
         }
         let token = bearer(parts)?
             .ok_or_else(|| ApiError::unauthorized("this call needs a bearer token"))?;
         match services.authenticate(&token).await? {
-            Some(account) => Ok(AuthUser {
-                user: account.user,
-                role: account.role,
-                token,
-            }),
+            Some(account) => Ok(AuthUser::from_account(account, token)),
             None => Err(ApiError::unauthorized(
                 "the bearer token is invalid or was revoked",
             )),
@@ -134,7 +140,7 @@ impl FromRequestParts<Services> for Moderator {
 }
 
 /// An optional user: no Authorization header means anonymous, but a bad token is still a 401.
-pub struct MaybeUser(pub Option<User>);
+pub struct MaybeUser(pub Option<Account>);
 
 impl FromRequestParts<Services> for MaybeUser {
     type Rejection = ApiError;
@@ -144,7 +150,7 @@ impl FromRequestParts<Services> for MaybeUser {
             None => Ok(MaybeUser(None)),
             Some(_) => AuthUser::from_request_parts(parts, services)
                 .await
-                .map(|a| MaybeUser(Some(a.user))),
+                .map(|a| MaybeUser(Some(a.account()))),
         }
     }
 }

@@ -275,7 +275,7 @@ pub(super) async fn show(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let post = s.post(post_id(&id)?, viewer.as_ref()).await?;
+    let post = s.post_for(post_id(&id)?, viewer.as_ref()).await?;
     let etag = HeaderValue::from_str(&post.etag()).expect("hex is a valid header");
     // Only the author sees unfinished posts, so those must not sit in shared caches.
     let cache = HeaderValue::from_static("private, no-cache");
@@ -411,9 +411,21 @@ fn page_json(posts: &service::Page<Post>) -> bytes::Bytes {
         (status = 400, description = "Invalid limit or cursor", body = super::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "Rate limited", body = super::problem::Problem, content_type = "application/problem+json")))]
 pub(super) async fn feed(
     State(s): State<Services>,
+    MaybeUser(reader): MaybeUser,
     OriginalUri(uri): OriginalUri,
     page: PageQuery,
 ) -> ApiResult<Response> {
+    // Readers who block someone get pages made for them; everyone else shares the cache.
+    let hides_someone = reader.as_ref().is_some_and(|a| !a.blocks.hidden.is_empty());
+    if hides_someone {
+        let posts = s
+            .feed_for(reader.as_ref(), page.cursor.as_deref(), page.limit)
+            .await?;
+        return Ok(json_page_response(
+            feed_json(&posts),
+            next_link(&uri, posts.next_cursor.as_deref()),
+        ));
+    }
     if page.cursor.is_none() && s.feed_cache.enabled() {
         let cached = s
             .first_feed_page(page.limit, |posts| render_page(posts, &uri))
@@ -468,12 +480,18 @@ fn cached_response(page: CachedPage) -> Response {
     responses((status = 200, description = "The user's ready posts, newest first", body = PageView<PostView>), (status = 400, description = "Invalid limit or cursor", body = super::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such user", body = super::problem::Problem, content_type = "application/problem+json")))]
 pub(super) async fn by_user(
     State(s): State<Services>,
+    MaybeUser(reader): MaybeUser,
     Path(username): Path<String>,
     OriginalUri(uri): OriginalUri,
     page: PageQuery,
 ) -> ApiResult<Response> {
     let posts = s
-        .posts_by(&username, page.cursor.as_deref(), page.limit)
+        .posts_by(
+            &username,
+            reader.as_ref(),
+            page.cursor.as_deref(),
+            page.limit,
+        )
         .await?;
     Ok(page_response(&posts, &uri))
 }

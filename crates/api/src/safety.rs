@@ -23,6 +23,50 @@ pub fn routes() -> OpenApiRouter<Services> {
         .routes(routes!(queue))
         .routes(routes!(resolve))
         .routes(routes!(audit))
+        .routes(routes!(block, unblock))
+        .routes(routes!(blocks))
+}
+
+#[utoipa::path(put, path = "/v1/me/blocks/{username}", tag = "safety", security(("bearer" = [])),
+    params(("username" = String, Path, description = "The user to block")),
+    responses((status = 204, description = "Blocked (blocking again changes nothing): their posts and comments are hidden from the caller, and they cannot comment on the caller's posts"),
+        (status = 401, description = "Missing or invalid token", body = super::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such user", body = super::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "One cannot block oneself", body = super::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "1,000 blocks already, or rate limited", body = super::problem::Problem, content_type = "application/problem+json")))]
+pub(super) async fn block(
+    State(s): State<Services>,
+    auth: AuthUser,
+    Path(username): Path<String>,
+) -> ApiResult<StatusCode> {
+    s.block(&auth.account(), &username).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(delete, path = "/v1/me/blocks/{username}", tag = "safety", security(("bearer" = [])),
+    params(("username" = String, Path, description = "The user to unblock")),
+    responses((status = 204, description = "Not blocked (any more)"),
+        (status = 401, description = "Missing or invalid token", body = super::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such user", body = super::problem::Problem, content_type = "application/problem+json")))]
+pub(super) async fn unblock(
+    State(s): State<Services>,
+    auth: AuthUser,
+    Path(username): Path<String>,
+) -> ApiResult<StatusCode> {
+    s.unblock(&auth.account(), &username).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct BlockList {
+    items: Vec<domain::User>,
+}
+
+#[utoipa::path(get, path = "/v1/me/blocks", tag = "safety", security(("bearer" = [])),
+    responses((status = 200, description = "Whom the caller blocks, most recent first", body = BlockList),
+        (status = 401, description = "Missing or invalid token", body = super::problem::Problem, content_type = "application/problem+json")))]
+pub(super) async fn blocks(
+    State(s): State<Services>,
+    auth: AuthUser,
+) -> ApiResult<Json<BlockList>> {
+    let items = s.blocked_users(&auth.account()).await?;
+    Ok(Json(BlockList { items }))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

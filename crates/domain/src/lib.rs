@@ -18,8 +18,9 @@ pub use comment::{Comment, CommentBody, CommentDeletion, Remover};
 pub use cursor::{CursorKey, FeedCursor, IdCursor};
 pub use ids::{AuditId, CommentId, PostId, ReportId, UploadId, UserId};
 pub use post::{
-    AcceptedComment, AltText, Caption, EditRefusal, EditRequest, ExpiresIn, ImageInfo,
-    LAST_COMMENTS, NewComment, NewPost, Post, PostEdit, PostFilter, PostStatus, derived_blob_key,
+    AcceptedComment, AltText, Caption, CommentRefusal, EditRefusal, EditRequest, ExpiresIn,
+    ImageInfo, LAST_COMMENTS, NewComment, NewPost, Post, PostEdit, PostFilter, PostStatus,
+    derived_blob_key,
 };
 pub use user::{Password, Role, User, Username};
 pub use validation::{FieldError, Limit, ValidationErrors, clean_text, refuse_control_characters};

@@ -238,23 +238,22 @@ impl Post {
 
     /// The rule for commenting: a ready, unexpired post takes the comment
     /// (counted in as `add_comment` says) and its author is notified, unless
-    /// the comment is their own. `None` when the post takes no comments.
-    pub fn accept_comment(
-        &mut self,
-        author: User,
-        body: CommentBody,
-        now: Timestamp,
-    ) -> Option<AcceptedComment> {
-        if !self.takes_comments(now) {
-            return None;
+    /// the comment is their own; but not from someone its author blocks.
+    pub fn accept_comment(&mut self, new: NewComment) -> Result<AcceptedComment, CommentRefusal> {
+        if !self.takes_comments(new.at) {
+            return Err(CommentRefusal::NoPost);
+        }
+        if new.blocked_by.contains(&self.author.id) {
+            return Err(CommentRefusal::Blocked);
         }
         self.accept_made_comment(Comment {
             id: CommentId::new(),
             post_id: self.id,
-            author,
-            body,
-            created_at: now,
+            author: new.author,
+            body: new.body,
+            created_at: new.at,
         })
+        .ok_or(CommentRefusal::NoPost)
     }
 
     /// `accept_comment` for a comment already made: a write that found the
@@ -381,6 +380,17 @@ pub struct NewComment {
     pub author: User,
     pub body: CommentBody,
     pub at: Timestamp,
+    /// The users who block the author: their posts take no comment from them.
+    pub blocked_by: std::sync::Arc<[UserId]>,
+}
+
+/// Why a post takes no comment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommentRefusal {
+    /// No such post as the commenter sees it (not ready, expired or gone).
+    NoPost,
+    /// The post's author blocks the commenter.
+    Blocked,
 }
 
 /// A comment a post took, and whom it notifies.
@@ -555,13 +565,23 @@ mod tests {
         assert!(!post.takes_comments(now));
     }
 
+    fn new_comment(post: &Post, author: &User, blocked_by: &[UserId]) -> NewComment {
+        NewComment {
+            post_id: post.id,
+            author: author.clone(),
+            body: crate::CommentBody::from_trusted("hi".into()),
+            at: crate::now(),
+            blocked_by: blocked_by.into(),
+        }
+    }
+
     #[test]
     fn commenting_notifies_the_author_unless_it_is_their_own_post() {
-        let now = crate::now();
         let mut post = post_with(vec![]);
         let other = someone();
-        let body = || crate::CommentBody::from_trusted("hi".into());
-        let accepted = post.accept_comment(other.clone(), body(), now).unwrap();
+        let accepted = post
+            .accept_comment(new_comment(&post, &other, &[]))
+            .unwrap();
         assert_eq!(accepted.notify, Some(post.author.id));
         assert_eq!(accepted.comment.post_id, post.id);
         assert_eq!(
@@ -569,12 +589,34 @@ mod tests {
             (1, vec![accepted.comment.id])
         );
         let own = post
-            .accept_comment(post.author.clone(), body(), now)
+            .accept_comment(new_comment(&post, &post.author.clone(), &[]))
             .unwrap();
         assert_eq!(own.notify, None);
         post.status = PostStatus::Processing;
-        assert!(post.accept_comment(other, body(), now).is_none());
+        assert_eq!(
+            post.accept_comment(new_comment(&post, &other, &[]))
+                .unwrap_err(),
+            CommentRefusal::NoPost
+        );
         assert_eq!(post.comment_count, 2);
+    }
+
+    #[test]
+    fn a_post_takes_no_comment_from_someone_its_author_blocks() {
+        let mut post = post_with(vec![]);
+        let (blocked, stranger) = (someone(), someone());
+        let blockers = [stranger.id, post.author.id];
+        assert_eq!(
+            post.accept_comment(new_comment(&post, &blocked, &blockers))
+                .unwrap_err(),
+            CommentRefusal::Blocked
+        );
+        assert_eq!(post.comment_count, 0, "nothing was counted");
+        let unrelated = [stranger.id];
+        assert!(
+            post.accept_comment(new_comment(&post, &blocked, &unrelated))
+                .is_ok()
+        );
     }
 
     #[test]

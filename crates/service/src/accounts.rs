@@ -44,11 +44,13 @@ impl std::fmt::Debug for Token {
     }
 }
 
-/// An authenticated caller: the user and what their role lets them do.
+/// An authenticated caller: the user, what their role lets them do, and
+/// their blocks both ways.
 #[derive(Debug, Clone)]
 pub struct Account {
     pub user: User,
     pub role: Role,
+    pub blocks: super::Blocks,
 }
 
 /// One of the caller's sessions as `GET /v1/me/sessions` lists it.
@@ -287,9 +289,14 @@ impl Services {
             SessionUse::Touch => self.store.touch_session(&hash, t).await?,
             SessionUse::Recent => {}
         }
+        let lists = self.store.block_lists(found.user.id).await?;
         let account = Account {
             user: found.user,
             role: found.role,
+            blocks: super::Blocks {
+                hidden: std::sync::Arc::new(super::HiddenAuthors::new(lists.blocked)),
+                blocked_by: lists.blocked_by.into(),
+            },
         };
         self.sessions.keep(hash, account.clone(), started);
         Ok(Some(account))

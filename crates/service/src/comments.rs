@@ -1,9 +1,10 @@
 //! Comments on visible posts.
 
-use super::{Page, ServiceError, ServiceResult, Services};
+use super::hidden::hidden_by;
+use super::{Account, Page, ServiceError, ServiceResult, Services};
 use domain::{
-    Comment, CommentBody, CommentId, IdCursor, Limit, NewComment, PostId, Remover, User,
-    ValidationErrors, now,
+    Comment, CommentBody, CommentId, CommentRefusal, IdCursor, Limit, NewComment, PostId, Remover,
+    User, ValidationErrors, now,
 };
 use store::{CommentDeletion, KeyAnswer};
 
@@ -11,24 +12,27 @@ impl Services {
     pub async fn add_comment(
         &self,
         post_id: PostId,
-        author: &User,
+        author: &Account,
         body: String,
         answer: Option<KeyAnswer<Comment>>,
     ) -> ServiceResult<Comment> {
         let body = CommentBody::parse(body).map_err(|m| ValidationErrors::single("body", m))?;
-        let created = self
-            .store
-            .create_comment(
-                NewComment {
-                    post_id,
-                    author: author.clone(),
-                    body,
-                    at: now(),
-                },
-                answer,
-            )
-            .await?
-            .ok_or(ServiceError::NotFound("no such post"))?;
+        let new = NewComment {
+            post_id,
+            author: author.user.clone(),
+            body,
+            at: now(),
+            blocked_by: author.blocks.blocked_by.clone(),
+        };
+        let created = match self.store.create_comment(new, answer).await? {
+            Ok(created) => created,
+            Err(CommentRefusal::NoPost) => return Err(ServiceError::NotFound("no such post")),
+            Err(CommentRefusal::Blocked) => {
+                return Err(ServiceError::Forbidden(
+                    "the post's author does not take comments from you",
+                ));
+            }
+        };
         self.feed_cache
             .comment_added(post_id, created.post_comment_count);
         Ok(created.comment)
@@ -37,14 +41,20 @@ impl Services {
     pub async fn comments(
         &self,
         post_id: PostId,
-        viewer: Option<&User>,
+        reader: Option<&Account>,
         cursor: Option<&str>,
         limit: Limit,
     ) -> ServiceResult<Page<Comment>> {
-        self.post(post_id, viewer).await?;
+        self.post_for(post_id, reader).await?;
         let scope = format!("comments:{post_id}");
         let after = self.id_cursor(cursor, &scope)?;
-        let rows = self.store.comments(post_id, after, limit.get() + 1).await?;
+        let hidden = hidden_by(reader);
+        let rows = if hidden.is_empty() {
+            self.store.comments(post_id, after, limit.get() + 1).await?
+        } else {
+            self.visible_comments(post_id, hidden, after, limit.get() + 1)
+                .await?
+        };
         Ok(Page::from_overfetch(rows, limit.get(), |c| {
             IdCursor(*c.id.as_bytes()).encode(&scope, &self.cursor_key)
         }))

@@ -4,7 +4,8 @@ use tempfile::TempPath;
 
 use store::{FeedEntry, KeyAnswer, StoreError};
 
-use super::{CachedPage, Page, PageShape, ServiceError, ServiceResult, Services};
+use super::hidden::hidden_by;
+use super::{Account, CachedPage, Page, PageShape, ServiceError, ServiceResult, Services};
 use domain::{
     AltText, Caption, EditRefusal, EditRequest, ExpiresIn, FeedCursor, IdCursor, Limit, NewPost,
     Post, PostEdit, PostFilter, PostId, UploadId, User, Username, ValidationErrors, now,
@@ -195,6 +196,15 @@ impl Services {
         }
     }
 
+    /// A post as a reader sees it: as `post` says, and not by someone they
+    /// block, with its newest comments by others.
+    pub async fn post_for(&self, id: PostId, reader: Option<&Account>) -> ServiceResult<Post> {
+        let post = self.post(id, reader.map(|a| &a.user)).await?;
+        self.shown(post, hidden_by(reader))
+            .await?
+            .ok_or(ServiceError::NotFound("no such post"))
+    }
+
     /// The first feed page of `limit` items, rendered by `render` and cached
     /// (see `feed_cache.rs`); any other page goes to [`Services::feed`].
     pub async fn first_feed_page(
@@ -235,12 +245,27 @@ impl Services {
     }
 
     pub async fn feed(&self, cursor: Option<&str>, limit: Limit) -> ServiceResult<Page<FeedEntry>> {
+        self.feed_for(None, cursor, limit).await
+    }
+
+    /// A feed page for a reader: without the posts and comments of those they
+    /// block (see `feed_hiding`); for anyone else the plain ranking.
+    pub async fn feed_for(
+        &self,
+        reader: Option<&Account>,
+        cursor: Option<&str>,
+        limit: Limit,
+    ) -> ServiceResult<Page<FeedEntry>> {
         let after = match cursor {
             Some(c) => {
                 Some(FeedCursor::decode(c, &self.cursor_key).ok_or(ServiceError::BadCursor)?)
             }
             None => None,
         };
+        let hidden = hidden_by(reader);
+        if !hidden.is_empty() {
+            return self.feed_hiding(after, limit, hidden).await;
+        }
         let rows = self.store.feed(after, limit.get() + 1, now()).await?;
         Ok(Page::from_overfetch(rows, limit.get(), |p| {
             FeedCursor {
@@ -254,6 +279,7 @@ impl Services {
     pub async fn posts_by(
         &self,
         username: &str,
+        reader: Option<&Account>,
         cursor: Option<&str>,
         limit: Limit,
     ) -> ServiceResult<Page<Post>> {
@@ -266,10 +292,21 @@ impl Services {
             .ok_or(ServiceError::NotFound("no such user"))?;
         let scope = format!("user-posts:{}", user.id);
         let after = self.id_cursor(cursor, &scope)?;
-        let rows = self
+        let hidden = hidden_by(reader);
+        if hidden.hides(user.id) {
+            return Ok(Page {
+                items: Vec::new(),
+                next_cursor: None,
+            });
+        }
+        let mut rows = Vec::new();
+        for post in self
             .store
             .posts_by_author(user.id, after, limit.get() + 1, now())
-            .await?;
+            .await?
+        {
+            rows.extend(self.shown(post, hidden).await?);
+        }
         Ok(Page::from_overfetch(rows, limit.get(), |p| {
             IdCursor(*p.id.as_bytes()).encode(&scope, &self.cursor_key)
         }))

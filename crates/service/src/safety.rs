@@ -2,13 +2,14 @@
 //! moderators' queue, their decisions, and the audit log every decision and
 //! role change leaves.
 
-use super::{Account, Page, ServiceError, ServiceResult, Services};
+use super::{Account, MAX_BLOCKS, Page, ServiceError, ServiceResult, Services};
 use domain::safety::{
     AuditEntry, ModerationAction, Report, ReportNote, ReportReason, ReportStatus, ReportTarget,
     TargetKind, TargetSnapshot,
 };
 use domain::{
-    AuditId, CommentId, IdCursor, Limit, PostId, ReportId, Role, User, ValidationErrors, now,
+    AuditId, CommentId, IdCursor, Limit, PostId, ReportId, Role, User, UserId, Username,
+    ValidationErrors, now,
 };
 use store::{Filed, NewReport, ReportGroup, Resolution};
 
@@ -284,6 +285,50 @@ impl Services {
         Ok(Page::from_overfetch(rows, limit.get(), |e| {
             IdCursor(*e.id.as_bytes()).encode(scope, &self.cursor_key)
         }))
+    }
+
+    /// `blocker` blocks `username`: at once on this node, and on the others
+    /// within the session cache's bound (both accounts' lists are re-read).
+    pub async fn block(&self, blocker: &Account, username: &str) -> ServiceResult<()> {
+        let target = self.user_named(username).await?;
+        if target.id == blocker.user.id {
+            return Err(ValidationErrors::single("username", "one cannot block oneself").into());
+        }
+        let hidden = &blocker.blocks.hidden;
+        if hidden.len() >= MAX_BLOCKS && !hidden.hides(target.id) {
+            return Err(ServiceError::TooMany(
+                "an account may block at most 1,000 others",
+            ));
+        }
+        self.store.block(blocker.user.id, target.id, now()).await?;
+        self.forget_blocks_of(blocker.user.id, target.id);
+        Ok(())
+    }
+
+    pub async fn unblock(&self, blocker: &Account, username: &str) -> ServiceResult<()> {
+        let target = self.user_named(username).await?;
+        self.store.unblock(blocker.user.id, target.id).await?;
+        self.forget_blocks_of(blocker.user.id, target.id);
+        Ok(())
+    }
+
+    /// Whom the account blocks, most recent first.
+    pub async fn blocked_users(&self, account: &Account) -> ServiceResult<Vec<User>> {
+        Ok(self.store.blocked_users(account.user.id).await?)
+    }
+
+    async fn user_named(&self, username: &str) -> ServiceResult<User> {
+        let name = Username::parse(username).map_err(|_| ServiceError::NotFound("no such user"))?;
+        self.store
+            .user_by_username(&name)
+            .await?
+            .ok_or(ServiceError::NotFound("no such user"))
+    }
+
+    /// Both sides of a block see it at their next request on this node.
+    fn forget_blocks_of(&self, blocker: UserId, blocked: UserId) {
+        self.sessions.revoke_user(blocker);
+        self.sessions.revoke_user(blocked);
     }
 
     /// Records a role change in the audit log.

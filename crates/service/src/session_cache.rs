@@ -106,6 +106,7 @@ mod tests {
                 created_at: now(),
             },
             role: Role::User,
+            blocks: Default::default(),
         }
     }
 

@@ -19,9 +19,9 @@ use domain::safety::{
     TargetSnapshot,
 };
 use domain::{
-    AuditId, Comment, CommentId, EditRefusal, EditRequest, FeedCursor, IdCursor, ImageInfo,
-    NewComment, NewPost, Post, PostFilter, PostId, Remover, ReportId, Role, Timestamp, UploadId,
-    User, UserId, Username,
+    AuditId, Comment, CommentId, CommentRefusal, EditRefusal, EditRequest, FeedCursor, IdCursor,
+    ImageInfo, NewComment, NewPost, Post, PostFilter, PostId, Remover, ReportId, Role, Timestamp,
+    UploadId, User, UserId, Username,
 };
 
 pub use blobs::{BlobStore, LocalBlobStore, ObjectBlobStore};
@@ -167,13 +167,13 @@ pub struct CreatedComment {
 
 #[async_trait]
 pub trait CommentStore: Send + Sync {
-    /// Adds a comment to a ready, unexpired post, keeping `comment_count` and
-    /// the stored last comments exact. `None` when no such post is visible.
+    /// Adds a comment to a post that takes it (`Post::accept_comment`),
+    /// keeping `comment_count` and the stored last comments exact.
     async fn create_comment(
         &self,
         new: NewComment,
         answer: Option<KeyAnswer<Comment>>,
-    ) -> StoreResult<Option<CreatedComment>>;
+    ) -> StoreResult<Result<CreatedComment, CommentRefusal>>;
     async fn comments(
         &self,
         post_id: PostId,
@@ -382,6 +382,20 @@ pub trait SafetyStore: Send + Sync {
     async fn record_audit(&self, entry: AuditEntry) -> StoreResult<()>;
     /// The audit log, newest first, before `before`.
     async fn audit_log(&self, before: Option<AuditId>, limit: u32) -> StoreResult<Vec<AuditEntry>>;
+    /// `blocker` blocks `blocked` (again: nothing changes).
+    async fn block(&self, blocker: UserId, blocked: UserId, at: Timestamp) -> StoreResult<()>;
+    async fn unblock(&self, blocker: UserId, blocked: UserId) -> StoreResult<()>;
+    /// Whom `blocker` blocks, most recent first.
+    async fn blocked_users(&self, blocker: UserId) -> StoreResult<Vec<User>>;
+    /// Whom the user blocks, and who blocks them.
+    async fn block_lists(&self, user: UserId) -> StoreResult<BlockLists>;
+}
+
+/// A user's blocks both ways.
+#[derive(Debug, Clone, Default)]
+pub struct BlockLists {
+    pub blocked: Vec<UserId>,
+    pub blocked_by: Vec<UserId>,
 }
 
 /// Blob deletions recorded by a committed transaction, done after it.

@@ -213,6 +213,17 @@ pub const TABLES: &[Table] = &[
         replace: false,
     },
     Table {
+        name: "blocks",
+        key: "id",
+        columns: &[
+            ("id", Uuid),
+            ("blocker_id", Uuid),
+            ("blocked_id", Uuid),
+            ("created_at", Time),
+        ],
+        replace: false,
+    },
+    Table {
         name: "moderation_audit",
         key: "id",
         columns: &[

@@ -12,7 +12,8 @@ use super::rows::{
 };
 use crate::{CommentDeletion, CommentStore, CreatedComment, KeyAnswer, StoreError, StoreResult};
 use domain::{
-    AcceptedComment, Comment, CommentId, IdCursor, NewComment, PostId, Remover, Timestamp,
+    AcceptedComment, Comment, CommentId, CommentRefusal, IdCursor, NewComment, PostId, Remover,
+    Timestamp,
 };
 
 #[async_trait]
@@ -21,20 +22,21 @@ impl CommentStore for PgStore {
         &self,
         new: NewComment,
         answer: Option<KeyAnswer<Comment>>,
-    ) -> StoreResult<Option<CreatedComment>> {
+    ) -> StoreResult<Result<CreatedComment, CommentRefusal>> {
         // First without a lock: read the post, apply the rule, write everything
         // in one statement that applies only if the post's row is still as
         // read. Two round trips and no transaction block. If another writer
         // changed the post in between, once more under the post's row lock,
         // which cannot lose: every comment writer of a post queues there.
         let mut conn = self.conn().await?;
-        let Some((mut post, read_at, _)) =
-            read_post_for_write(&mut *conn, new.post_id, None).await?
+        let post_id = new.post_id;
+        let Some((mut post, read_at, _)) = read_post_for_write(&mut *conn, post_id, None).await?
         else {
-            return Ok(None);
+            return Ok(Err(CommentRefusal::NoPost));
         };
-        let Some(accepted) = post.accept_comment(new.author, new.body, new.at) else {
-            return Ok(None);
+        let accepted = match post.accept_comment(new) {
+            Ok(accepted) => accepted,
+            Err(refusal) => return Ok(Err(refusal)),
         };
         let answer = answer.map(|a| (a.scope_key, (a.render)(&accepted.comment)));
         let write = CommentWrite {
@@ -46,26 +48,26 @@ impl CommentStore for PgStore {
             .run(&mut *conn, &post, read_at, accepted.notify)
             .await?
         {
-            return Ok(Some(CreatedComment {
+            return Ok(Ok(CreatedComment {
                 comment: accepted.comment,
                 post_comment_count: post.comment_count,
             }));
         }
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        let Some((mut post, read_at, _)) = lock_post_for_write(&mut tx, new.post_id, None).await?
+        let Some((mut post, read_at, _)) = lock_post_for_write(&mut tx, post_id, None).await?
         else {
-            return Ok(None);
+            return Ok(Err(CommentRefusal::NoPost));
         };
         let Some(AcceptedComment { notify, .. }) =
             post.accept_made_comment(accepted.comment.clone())
         else {
-            return Ok(None);
+            return Ok(Err(CommentRefusal::NoPost));
         };
         if !write.run(&mut *tx, &post, read_at, notify).await? {
             return Err(changed_under_lock());
         }
         tx.commit().await?;
-        Ok(Some(CreatedComment {
+        Ok(Ok(CreatedComment {
             comment: accepted.comment,
             post_comment_count: post.comment_count,
         }))

@@ -5,13 +5,13 @@ use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, Row};
 
 use super::PgStore;
-use super::rows::{COMMENT_COLUMNS, append_event, comment_from_row};
+use super::rows::{COMMENT_COLUMNS, append_event, comment_from_row, user_from_row};
 use crate::{
-    Filed, NewReport, ReportGroup, Resolution, SafetyStore, StoreResult, StoredAudit, StoredGroup,
-    StoredReport,
+    BlockLists, Filed, NewReport, ReportGroup, Resolution, SafetyStore, StoreResult, StoredAudit,
+    StoredGroup, StoredReport,
 };
 use domain::safety::{AuditEntry, Report, ReportStatus};
-use domain::{AuditId, Comment, CommentId, ReportId};
+use domain::{AuditId, Comment, CommentId, ReportId, Timestamp, User, UserId};
 
 /// Report columns for alias `r`, read by `stored_report`.
 const REPORT_COLUMNS: &str =
@@ -155,6 +155,60 @@ impl SafetyStore for PgStore {
         let target = serde_json::to_string(&entry.target).map_err(anyhow::Error::from)?;
         insert_audit(&mut *self.conn().await?, &entry, &target).await?;
         Ok(())
+    }
+
+    async fn block(&self, blocker: UserId, blocked: UserId, at: Timestamp) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO blocks (id, blocker_id, blocked_id, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (blocker_id, blocked_id) DO NOTHING",
+        )
+        .bind(uuid::Uuid::now_v7())
+        .bind(blocker.as_uuid())
+        .bind(blocked.as_uuid())
+        .bind(at)
+        .execute(&mut *self.conn().await?)
+        .await?;
+        Ok(())
+    }
+
+    async fn unblock(&self, blocker: UserId, blocked: UserId) -> StoreResult<()> {
+        sqlx::query("DELETE FROM blocks WHERE blocker_id = $1 AND blocked_id = $2")
+            .bind(blocker.as_uuid())
+            .bind(blocked.as_uuid())
+            .execute(&mut *self.conn().await?)
+            .await?;
+        Ok(())
+    }
+
+    async fn blocked_users(&self, blocker: UserId) -> StoreResult<Vec<User>> {
+        Ok(sqlx::query(
+            "SELECT u.id, u.username, u.created_at FROM blocks b JOIN users u ON u.id = b.blocked_id \
+             WHERE b.blocker_id = $1 ORDER BY b.id DESC",
+        )
+        .bind(blocker.as_uuid())
+        .try_map(|r: PgRow| user_from_row(&r, "id", "created_at"))
+        .fetch_all(&mut *self.conn().await?)
+        .await?)
+    }
+
+    async fn block_lists(&self, user: UserId) -> StoreResult<BlockLists> {
+        let rows: Vec<(uuid::Uuid, bool)> = sqlx::query_as(
+            "SELECT blocked_id, true FROM blocks WHERE blocker_id = $1 \
+             UNION ALL SELECT blocker_id, false FROM blocks WHERE blocked_id = $1",
+        )
+        .bind(user.as_uuid())
+        .fetch_all(&mut *self.conn().await?)
+        .await?;
+        let mut lists = BlockLists::default();
+        for (id, blocks) in rows {
+            let id = UserId::from_uuid(id);
+            if blocks {
+                lists.blocked.push(id);
+            } else {
+                lists.blocked_by.push(id);
+            }
+        }
+        Ok(lists)
     }
 
     async fn audit_log(&self, before: Option<AuditId>, limit: u32) -> StoreResult<Vec<AuditEntry>> {

@@ -12,7 +12,8 @@ use super::rows::{
 use crate::{CommentDeletion, CommentStore, CreatedComment, KeyAnswer, StoreResult};
 use domain::rendering::comment_event;
 use domain::{
-    AcceptedComment, Comment, CommentId, IdCursor, NewComment, PostId, Remover, Timestamp, UserId,
+    AcceptedComment, Comment, CommentId, CommentRefusal, IdCursor, NewComment, PostId, Remover,
+    Timestamp, UserId,
 };
 
 #[async_trait]
@@ -21,18 +22,18 @@ impl CommentStore for SqliteStore {
         &self,
         new: NewComment,
         answer: Option<KeyAnswer<Comment>>,
-    ) -> StoreResult<Option<CreatedComment>> {
-        let (post_id, author, body, now) = (new.post_id, new.author, new.body, new.at);
+    ) -> StoreResult<Result<CreatedComment, CommentRefusal>> {
+        let (post_id, now) = (new.post_id, new.at);
         let render = self.render;
         self.write(move |tx| {
             // The post as this transaction sees it: the single writer makes its
             // newest comments exact, so they are updated here, not read again.
             let Some(mut post) = load_post(tx, post_id)? else {
-                return Ok(None);
+                return Ok(Err(CommentRefusal::NoPost));
             };
-            let Some(AcceptedComment { comment, notify }) = post.accept_comment(author, body, now)
-            else {
-                return Ok(None);
+            let AcceptedComment { comment, notify } = match post.accept_comment(new) {
+                Ok(accepted) => accepted,
+                Err(refusal) => return Ok(Err(refusal)),
             };
             tx.prepare_cached(
                 "INSERT INTO comments (id, post_id, author_id, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -51,7 +52,7 @@ impl CommentStore for SqliteStore {
             if let Some(answer) = answer {
                 super::idempotency::record_answer(tx, &answer.scope_key, &(answer.render)(&comment))?;
             }
-            Ok(Some((
+            Ok(Ok((
                 CreatedComment {
                     comment,
                     post_comment_count: post.comment_count,

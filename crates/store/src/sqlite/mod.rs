@@ -44,6 +44,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0008_alt_text.sql"),
     include_str!("../../migrations/sqlite/0009_roles.sql"),
     include_str!("../../migrations/sqlite/0010_reports.sql"),
+    include_str!("../../migrations/sqlite/0011_blocks.sql"),
 ];
 
 pub struct SqliteStore {

@@ -4,13 +4,15 @@ use async_trait::async_trait;
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::SqliteStore;
-use super::rows::{COMMENT_COLUMNS, append_event, comment_from_row, ms, uuid_col};
+use super::rows::{
+    COMMENT_COLUMNS, USER_COLUMNS, append_event, comment_from_row, ms, user_from_row, uuid_col,
+};
 use crate::{
-    Filed, NewReport, ReportGroup, Resolution, SafetyStore, StoreResult, StoredAudit, StoredGroup,
-    StoredReport,
+    BlockLists, Filed, NewReport, ReportGroup, Resolution, SafetyStore, StoreResult, StoredAudit,
+    StoredGroup, StoredReport,
 };
 use domain::safety::{AuditEntry, Report, ReportStatus};
-use domain::{AuditId, Comment, CommentId, ReportId, from_millis};
+use domain::{AuditId, Comment, CommentId, ReportId, Timestamp, User, UserId, from_millis};
 
 /// Report columns in the order `stored_report` reads them.
 const REPORT_COLUMNS: &str = "id, target_type, target_id, reason, note, status, created_at";
@@ -178,6 +180,66 @@ impl SafetyStore for SqliteStore {
         let target = serde_json::to_string(&entry.target).map_err(anyhow::Error::from)?;
         self.write(move |tx| Ok(insert_audit(tx, &entry, &target)?))
             .await
+    }
+
+    async fn block(&self, blocker: UserId, blocked: UserId, at: Timestamp) -> StoreResult<()> {
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "INSERT INTO blocks (id, blocker_id, blocked_id, created_at) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (blocker_id, blocked_id) DO NOTHING",
+            )?
+            .execute(params![
+                uuid::Uuid::now_v7().as_bytes(),
+                blocker.as_bytes(),
+                blocked.as_bytes(),
+                ms(at)
+            ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn unblock(&self, blocker: UserId, blocked: UserId) -> StoreResult<()> {
+        self.write(move |tx| {
+            tx.prepare_cached("DELETE FROM blocks WHERE blocker_id = ?1 AND blocked_id = ?2")?
+                .execute(params![blocker.as_bytes(), blocked.as_bytes()])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn blocked_users(&self, blocker: UserId) -> StoreResult<Vec<User>> {
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT {USER_COLUMNS} FROM blocks b JOIN users u ON u.id = b.blocked_id \
+                 WHERE b.blocker_id = ?1 ORDER BY b.id DESC"
+            );
+            let mut statement = conn.prepare_cached(&sql)?;
+            let rows = statement.query_map([blocker.as_bytes()], |r| user_from_row(r, 0))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn block_lists(&self, user: UserId) -> StoreResult<BlockLists> {
+        self.read(move |conn| {
+            let mut lists = BlockLists::default();
+            let mut statement = conn.prepare_cached(
+                "SELECT blocked_id, 1 FROM blocks WHERE blocker_id = ?1 \
+                 UNION ALL SELECT blocker_id, 0 FROM blocks WHERE blocked_id = ?1",
+            )?;
+            let mut rows = statement.query([user.as_bytes()])?;
+            while let Some(r) = rows.next()? {
+                let id = uuid_col(r, 0, UserId::from_slice)?;
+                if r.get::<_, i64>(1)? == 1 {
+                    lists.blocked.push(id);
+                } else {
+                    lists.blocked_by.push(id);
+                }
+            }
+            Ok(lists)
+        })
+        .await
     }
 
     async fn audit_log(&self, before: Option<AuditId>, limit: u32) -> StoreResult<Vec<AuditEntry>> {

@@ -1,0 +1,193 @@
+//! Blocks: the blocker never sees the blocked user's posts or comments (feed,
+//! listings, newest comments, post pages), and the blocked user cannot
+//! comment on the blocker's posts.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, error_fields, page_ids as ids, problem};
+
+async fn put_block(app: &TestApp, token: &str, username: &str) -> reqwest::Response {
+    app.client
+        .put(app.url(&format!("/v1/me/blocks/{username}")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn bodies(comments: &Value) -> Vec<String> {
+    comments
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["body"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Every page of the feed as `token` reads it, `limit` at a time.
+async fn whole_feed(app: &TestApp, token: Option<&str>, limit: u32) -> Vec<Value> {
+    let mut posts = Vec::new();
+    let mut path = format!("/v1/posts?limit={limit}");
+    loop {
+        let page = app.get_json(&path, token).await;
+        posts.extend(page["items"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/v1/posts?limit={limit}&cursor={c}"),
+            None => return posts,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_blocked_users_posts_and_comments_vanish_for_the_blocker_only() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let mallory = app.register("mallory").await;
+    let bob = app.register("bob").await;
+    let mallorys = app.ready_post(&mallory, "by mallory").await;
+    let mallorys = mallorys["id"].as_str().unwrap().to_owned();
+    let bobs = app.ready_post(&bob, "by bob").await;
+    let bobs = bobs["id"].as_str().unwrap().to_owned();
+    let alices = app.ready_post(&alice, "by alice").await;
+    let alices = alices["id"].as_str().unwrap().to_owned();
+    for (token, body) in [
+        (&bob, "b0"),
+        (&bob, "b1"),
+        (&mallory, "m1"),
+        (&mallory, "m2"),
+    ] {
+        assert_eq!(
+            app.comment(token, &bobs, body).await.status(),
+            StatusCode::CREATED
+        );
+    }
+
+    // Refusals first, each changing nothing.
+    let own = problem(put_block(&app, &alice, "alice").await, 422).await;
+    assert_eq!(error_fields(&own), ["username"]);
+    problem(put_block(&app, &alice, "nobody_here").await, 404).await;
+    problem(
+        app.client
+            .put(app.url("/v1/me/blocks/mallory"))
+            .send()
+            .await
+            .unwrap(),
+        401,
+    )
+    .await;
+    assert_eq!(
+        app.get_json("/v1/me/blocks", Some(&alice)).await["items"],
+        json!([])
+    );
+
+    assert_eq!(
+        put_block(&app, &alice, "Mallory").await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        put_block(&app, &alice, "mallory").await.status(),
+        StatusCode::NO_CONTENT,
+        "again: nothing changes"
+    );
+    let blocks = app.get_json("/v1/me/blocks", Some(&alice)).await;
+    let names: Vec<&str> = blocks["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["username"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["mallory"]);
+
+    // The blocker's reads: the feed (first page, and every page), post pages,
+    // comment listings, user listings.
+    for limit in [20, 1] {
+        let feed = whole_feed(&app, Some(&alice), limit).await;
+        let seen: Vec<&str> = feed.iter().map(|p| p["id"].as_str().unwrap()).collect();
+        assert_eq!(seen, [bobs.as_str(), alices.as_str()], "limit {limit}");
+        assert_eq!(
+            bodies(&feed[0]["last_comments"]),
+            ["b1", "b0"],
+            "the newest two by others"
+        );
+        assert_eq!(feed[0]["comment_count"], 4, "the count is the post's");
+    }
+    problem(
+        app.get(&format!("/v1/posts/{mallorys}"), Some(&alice))
+            .await,
+        404,
+    )
+    .await;
+    let post = app
+        .get_json(&format!("/v1/posts/{bobs}"), Some(&alice))
+        .await;
+    assert_eq!(bodies(&post["last_comments"]), ["b1", "b0"]);
+    let listed = app
+        .get_json(&format!("/v1/posts/{bobs}/comments"), Some(&alice))
+        .await;
+    assert_eq!(bodies(&listed["items"]), ["b1", "b0"]);
+    let first = app
+        .get_json(&format!("/v1/posts/{bobs}/comments?limit=1"), Some(&alice))
+        .await;
+    assert_eq!(bodies(&first["items"]), ["b1"]);
+    let rest = app
+        .get_json(
+            &format!(
+                "/v1/posts/{bobs}/comments?limit=1&cursor={}",
+                first["next_cursor"].as_str().unwrap()
+            ),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(bodies(&rest["items"]), ["b0"]);
+    assert_eq!(rest["next_cursor"], Value::Null);
+    assert_eq!(
+        app.get_json("/v1/users/mallory/posts", Some(&alice)).await["items"],
+        json!([])
+    );
+    let bobs_listing = app.get_json("/v1/users/bob/posts", Some(&alice)).await;
+    assert_eq!(
+        bodies(&bobs_listing["items"][0]["last_comments"]),
+        ["b1", "b0"]
+    );
+
+    // Everyone else sees everything.
+    for reader in [None, Some(bob.as_str())] {
+        let feed = app.get_json("/v1/posts", reader).await;
+        assert_eq!(ids(&feed), [bobs.clone(), alices.clone(), mallorys.clone()]);
+        assert_eq!(bodies(&feed["items"][0]["last_comments"]), ["m2", "m1"]);
+    }
+
+    // The blocked user cannot comment on the blocker's posts, only elsewhere.
+    let refused = problem(app.comment(&mallory, &alices, "hello?").await, 403).await;
+    assert!(refused["detail"].as_str().unwrap().contains("author"));
+    assert_eq!(
+        app.get_json(&format!("/v1/posts/{alices}"), None).await["comment_count"],
+        0
+    );
+    assert_eq!(
+        app.comment(&mallory, &bobs, "m3").await.status(),
+        StatusCode::CREATED
+    );
+    let post = app
+        .get_json(&format!("/v1/posts/{bobs}"), Some(&alice))
+        .await;
+    assert_eq!(bodies(&post["last_comments"]), ["b1", "b0"]);
+
+    // Unblocked: all of it is back, at once.
+    let resp = app
+        .client
+        .delete(app.url("/v1/me/blocks/mallory"))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let feed = app.get_json("/v1/posts", Some(&alice)).await;
+    assert_eq!(ids(&feed), [bobs.clone(), alices.clone(), mallorys.clone()]);
+    assert_eq!(bodies(&feed["items"][0]["last_comments"]), ["m3", "m2"]);
+    assert_eq!(
+        app.comment(&mallory, &alices, "hello again").await.status(),
+        StatusCode::CREATED
+    );
+}
