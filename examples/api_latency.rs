@@ -13,9 +13,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use imagegram::config::{BlobUrl, DatabaseUrl, OnOff, ServerArgs, parse_database_url};
-use imagegram::migrate::{Instance, Options};
-use imagegram::store::sqlite::SqliteStore;
+use imagegram::config::{OnOff, ServerArgs};
 use support::report;
 
 async fn timed(client: &reqwest::Client, url: &str) -> (Duration, serde_json::Value) {
@@ -110,40 +108,7 @@ async fn main() -> anyhow::Result<()> {
     let requests: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(2_000);
     let dir = tempfile::tempdir()?;
 
-    let started = Instant::now();
-    let store = SqliteStore::open(&dir.path().join("imagegram.db"), 4)?;
-    let comments = store.seed_synthetic(1_000, posts, 42)?;
-    drop(store);
-    println!(
-        "seeded {posts} posts and {comments} comments in {:.1?}",
-        started.elapsed()
-    );
-
-    let database_url = std::env::var("BENCH_DATABASE_URL").ok();
-    if let Some(url) = &database_url {
-        let started = Instant::now();
-        let blobs = BlobUrl::Local(dir.path().join("blobs"));
-        let from = Instance {
-            database: DatabaseUrl::Sqlite(dir.path().join("imagegram.db")),
-            blobs: blobs.clone(),
-        };
-        let to = Instance {
-            database: parse_database_url(url)?,
-            blobs,
-        };
-        let options = Options {
-            batch_size: 5_000,
-            stop_after_rows: None,
-        };
-        imagegram::migrate::run(from, to, options).await?;
-        println!("copied into PostgreSQL in {:.1?}", started.elapsed());
-    }
-    let backend = if database_url.is_some() {
-        "PostgreSQL"
-    } else {
-        "SQLite"
-    };
-    println!("backend: {backend}");
+    let database_url = support::seeded_instance(dir.path(), 1_000, posts, 42).await?;
 
     let config = ServerArgs {
         listen: Some("127.0.0.1:0".parse()?),

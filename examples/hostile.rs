@@ -24,25 +24,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use server::{memory_kib, start_server};
-use support::report;
+use support::{register, report};
 
 type Tally = Arc<Mutex<BTreeMap<String, u64>>>;
 
 fn count(tally: &Tally, what: String) {
     *tally.lock().unwrap().entry(what).or_default() += 1;
-}
-
-async fn register(client: &reqwest::Client, base: &str, name: &str) -> String {
-    let v: serde_json::Value = client
-        .post(format!("{base}/v1/users"))
-        .json(&json!({"username": name, "password": "benchmark password"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    v["token"].as_str().unwrap().to_owned()
 }
 
 async fn feed_latencies(client: &reqwest::Client, base: &str, until: Instant) -> Vec<Duration> {

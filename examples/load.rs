@@ -16,7 +16,9 @@
 //! 2. The release server on a loopback port (`--rate-limit off`, one image worker),
 //!    with the ceiling endpoint sized like a first feed page.
 //! 3. wrk (`bench/wrk/imagegram.lua`, -t1 -cC -dSECS) runs each scenario: ceiling,
-//!    first page, random deep pages via real cursors and single post with C
+//!    first page, random deep pages via real cursors (and both again as a
+//!    signed-in reader who blocks 100 of the top posts' authors: `first-blocks`,
+//!    `deep-blocks`) and single post with C
 //!    connections as fast as they are answered, each after a 2-second warm-up;
 //!    comment create and delete with the write connections (default 16), create
 //!    after an unmeasured fill run; deep pages and comment creation again
@@ -81,6 +83,8 @@ const SCENARIOS: &[&str] = &[
     "first",
     "deep",
     "deep@10000",
+    "first-blocks",
+    "deep-blocks",
     "post",
     "create",
     "create@5000",
@@ -259,14 +263,26 @@ async fn get_json(client: &reqwest::Client, url: &str) -> anyhow::Result<Value> 
 }
 
 /// Walks the whole feed for real cursors; keeps one post id per page.
-async fn prepare(client: &reqwest::Client, base: &str, data: &Path) -> anyhow::Result<usize> {
+/// Cursors and post ids for the scenarios, and the authors of the top posts.
+async fn prepare(
+    client: &reqwest::Client,
+    base: &str,
+    data: &Path,
+) -> anyhow::Result<(usize, Vec<String>)> {
     let mut cursors = Vec::new();
     let mut posts = Vec::new();
+    let mut authors: Vec<String> = Vec::new();
     let mut url = format!("{base}/v1/posts?limit=100");
     loop {
         let page = get_json(client, &url).await?;
         if let Some(id) = page["items"][0]["id"].as_str() {
             posts.push(id.to_owned());
+        }
+        for item in page["items"].as_array().into_iter().flatten() {
+            let name = item["author"]["username"].as_str().unwrap_or_default();
+            if authors.len() < BLOCKS && !name.is_empty() && !authors.iter().any(|a| a == name) {
+                authors.push(name.to_owned());
+            }
         }
         match page["next_cursor"].as_str() {
             Some(c) => {
@@ -278,11 +294,34 @@ async fn prepare(client: &reqwest::Client, base: &str, data: &Path) -> anyhow::R
     }
     std::fs::write(data.join("cursors.txt"), cursors.join("\n") + "\n")?;
     std::fs::write(data.join("posts.txt"), posts.join("\n") + "\n")?;
-    Ok(cursors.len())
+    Ok((cursors.len(), authors))
 }
 
-async fn register(client: &reqwest::Client, base: &str) -> anyhow::Result<String> {
-    let name = format!("load_{}", std::process::id());
+/// Whom the `-blocks` scenarios' reader blocks: authors of the feed's top
+/// posts, so that the filter has posts to drop and comments to replace.
+const BLOCKS: usize = 100;
+
+/// A reader who blocks `authors`; their token.
+async fn blocker(
+    client: &reqwest::Client,
+    base: &str,
+    authors: &[String],
+) -> anyhow::Result<String> {
+    let token = register(client, base, "blocker").await?;
+    for name in authors {
+        let status = client
+            .put(format!("{base}/v1/me/blocks/{name}"))
+            .bearer_auth(&token)
+            .send()
+            .await?
+            .status();
+        anyhow::ensure!(status.as_u16() == 204, "blocking {name}: {status}");
+    }
+    Ok(token)
+}
+
+async fn register(client: &reqwest::Client, base: &str, role: &str) -> anyhow::Result<String> {
+    let name = format!("{role}_{}", std::process::id());
     let v: Value = client
         .post(format!("{base}/v1/users"))
         .json(&json!({"username": name, "password": "benchmark password"}))
@@ -677,12 +716,20 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     let base = server.base.clone();
     let started = Instant::now();
-    let pages = prepare(&client, &base, &data).await?;
+    let (pages, authors) = prepare(&client, &base, &data).await?;
     println!(
         "backend {backend}: {pages} cursors collected in {:.1?}; first page {size} bytes",
         started.elapsed()
     );
-    let token = register(&client, &base).await?;
+    let token = register(&client, &base, "load").await?;
+    let blocker_token = if SCENARIOS
+        .iter()
+        .any(|s| s.ends_with("-blocks") && args.wants(s))
+    {
+        blocker(&client, &base, &authors).await?
+    } else {
+        String::new()
+    };
 
     let mut results = Vec::new();
     let mut filled = false;
@@ -710,6 +757,11 @@ async fn main() -> anyhow::Result<()> {
                     std::fs::rename(data.join("created.txt"), data.join("comments.txt"))
                         .map_err(|e| anyhow::anyhow!("delete deletes what create made: {e}"))?;
                 }
+                let token = if scenario.ends_with("-blocks") {
+                    &blocker_token
+                } else {
+                    &token
+                };
                 let writes = matches!(scenario, "create" | "delete");
                 let connections = match (rate, writes) {
                     (Some(_), _) => PACED_CONNECTIONS,
@@ -725,7 +777,7 @@ async fn main() -> anyhow::Result<()> {
                         seconds: WARM_UP_SECS,
                         rate,
                     };
-                    wrk(&warm_up, &base, &data, &token)?;
+                    wrk(&warm_up, &base, &data, token)?;
                 }
                 let run = Run {
                     scenario,
@@ -733,7 +785,7 @@ async fn main() -> anyhow::Result<()> {
                     seconds: args.duration,
                     rate,
                 };
-                let mut r = measured(server.pid, || wrk(&run, &base, &data, &token))?;
+                let mut r = measured(server.pid, || wrk(&run, &base, &data, token))?;
                 r["scenario"] = json!(name);
                 if let Some(rate) = rate {
                     r["offered_rps"] = json!(rate);

@@ -17,24 +17,13 @@ use futures_util::stream;
 
 #[path = "support/server.rs"]
 mod server;
+mod support;
 
 use server::{memory_kib, root, start_server};
+use support::register;
 
 const MIB: u64 = 1 << 20;
 const SIZE: u64 = 100 * MIB;
-
-async fn register(client: &reqwest::Client, base: &str, name: &str) -> String {
-    let v: serde_json::Value = client
-        .post(format!("{base}/v1/users"))
-        .json(&serde_json::json!({"username": name, "password": "benchmark password"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    v["token"].as_str().unwrap().to_owned()
-}
 
 async fn resume() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,5 +1,5 @@
 -- wrk scenarios for Imagegram (driven by examples/load.rs; see BENCHMARKS.md).
--- Environment: SCENARIO (ceiling|first|deep|post|create|delete|mix),
+-- Environment: SCENARIO (ceiling|first|deep|post|create|delete|mix|first-blocks|deep-blocks),
 -- BENCH_DATA (folder with cursors.txt, posts.txt, comments.txt), TOKEN (bearer),
 -- RESULT (JSON file written when the run ends); for runs offered at a rate (the
 -- mix, deep@N, create@N), RATE (requests/s in all), which paces it (see delay()).
@@ -35,6 +35,10 @@ local function pick(t) return t[math.random(#t)] end
 
 local function first() return wrk.format("GET", "/v1/posts") end
 local function deep() return wrk.format("GET", "/v1/posts?cursor=" .. pick(cursors)) end
+-- A signed-in reader (TOKEN: one who blocks 100 authors, for the -blocks runs).
+local reader = { ["Authorization"] = "Bearer " .. (token or "") }
+local function first_blocks() return wrk.format("GET", "/v1/posts", reader) end
+local function deep_blocks() return wrk.format("GET", "/v1/posts?cursor=" .. pick(cursors), reader) end
 local function post() return wrk.format("GET", "/v1/posts/" .. pick(posts)) end
 local function create()
   local body = '{"body":"load test comment ' .. math.random(1000000) .. ', a sentence of ordinary length"}'
@@ -105,7 +109,10 @@ if scenario == "ceiling" then
 elseif scenario == "first" then
   wrk.path = "/v1/posts"
 else
-  local scenarios = { deep = deep, post = post, create = create, delete = delete, mix = mix }
+  local scenarios = {
+    deep = deep, post = post, create = create, delete = delete, mix = mix,
+    ["first-blocks"] = first_blocks, ["deep-blocks"] = deep_blocks,
+  }
   request = scenarios[scenario]
 end
 

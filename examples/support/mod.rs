@@ -1,4 +1,6 @@
-//! Latency summaries shared by the benchmark examples.
+//! Latency summaries, sign-ups and seeded instances shared by the benchmark examples.
+// Each example compiles this module on its own, and none uses all of it.
+#![allow(dead_code)]
 
 use std::time::Duration;
 
@@ -17,4 +19,68 @@ pub fn report(name: &str, mut samples: Vec<Duration>) {
         percentile(&samples, 0.999),
         samples[samples.len() - 1]
     );
+}
+
+/// Registers `name` (password "benchmark password") at `base`; its token.
+pub async fn register(client: &reqwest::Client, base: &str, name: &str) -> String {
+    let v: serde_json::Value = client
+        .post(format!("{base}/v1/users"))
+        .json(&serde_json::json!({"username": name, "password": "benchmark password"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["token"].as_str().unwrap().to_owned()
+}
+
+/// An embedded instance in `dir` seeded with `posts` ready posts by `users`
+/// users, copied into PostgreSQL when BENCH_DATABASE_URL names an empty
+/// database; the database URL to serve it from (None: the embedded one).
+#[cfg(feature = "bench")]
+pub async fn seeded_instance(
+    dir: &std::path::Path,
+    users: usize,
+    posts: usize,
+    seed: u64,
+) -> anyhow::Result<Option<String>> {
+    use imagegram::config::{BlobUrl, DatabaseUrl, parse_database_url};
+    use imagegram::migrate::{Instance, Options};
+    let started = std::time::Instant::now();
+    let store = imagegram::store::sqlite::SqliteStore::open(&dir.join("imagegram.db"), 4)?;
+    let comments = store.seed_synthetic(users, posts, seed)?;
+    drop(store);
+    println!(
+        "seeded {posts} posts and {comments} comments in {:.1?}",
+        started.elapsed()
+    );
+    let database_url = std::env::var("BENCH_DATABASE_URL").ok();
+    if let Some(url) = &database_url {
+        let started = std::time::Instant::now();
+        let blobs = BlobUrl::Local(dir.join("blobs"));
+        let from = Instance {
+            database: DatabaseUrl::Sqlite(dir.join("imagegram.db")),
+            blobs: blobs.clone(),
+        };
+        let to = Instance {
+            database: parse_database_url(url)?,
+            blobs,
+        };
+        let options = Options {
+            batch_size: 5_000,
+            stop_after_rows: None,
+        };
+        imagegram::migrate::run(from, to, options).await?;
+        println!("copied into PostgreSQL in {:.1?}", started.elapsed());
+    }
+    println!(
+        "backend: {}",
+        if database_url.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        }
+    );
+    Ok(database_url)
 }

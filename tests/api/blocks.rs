@@ -5,7 +5,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, error_fields, page_ids as ids, problem};
+use crate::helpers::{TestApp, comment_bodies as bodies, error_fields, page_ids as ids, problem};
 
 async fn put_block(app: &TestApp, token: &str, username: &str) -> reqwest::Response {
     app.client
@@ -14,15 +14,6 @@ async fn put_block(app: &TestApp, token: &str, username: &str) -> reqwest::Respo
         .send()
         .await
         .unwrap()
-}
-
-fn bodies(comments: &Value) -> Vec<String> {
-    comments
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["body"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 /// Every page of the feed as `token` reads it, `limit` at a time.

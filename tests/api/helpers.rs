@@ -417,6 +417,16 @@ pub async fn problem(resp: Response, status: u16) -> Value {
 }
 
 /// The `field` names of a validation problem.
+/// The bodies of a JSON array of comments, in order.
+pub fn comment_bodies(comments: &Value) -> Vec<String> {
+    comments
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["body"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 /// The ids of a page's items, in order.
 pub fn page_ids(page: &Value) -> Vec<String> {
     page["items"]

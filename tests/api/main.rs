@@ -1,6 +1,7 @@
 //! Black-box tests: a real server on a random loopback port with a temporary
 //! data directory, driven over HTTP. All in one binary so it links once.
 
+mod account_deletion;
 mod accounts;
 mod admin;
 mod blocks;

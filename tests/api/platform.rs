@@ -144,6 +144,7 @@ async fn the_openapi_document_describes_every_route() {
         ("/v1/sessions", "POST"),
         ("/v1/sessions/current", "DELETE"),
         ("/v1/me", "GET"),
+        ("/v1/me", "DELETE"),
         ("/v1/me/sessions", "GET"),
         ("/v1/me/sessions/{id}", "DELETE"),
         ("/v1/me/password", "PUT"),

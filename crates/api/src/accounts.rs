@@ -20,7 +20,7 @@ pub fn routes() -> OpenApiRouter<Services> {
         .routes(routes!(register))
         .routes(routes!(login))
         .routes(routes!(logout))
-        .routes(routes!(me))
+        .routes(routes!(me, delete_me))
         .routes(routes!(sessions))
         .routes(routes!(revoke_session))
         .routes(routes!(change_password))
@@ -204,5 +204,23 @@ pub(super) async fn set_role(
 ) -> ApiResult<StatusCode> {
     s.set_role(&Actor::Staff(&admin.account()), &username, &c.role)
         .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(super) struct AccountDeletion {
+    /// The account's password, to confirm.
+    password: String,
+}
+
+#[utoipa::path(delete, path = "/v1/me", tag = "accounts", security(("bearer" = [])), request_body = AccountDeletion,
+    responses((status = 204, description = "Deleted: everything the account made is gone from every read, its sessions are revoked, its username is free; its blobs are purged within minutes"),
+        (status = 400, description = "Malformed JSON", body = super::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or invalid token", body = super::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "Wrong password", body = super::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "Rate limited", body = super::problem::Problem, content_type = "application/problem+json")))]
+pub(super) async fn delete_me(
+    State(s): State<Services>,
+    auth: AuthUser,
+    JsonBody(d): JsonBody<AccountDeletion>,
+) -> ApiResult<StatusCode> {
+    s.delete_account(&auth.user, d.password).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -77,7 +77,7 @@ fn key_of(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 /// The user, or for anonymous calls the client's address.
 async fn scope_of(services: &Services, request: &mut Request) -> String {
     if let Some(user) = authenticate_once(services, request).await {
-        return format!("user:{}", user.id);
+        return domain::idempotency::user_scope(user.id);
     }
     let peer = request
         .extensions()

@@ -415,9 +415,9 @@ pub(super) async fn feed(
     OriginalUri(uri): OriginalUri,
     page: PageQuery,
 ) -> ApiResult<Response> {
-    // Readers who block someone get pages made for them; everyone else shares the cache.
-    let hides_someone = reader.as_ref().is_some_and(|a| !a.blocks.hidden.is_empty());
-    if hides_someone {
+    // Readers who block someone (and everyone while an account is being
+    // deleted) get pages made for them; otherwise they share the cache.
+    if !s.hiding(reader.as_ref()).await?.is_empty() {
         let posts = s
             .feed_for(reader.as_ref(), page.cursor.as_deref(), page.limit)
             .await?;

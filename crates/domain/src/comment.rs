@@ -100,20 +100,25 @@ pub enum CommentDeletion {
     NotAuthor,
 }
 
-/// Who removes a comment: its author, or moderation taking it down.
+/// Who removes a comment: its author, moderation taking it down, or the
+/// purge of a deleted account.
 #[derive(Debug, Clone)]
 pub enum Remover {
     Author(User),
     Moderation,
+    Purge,
 }
 
 impl Remover {
-    /// Whose view of the post the removal is made in: moderation sees what
-    /// everyone sees (`Post::visible_to` with no viewer).
-    pub fn viewer(&self) -> Option<&User> {
+    /// Whether the removal may touch the post: authors and moderators act on
+    /// what they can see (`Post::visible_to`: moderation sees what everyone
+    /// sees); the purge removes an account's comments wherever they are,
+    /// expired posts included.
+    pub fn reaches(&self, post: &crate::Post, now: crate::Timestamp) -> bool {
         match self {
-            Remover::Author(user) => Some(user),
-            Remover::Moderation => None,
+            Remover::Author(user) => post.visible_to(Some(user), now),
+            Remover::Moderation => post.visible_to(None, now),
+            Remover::Purge => true,
         }
     }
 }
@@ -125,7 +130,7 @@ impl CommentDeletion {
     pub fn decide(author: Option<UserId>, by: &Remover) -> Self {
         match (author, by) {
             (None, _) => CommentDeletion::NotFound,
-            (Some(_), Remover::Moderation) => CommentDeletion::Deleted,
+            (Some(_), Remover::Moderation | Remover::Purge) => CommentDeletion::Deleted,
             (Some(author), Remover::Author(by)) if author != by.id => CommentDeletion::NotAuthor,
             (Some(_), Remover::Author(_)) => CommentDeletion::Deleted,
         }

@@ -143,3 +143,9 @@ mod tests {
         );
     }
 }
+
+/// The scope of a signed-in user's Idempotency-Keys: a key is stored as
+/// "<scope> <key>", so all of one user's keys are one range of scope keys.
+pub fn user_scope(user: crate::UserId) -> String {
+    format!("user:{user}")
+}

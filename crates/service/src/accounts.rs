@@ -358,6 +358,63 @@ impl Services {
         Ok(())
     }
 
+    /// Deletes the caller's account (`password` confirms it): from this moment
+    /// everything it made is hidden from every read (on other nodes within
+    /// the feed cache's bound), its sessions are revoked and its username is
+    /// free; the purge (`purge_deleted_accounts`) then removes the content.
+    pub async fn delete_account(&self, user: &User, password: String) -> ServiceResult<()> {
+        self.check_password(user, password, "password").await?;
+        if let Some(revoked) = self.store.begin_account_deletion(user.id, now()).await? {
+            for hash in &revoked {
+                self.sessions.revoke(hash);
+            }
+        }
+        self.sessions.revoke_user(user.id);
+        self.forget_gone_authors();
+        Ok(())
+    }
+
+    /// Removes what deleted accounts made — comments (each in a transaction of
+    /// its own, counts and newest comments of the posts exact), posts with
+    /// their blobs, unfinished uploads — then the accounts; how many accounts.
+    /// Run by the sweeper; safe to run anywhere, any time, more than once.
+    pub async fn purge_deleted_accounts(&self) -> ServiceResult<usize> {
+        const BATCH: u32 = 500;
+        let accounts = self.store.accounts_being_deleted().await?;
+        for &user in &accounts {
+            loop {
+                let comments = self.store.comments_by_author(user, BATCH).await?;
+                if comments.is_empty() {
+                    break;
+                }
+                for (post, comment) in comments {
+                    self.remove_comment(post, comment, &domain::Remover::Purge)
+                        .await?;
+                }
+            }
+            loop {
+                let posts = self.store.post_ids_by_author(user, BATCH).await?;
+                if posts.is_empty() {
+                    break;
+                }
+                for post in posts {
+                    self.remove_post(post).await?;
+                }
+            }
+            for upload in self.store.upload_ids_of(user, u32::MAX).await? {
+                self.store.delete_upload(upload).await?;
+            }
+            self.store.finish_account_deletion(user).await?;
+        }
+        if !accounts.is_empty() {
+            self.forget_gone_authors();
+            if let Err(e) = self.collect_garbage().await {
+                tracing::warn!(error = %e, "deleting blobs of deleted accounts; the sweeper will retry");
+            }
+        }
+        Ok(accounts.len())
+    }
+
     /// Refuses with a 422 on `field` unless `password` is the user's.
     pub(crate) async fn check_password(
         &self,

@@ -1,6 +1,5 @@
 //! Comments on visible posts.
 
-use super::hidden::hidden_by;
 use super::{Account, Page, ServiceError, ServiceResult, Services};
 use domain::{
     Comment, CommentBody, CommentId, CommentRefusal, IdCursor, Limit, NewComment, PostId, Remover,
@@ -48,11 +47,11 @@ impl Services {
         self.post_for(post_id, reader).await?;
         let scope = format!("comments:{post_id}");
         let after = self.id_cursor(cursor, &scope)?;
-        let hidden = hidden_by(reader);
-        let rows = if hidden.is_empty() {
+        let hiding = self.hiding(reader).await?;
+        let rows = if hiding.is_empty() {
             self.store.comments(post_id, after, limit.get() + 1).await?
         } else {
-            self.visible_comments(post_id, hidden, after, limit.get() + 1)
+            self.visible_comments(post_id, &hiding, after, limit.get() + 1)
                 .await?
         };
         Ok(Page::from_overfetch(rows, limit.get(), |c| {

@@ -51,16 +51,6 @@ impl HiddenAuthors {
     pub fn may_show_in(&self, rendering: &str) -> bool {
         self.matcher.as_ref().is_some_and(|m| m.is_match(rendering))
     }
-
-    /// Whether the post, as it stands, shows someone hidden in its newest comments.
-    pub fn hides_any_of(&self, comments: &[Comment]) -> bool {
-        !self.is_empty() && comments.iter().any(|c| self.hides(c.author.id))
-    }
-
-    /// Whether the post itself is hidden (its author is).
-    pub fn hides_post(&self, post: &Post) -> bool {
-        self.hides(post.author.id)
-    }
 }
 
 #[cfg(test)]
@@ -98,13 +88,6 @@ impl Default for Blocks {
     }
 }
 
-/// Whom a reader hides: no one for anonymous readers.
-pub(crate) fn hidden_by(reader: Option<&super::Account>) -> &HiddenAuthors {
-    static NO_ONE: std::sync::LazyLock<HiddenAuthors> =
-        std::sync::LazyLock::new(HiddenAuthors::default);
-    reader.map_or(&NO_ONE, |a| &a.blocks.hidden)
-}
-
 /// Blocks one account may hold: each is checked on every read it makes.
 pub const MAX_BLOCKS: usize = 1000;
 
@@ -112,40 +95,151 @@ pub const MAX_BLOCKS: usize = 1000;
 /// that it answers with what it found and a cursor to go on from.
 const MAX_ROUNDS: usize = 10;
 
+/// Whom one read hides: the reader's blocks, and accounts being deleted,
+/// which vanish for everyone at once while the purge removes their content
+/// (their comments are still counted in the stored `comment_count`, so reads
+/// subtract them until then).
+#[derive(Debug, Clone)]
+pub struct Hiding {
+    blocked: Arc<HiddenAuthors>,
+    gone: Arc<HiddenAuthors>,
+}
+
+impl Hiding {
+    pub fn is_empty(&self) -> bool {
+        self.blocked.is_empty() && self.gone.is_empty()
+    }
+
+    pub fn hides(&self, user: UserId) -> bool {
+        self.blocked.hides(user) || self.gone.hides(user)
+    }
+
+    fn may_show_in(&self, rendering: &str) -> bool {
+        self.blocked.may_show_in(rendering) || self.gone.may_show_in(rendering)
+    }
+
+    fn hides_any_of(&self, comments: &[Comment]) -> bool {
+        comments.iter().any(|c| self.hides(c.author.id))
+    }
+}
+
+/// The accounts being deleted, as this process last read them: re-read when
+/// older than the feed cache's bound, the same bound other processes' writes
+/// take to show here.
+pub(crate) struct GoneAuthors {
+    ttl: std::time::Duration,
+    state: std::sync::Mutex<(Arc<HiddenAuthors>, Option<std::time::Instant>)>,
+}
+
+impl GoneAuthors {
+    pub fn new(ttl: std::time::Duration) -> Self {
+        GoneAuthors {
+            ttl,
+            state: std::sync::Mutex::new((HiddenAuthors::none(), None)),
+        }
+    }
+
+    fn fresh(&self) -> Option<Arc<HiddenAuthors>> {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (set, read_at) = &*state;
+        read_at
+            .is_some_and(|at| at.elapsed() < self.ttl)
+            .then(|| set.clone())
+    }
+
+    /// Keeps a new reading; whether it differs from the last.
+    fn keep(&self, ids: Vec<UserId>) -> bool {
+        let set = Arc::new(HiddenAuthors::new(ids));
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = state.0.ids != set.ids;
+        *state = (set, Some(std::time::Instant::now()));
+        changed
+    }
+
+    /// Forgets the reading, so the next read looks again (after a deletion here).
+    fn forget(&self) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).1 = None;
+    }
+}
+
 impl super::Services {
-    /// The post as a reader who hides `hidden` sees it: none if its author is
-    /// hidden, else with its newest comments by authors who are not.
+    /// Makes the next read look up the accounts being deleted again, and drops
+    /// cached pages that may show them.
+    pub(crate) fn forget_gone_authors(&self) {
+        self.gone.forget();
+        self.feed_cache.invalidate();
+    }
+
+    /// Whom `reader` (anyone, when `None`) does not see.
+    pub async fn hiding(&self, reader: Option<&super::Account>) -> super::ServiceResult<Hiding> {
+        let gone = match self.gone.fresh() {
+            Some(gone) => gone,
+            None => {
+                let ids = self.store.accounts_being_deleted().await?;
+                if self.gone.keep(ids) {
+                    // Pages cached before the change show what is now hidden.
+                    self.feed_cache.invalidate();
+                }
+                self.gone.fresh().unwrap_or_else(HiddenAuthors::none)
+            }
+        };
+        let blocked = reader.map_or_else(HiddenAuthors::none, |a| a.blocks.hidden.clone());
+        Ok(Hiding { blocked, gone })
+    }
+
+    /// The post as a reader who hides `hiding` sees it: none if its author is
+    /// hidden, else with its newest comments by authors who are not, and its
+    /// count without the comments of accounts being deleted.
     pub(crate) async fn shown(
         &self,
         mut post: Post,
-        hidden: &HiddenAuthors,
+        hiding: &Hiding,
     ) -> super::ServiceResult<Option<Post>> {
-        if hidden.hides_post(&post) {
+        if hiding.hides(post.author.id) {
             return Ok(None);
         }
-        if hidden.hides_any_of(&post.last_comments) {
+        if hiding.hides_any_of(&post.last_comments) {
             post.last_comments = self
-                .visible_comments(post.id, hidden, None, domain::LAST_COMMENTS as u32)
+                .visible_comments(post.id, hiding, None, domain::LAST_COMMENTS as u32)
                 .await?;
+        }
+        if let Some((_, n)) = self.gone_comments(hiding, &[post.id]).await?.first() {
+            post.comment_count -= n;
         }
         Ok(Some(post))
     }
 
+    /// Comments of accounts being deleted, per post (those with none left out).
+    async fn gone_comments(
+        &self,
+        hiding: &Hiding,
+        posts: &[domain::PostId],
+    ) -> super::ServiceResult<Vec<(domain::PostId, i64)>> {
+        if hiding.gone.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .store
+            .comment_counts_by(&hiding.gone.ids, posts)
+            .await?)
+    }
+
     /// Up to `limit` comments of the post after `after`, newest first, by
-    /// authors `hidden` does not hold.
+    /// authors `hiding` does not hide.
     pub(crate) async fn visible_comments(
         &self,
         post_id: domain::PostId,
-        hidden: &HiddenAuthors,
+        hiding: &Hiding,
         mut after: Option<domain::IdCursor>,
         limit: u32,
     ) -> super::ServiceResult<Vec<Comment>> {
+        let fetch = limit.max(20);
         let mut shown = Vec::new();
         for _ in 0..MAX_ROUNDS {
-            let batch = self.store.comments(post_id, after, limit.max(20)).await?;
-            let full = batch.len() as u32 == limit.max(20);
+            let batch = self.store.comments(post_id, after, fetch).await?;
+            let full = batch.len() as u32 == fetch;
             after = batch.last().map(|c| domain::IdCursor(*c.id.as_bytes()));
-            shown.extend(batch.into_iter().filter(|c| !hidden.hides(c.author.id)));
+            shown.extend(batch.into_iter().filter(|c| !hiding.hides(c.author.id)));
             if shown.len() as u32 >= limit || !full {
                 break;
             }
@@ -155,13 +249,13 @@ impl super::Services {
     }
 
     /// A feed page for a reader who hides someone: the same ranking, without
-    /// their posts, and without their comments among the newest two. Most
-    /// renderings name no one hidden and are served as stored.
+    /// their posts, and without their comments among the newest two or in the
+    /// counts. Most renderings name no one hidden and are served as stored.
     pub(crate) async fn feed_hiding(
         &self,
         after: Option<domain::FeedCursor>,
         limit: domain::Limit,
-        hidden: &HiddenAuthors,
+        hiding: &Hiding,
     ) -> super::ServiceResult<super::Page<domain::rendering::FeedEntry>> {
         use domain::rendering::FeedEntry;
         let want = limit.get() + 1;
@@ -175,15 +269,18 @@ impl super::Services {
                 comment_count: e.comment_count,
                 post_id: e.id,
             });
+            let ids: Vec<domain::PostId> = batch.iter().map(|e| e.id).collect();
+            let recounted = self.gone_comments(hiding, &ids).await?;
             for entry in batch {
-                if !hidden.may_show_in(&entry.json) {
+                let recount = recounted.iter().any(|(id, _)| *id == entry.id);
+                if !recount && !hiding.may_show_in(&entry.json) {
                     shown.push(entry);
                     continue;
                 }
                 let Some(post) = self.store.post(entry.id).await? else {
                     continue;
                 };
-                if let Some(post) = self.shown(post, hidden).await? {
+                if let Some(post) = self.shown(post, hiding).await? {
                     shown.push(FeedEntry {
                         json: (store::POST_RENDERER.render)(&post),
                         ..entry

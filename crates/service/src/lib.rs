@@ -29,7 +29,7 @@ use store::{BlobStore, Store};
 pub use accounts::{Account, SESSIONS_LISTED, Session, SessionInfo, Token};
 pub use errors::{ServiceError, ServiceResult};
 pub use events::EventStreamSlots;
-pub use hidden::{Blocks, HiddenAuthors, MAX_BLOCKS};
+pub use hidden::{Blocks, HiddenAuthors, Hiding, MAX_BLOCKS};
 pub use idempotency::{CLAIM_RENEW_EVERY, IDEMPOTENCY_RETENTION};
 pub use orphans::ORPHAN_AGE;
 pub use pages::Page;
@@ -93,6 +93,8 @@ pub struct ServiceParts {
     pub feed_cache: Arc<FeedCache>,
     /// Bearer tokens recently checked (see `session_cache.rs`).
     pub sessions: SessionCache,
+    /// Accounts being deleted, hidden from every read (see `hidden.rs`).
+    gone: hidden::GoneAuthors,
     /// Where the orphan sweep goes on in each blob prefix (see `orphans.rs`).
     orphan_scan: std::sync::Mutex<std::collections::HashMap<&'static str, String>>,
     /// Open event streams, bounded per user and per node (see `events.rs`).
@@ -115,6 +117,7 @@ impl Services {
             cursor_key,
             feed_cache: Arc::new(FeedCache::new(settings.feed_cache_ttl)),
             sessions: SessionCache::new(settings.session_cache_ttl),
+            gone: hidden::GoneAuthors::new(settings.feed_cache_ttl),
             orphan_scan: Default::default(),
             event_streams: Arc::new(EventStreamSlots::new(settings.max_event_streams)),
             settings,

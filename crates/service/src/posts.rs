@@ -4,7 +4,6 @@ use tempfile::TempPath;
 
 use store::{FeedEntry, KeyAnswer, StoreError};
 
-use super::hidden::hidden_by;
 use super::{Account, CachedPage, Page, PageShape, ServiceError, ServiceResult, Services};
 use domain::{
     AltText, Caption, EditRefusal, EditRequest, ExpiresIn, FeedCursor, IdCursor, Limit, NewPost,
@@ -200,7 +199,8 @@ impl Services {
     /// block, with its newest comments by others.
     pub async fn post_for(&self, id: PostId, reader: Option<&Account>) -> ServiceResult<Post> {
         let post = self.post(id, reader.map(|a| &a.user)).await?;
-        self.shown(post, hidden_by(reader))
+        let hiding = self.hiding(reader).await?;
+        self.shown(post, &hiding)
             .await?
             .ok_or(ServiceError::NotFound("no such post"))
     }
@@ -262,9 +262,9 @@ impl Services {
             }
             None => None,
         };
-        let hidden = hidden_by(reader);
-        if !hidden.is_empty() {
-            return self.feed_hiding(after, limit, hidden).await;
+        let hiding = self.hiding(reader).await?;
+        if !hiding.is_empty() {
+            return self.feed_hiding(after, limit, &hiding).await;
         }
         let rows = self.store.feed(after, limit.get() + 1, now()).await?;
         Ok(Page::from_overfetch(rows, limit.get(), |p| {
@@ -292,8 +292,8 @@ impl Services {
             .ok_or(ServiceError::NotFound("no such user"))?;
         let scope = format!("user-posts:{}", user.id);
         let after = self.id_cursor(cursor, &scope)?;
-        let hidden = hidden_by(reader);
-        if hidden.hides(user.id) {
+        let hiding = self.hiding(reader).await?;
+        if hiding.hides(user.id) {
             return Ok(Page {
                 items: Vec::new(),
                 next_cursor: None,
@@ -305,7 +305,7 @@ impl Services {
             .posts_by_author(user.id, after, limit.get() + 1, now())
             .await?
         {
-            rows.extend(self.shown(post, hidden).await?);
+            rows.extend(self.shown(post, &hiding).await?);
         }
         Ok(Page::from_overfetch(rows, limit.get(), |p| {
             IdCursor(*p.id.as_bytes()).encode(&scope, &self.cursor_key)

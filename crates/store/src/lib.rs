@@ -67,6 +67,13 @@ pub struct SessionRecord {
     pub last_used_at: Timestamp,
 }
 
+/// The idempotency keys a user's requests claimed: stored as "<scope> <key>",
+/// they are the range from "<scope> " up to "<scope>!" (' ' + 1).
+pub(crate) fn idempotency_scope_range(user: UserId) -> (String, String) {
+    let scope = domain::idempotency::user_scope(user);
+    (format!("{scope} "), format!("{scope}!"))
+}
+
 /// A stored role. The column's CHECK admits only the three; were anything
 /// else ever read, it grants nothing.
 pub(crate) fn role_from_column(raw: &str) -> Role {
@@ -105,6 +112,35 @@ pub trait AccountStore: Send + Sync {
     ) -> StoreResult<Vec<[u8; 32]>>;
     /// Gives the user `role`; the user, if there is one by that name.
     async fn set_role(&self, username: &Username, role: Role) -> StoreResult<Option<User>>;
+    /// Starts deleting an account, in one transaction: marks it deleted (its
+    /// content hidden from then on), frees its username, and deletes its
+    /// sessions, blocks, events and idempotency answers. The deleted sessions'
+    /// token hashes; `None` if the account is gone or going already.
+    async fn begin_account_deletion(
+        &self,
+        user: UserId,
+        at: Timestamp,
+    ) -> StoreResult<Option<Vec<[u8; 32]>>>;
+    /// Accounts whose deletion has begun and not finished.
+    async fn accounts_being_deleted(&self) -> StoreResult<Vec<UserId>>;
+    /// Up to `limit` of the author's comments, as (post, comment).
+    async fn comments_by_author(
+        &self,
+        author: UserId,
+        limit: u32,
+    ) -> StoreResult<Vec<(PostId, CommentId)>>;
+    /// Up to `limit` of the author's posts, whatever their status.
+    async fn post_ids_by_author(&self, author: UserId, limit: u32) -> StoreResult<Vec<PostId>>;
+    /// Up to `limit` of the owner's unfinished uploads.
+    async fn upload_ids_of(&self, owner: UserId, limit: u32) -> StoreResult<Vec<UploadId>>;
+    /// Deletes the account's row, once the purge removed what it made.
+    async fn finish_account_deletion(&self, user: UserId) -> StoreResult<()>;
+    /// How many comments each of `posts` has by any of `authors` (posts with none left out).
+    async fn comment_counts_by(
+        &self,
+        authors: &[UserId],
+        posts: &[PostId],
+    ) -> StoreResult<Vec<(PostId, i64)>>;
     async fn touch_session(&self, token_hash: &[u8; 32], now: Timestamp) -> StoreResult<()>;
     async fn delete_session(&self, token_hash: &[u8; 32]) -> StoreResult<()>;
     /// Deletes sessions last used before `before`.

@@ -62,6 +62,7 @@ pub const TABLES: &[Table] = &[
             // Events are keyed by (user, seq): a copy without it reuses keys.
             ("event_seq", Int("bigint")),
             ("role", Text),
+            ("deleted_at", Time),
         ],
         replace: false,
     },

@@ -32,6 +32,11 @@ pub async fn run(services: Services, shutdown: CancellationToken) {
 
 /// One round. `sweep_expired` also deletes the blobs whose deletions are queued.
 async fn sweep(services: &Services) {
+    match services.purge_deleted_accounts().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(accounts = n, "purged deleted accounts"),
+        Err(e) => tracing::warn!(error = %e, "account purge"),
+    }
     match services.sweep_expired().await {
         Ok(0) => {}
         Ok(n) => tracing::info!(records = n, "removed expired records"),

@@ -8,9 +8,9 @@ use super::PgStore;
 use super::rows::user_from_row;
 use crate::{
     AccountStore, Credentials, KeyAnswer, SessionAccount, SessionRecord, StoreError, StoreResult,
-    role_from_column,
+    idempotency_scope_range, role_from_column,
 };
-use domain::{Role, Timestamp, User, UserId, Username};
+use domain::{CommentId, PostId, Role, Timestamp, UploadId, User, UserId, Username};
 
 #[async_trait]
 impl AccountStore for PgStore {
@@ -176,6 +176,125 @@ impl AccountStore for PgStore {
             .execute(&mut *self.conn().await?)
             .await?;
         Ok(())
+    }
+
+    async fn begin_account_deletion(
+        &self,
+        user: UserId,
+        at: Timestamp,
+    ) -> StoreResult<Option<Vec<[u8; 32]>>> {
+        let (from, to) = idempotency_scope_range(user);
+        let mut conn = self.conn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        // '~' is not allowed in usernames, so the freed name cannot clash.
+        let marked = sqlx::query(
+            "UPDATE users SET deleted_at = $1, username = '~' || replace(id::text, '-', ''), \
+             password_hash = '' WHERE id = $2 AND deleted_at IS NULL",
+        )
+        .bind(at)
+        .bind(user.as_uuid())
+        .execute(&mut *tx)
+        .await?;
+        if marked.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let revoked = sqlx::query("DELETE FROM sessions WHERE user_id = $1 RETURNING token_hash")
+            .bind(user.as_uuid())
+            .try_map(|r: PgRow| token_hash(&r))
+            .fetch_all(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM blocks WHERE blocker_id = $1 OR blocked_id = $1")
+            .bind(user.as_uuid())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM events WHERE user_id = $1")
+            .bind(user.as_uuid())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM idempotency_keys WHERE scope_key >= $1 AND scope_key < $2")
+            .bind(from)
+            .bind(to)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(revoked))
+    }
+
+    async fn accounts_being_deleted(&self) -> StoreResult<Vec<UserId>> {
+        let ids: Vec<uuid::Uuid> =
+            sqlx::query_scalar("SELECT id FROM users WHERE deleted_at IS NOT NULL")
+                .fetch_all(&mut *self.conn().await?)
+                .await?;
+        Ok(ids.into_iter().map(UserId::from_uuid).collect())
+    }
+
+    async fn comments_by_author(
+        &self,
+        author: UserId,
+        limit: u32,
+    ) -> StoreResult<Vec<(PostId, CommentId)>> {
+        let rows: Vec<(uuid::Uuid, uuid::Uuid)> =
+            sqlx::query_as("SELECT post_id, id FROM comments WHERE author_id = $1 LIMIT $2")
+                .bind(author.as_uuid())
+                .bind(i64::from(limit))
+                .fetch_all(&mut *self.conn().await?)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(p, c)| (PostId::from_uuid(p), CommentId::from_uuid(c)))
+            .collect())
+    }
+
+    async fn post_ids_by_author(&self, author: UserId, limit: u32) -> StoreResult<Vec<PostId>> {
+        let ids: Vec<uuid::Uuid> =
+            sqlx::query_scalar("SELECT id FROM posts WHERE author_id = $1 LIMIT $2")
+                .bind(author.as_uuid())
+                .bind(i64::from(limit))
+                .fetch_all(&mut *self.conn().await?)
+                .await?;
+        Ok(ids.into_iter().map(PostId::from_uuid).collect())
+    }
+
+    async fn upload_ids_of(&self, owner: UserId, limit: u32) -> StoreResult<Vec<UploadId>> {
+        let ids: Vec<uuid::Uuid> =
+            sqlx::query_scalar("SELECT id FROM uploads WHERE owner_id = $1 LIMIT $2")
+                .bind(owner.as_uuid())
+                .bind(i64::from(limit))
+                .fetch_all(&mut *self.conn().await?)
+                .await?;
+        Ok(ids.into_iter().map(UploadId::from_uuid).collect())
+    }
+
+    async fn finish_account_deletion(&self, user: UserId) -> StoreResult<()> {
+        sqlx::query("DELETE FROM users WHERE id = $1 AND deleted_at IS NOT NULL")
+            .bind(user.as_uuid())
+            .execute(&mut *self.conn().await?)
+            .await?;
+        Ok(())
+    }
+
+    async fn comment_counts_by(
+        &self,
+        authors: &[UserId],
+        posts: &[PostId],
+    ) -> StoreResult<Vec<(PostId, i64)>> {
+        if authors.is_empty() || posts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let authors: Vec<uuid::Uuid> = authors.iter().map(|a| *a.as_uuid()).collect();
+        let posts: Vec<uuid::Uuid> = posts.iter().map(|p| *p.as_uuid()).collect();
+        let rows: Vec<(uuid::Uuid, i64)> = sqlx::query_as(
+            "SELECT post_id, count(*) FROM comments WHERE author_id = ANY($1) AND post_id = ANY($2) \
+             GROUP BY post_id",
+        )
+        .bind(authors)
+        .bind(posts)
+        .fetch_all(&mut *self.conn().await?)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(p, n)| (PostId::from_uuid(p), n))
+            .collect())
     }
 }
 

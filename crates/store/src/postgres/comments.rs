@@ -139,9 +139,7 @@ impl PgStore {
         by: &Remover,
         now: Timestamp,
     ) -> StoreResult<Option<CommentDeletion>> {
-        let Some((mut post, read_at, author)) =
-            read.filter(|(p, ..)| p.visible_to(by.viewer(), now))
-        else {
+        let Some((mut post, read_at, author)) = read.filter(|(p, ..)| by.reaches(p, now)) else {
             return Ok(Some(CommentDeletion::PostNotFound));
         };
         let decision = CommentDeletion::decide(author, by);

@@ -4,12 +4,13 @@ use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
-use super::rows::{USER_COLUMNS, ms, user_from_row};
+use super::rows::{USER_COLUMNS, ms, user_from_row, uuid_col};
+use crate::idempotency_scope_range;
 use crate::role_from_column;
 use crate::{
     AccountStore, Credentials, KeyAnswer, SessionAccount, SessionRecord, StoreError, StoreResult,
 };
-use domain::{Role, Timestamp, User, UserId, Username};
+use domain::{CommentId, PostId, Role, Timestamp, UploadId, User, UserId, Username};
 
 #[async_trait]
 impl AccountStore for SqliteStore {
@@ -182,6 +183,134 @@ impl AccountStore for SqliteStore {
                 [hash.as_slice()],
             )?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn begin_account_deletion(
+        &self,
+        user: UserId,
+        at: Timestamp,
+    ) -> StoreResult<Option<Vec<[u8; 32]>>> {
+        let scopes = idempotency_scope_range(user);
+        self.write(move |tx| {
+            // '~' is not allowed in usernames, so the freed name cannot clash.
+            let marked = tx.execute(
+                "UPDATE users SET deleted_at = ?1, username = '~' || lower(hex(id)), password_hash = '' \
+                 WHERE id = ?2 AND deleted_at IS NULL",
+                params![ms(at), user.as_bytes()],
+            )?;
+            if marked == 0 {
+                return Ok(None);
+            }
+            let revoked = tx
+                .prepare("DELETE FROM sessions WHERE user_id = ?1 RETURNING token_hash")?
+                .query_map([user.as_bytes()], |r| r.get(0))?
+                .collect::<Result<Vec<[u8; 32]>, _>>()?;
+            tx.execute(
+                "DELETE FROM blocks WHERE blocker_id = ?1 OR blocked_id = ?1",
+                [user.as_bytes()],
+            )?;
+            tx.execute("DELETE FROM events WHERE user_id = ?1", [user.as_bytes()])?;
+            tx.execute(
+                "DELETE FROM idempotency_keys WHERE scope_key >= ?1 AND scope_key < ?2",
+                params![scopes.0, scopes.1],
+            )?;
+            Ok(Some(revoked))
+        })
+        .await
+    }
+
+    async fn accounts_being_deleted(&self) -> StoreResult<Vec<UserId>> {
+        self.read(move |conn| {
+            let mut statement =
+                conn.prepare_cached("SELECT id FROM users WHERE deleted_at IS NOT NULL")?;
+            let rows = statement.query_map([], |r| uuid_col(r, 0, UserId::from_slice))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn comments_by_author(
+        &self,
+        author: UserId,
+        limit: u32,
+    ) -> StoreResult<Vec<(PostId, CommentId)>> {
+        self.read(move |conn| {
+            let mut statement = conn
+                .prepare_cached("SELECT post_id, id FROM comments WHERE author_id = ?1 LIMIT ?2")?;
+            let rows = statement.query_map(params![author.as_bytes(), limit], |r| {
+                Ok((
+                    uuid_col(r, 0, PostId::from_slice)?,
+                    uuid_col(r, 1, CommentId::from_slice)?,
+                ))
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn post_ids_by_author(&self, author: UserId, limit: u32) -> StoreResult<Vec<PostId>> {
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT id FROM posts INDEXED BY posts_by_any_author WHERE author_id = ?1 LIMIT ?2",
+            )?;
+            let rows = statement.query_map(params![author.as_bytes(), limit], |r| {
+                uuid_col(r, 0, PostId::from_slice)
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn upload_ids_of(&self, owner: UserId, limit: u32) -> StoreResult<Vec<UploadId>> {
+        self.read(move |conn| {
+            let mut statement =
+                conn.prepare_cached("SELECT id FROM uploads WHERE owner_id = ?1 LIMIT ?2")?;
+            let rows = statement.query_map(params![owner.as_bytes(), limit], |r| {
+                uuid_col(r, 0, UploadId::from_slice)
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn finish_account_deletion(&self, user: UserId) -> StoreResult<()> {
+        self.write(move |tx| {
+            tx.execute(
+                "DELETE FROM users WHERE id = ?1 AND deleted_at IS NOT NULL",
+                [user.as_bytes()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn comment_counts_by(
+        &self,
+        authors: &[UserId],
+        posts: &[PostId],
+    ) -> StoreResult<Vec<(PostId, i64)>> {
+        if authors.is_empty() || posts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut values: Vec<Vec<u8>> = authors.iter().map(|a| a.as_bytes().to_vec()).collect();
+        values.extend(posts.iter().map(|p| p.as_bytes().to_vec()));
+        let (n_authors, n_posts) = (authors.len(), posts.len());
+        self.read(move |conn| {
+            // Both lists are short (accounts being deleted; one page of posts),
+            // so the statement is made for their lengths.
+            let sql = format!(
+                "SELECT post_id, count(*) FROM comments INDEXED BY comments_by_author \
+                 WHERE author_id IN ({}) AND post_id IN ({}) GROUP BY post_id",
+                vec!["?"; n_authors].join(","),
+                vec!["?"; n_posts].join(",")
+            );
+            let mut statement = conn.prepare(&sql)?;
+            let rows = statement.query_map(rusqlite::params_from_iter(values.iter()), |r| {
+                Ok((uuid_col(r, 0, PostId::from_slice)?, r.get(1)?))
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
     }

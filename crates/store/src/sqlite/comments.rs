@@ -105,8 +105,7 @@ impl CommentStore for SqliteStore {
         let by = by.clone();
         let render = self.render;
         self.write(move |tx| {
-            let Some(mut post) = load_post(tx, post_id)?.filter(|p| p.visible_to(by.viewer(), now))
-            else {
+            let Some(mut post) = load_post(tx, post_id)?.filter(|p| by.reaches(p, now)) else {
                 return Ok(CommentDeletion::PostNotFound);
             };
             let author = tx

@@ -45,6 +45,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0009_roles.sql"),
     include_str!("../../migrations/sqlite/0010_reports.sql"),
     include_str!("../../migrations/sqlite/0011_blocks.sql"),
+    include_str!("../../migrations/sqlite/0012_account_deletion.sql"),
 ];
 
 pub struct SqliteStore {
