@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::events::Sse;
-use crate::helpers::{TestApp, error_fields, problem};
+use crate::helpers::{TestApp, error_fields, jpeg, problem};
 
 async fn report(
     app: &TestApp,
@@ -456,4 +456,106 @@ async fn moderators_dismiss_and_take_down_and_everything_is_audited() {
             .iter()
             .all(|e| e["id"].is_string() && e["created_at"].is_string())
     );
+}
+
+#[tokio::test]
+async fn a_banned_image_is_refused_however_it_is_uploaded_again() {
+    let app = TestApp::spawn().await;
+    let author = app.register("repeater").await;
+    let reporter = app.register("noticer").await;
+    let mod_token = moderator(&app, "banner").await;
+    let bytes = jpeg(80, 60);
+    let resp = app
+        .upload(&author, &[("caption", "banned soon")], Some(bytes.clone()))
+        .await;
+    let post: Value = resp.json().await.unwrap();
+    let post_id = post["id"].as_str().unwrap().to_owned();
+    app.wait_for_status(&author, &post_id, "ready").await;
+    let comment: Value = app
+        .comment(&reporter, &post_id, "a comment")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let on_post: Value = report(&app, &reporter, "post", &post_id, "illegal")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let on_comment: Value = report(
+        &app,
+        &author,
+        "comment",
+        comment["id"].as_str().unwrap(),
+        "spam",
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+
+    // A ban needs a post taken down.
+    for (report_id, action) in [(&on_post, "dismiss"), (&on_comment, "remove")] {
+        let refused = problem(
+            resolve(
+                &app,
+                &mod_token,
+                report_id["id"].as_str().unwrap(),
+                json!({"action": action, "ban_image": true}),
+            )
+            .await,
+            422,
+        )
+        .await;
+        assert_eq!(error_fields(&refused), ["ban_image"]);
+    }
+    let done = resolve(
+        &app,
+        &mod_token,
+        on_post["id"].as_str().unwrap(),
+        json!({"action": "remove", "ban_image": true}),
+    )
+    .await;
+    assert_eq!(done.status(), StatusCode::OK);
+
+    // The same bytes again, as a form upload and as a resumable one: refused.
+    let again = problem(
+        app.upload(&author, &[("caption", "again")], Some(bytes.clone()))
+            .await,
+        422,
+    )
+    .await;
+    assert_eq!(again["type"], "/problems/image-banned");
+    let location = crate::uploads::create(&app, &author, bytes.len()).await;
+    assert_eq!(
+        crate::uploads::patch(&app, &author, &location, 0, &bytes)
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    let upload_id = location.rsplit('/').next().unwrap();
+    let again = problem(
+        app.post_json(
+            "/v1/posts",
+            Some(&author),
+            json!({"upload_id": upload_id, "caption": "sneaky"}),
+        )
+        .await,
+        422,
+    )
+    .await;
+    assert_eq!(again["type"], "/problems/image-banned");
+    assert_eq!(
+        app.get_json("/v1/users/repeater/posts", None).await["items"],
+        json!([])
+    );
+    // Other bytes are fine, and so is anyone else's different photo.
+    let other = app
+        .upload(
+            &author,
+            &[("caption", "a different photo")],
+            Some(jpeg(81, 60)),
+        )
+        .await;
+    assert_eq!(other.status(), StatusCode::ACCEPTED);
 }

@@ -21,7 +21,7 @@ fn tus(app: &TestApp, method: Method, path: &str, token: &str) -> RequestBuilder
         .header("tus-resumable", "1.0.0")
 }
 
-async fn create(app: &TestApp, token: &str, length: usize) -> String {
+pub(crate) async fn create(app: &TestApp, token: &str, length: usize) -> String {
     let resp = tus(app, Method::POST, "/v1/uploads", token)
         .header("upload-length", length.to_string())
         .header(
@@ -38,7 +38,7 @@ async fn create(app: &TestApp, token: &str, length: usize) -> String {
     resp.headers()["location"].to_str().unwrap().to_owned()
 }
 
-async fn patch(
+pub(crate) async fn patch(
     app: &TestApp,
     token: &str,
     location: &str,

@@ -181,6 +181,12 @@ impl From<ServiceError> for ApiError {
                 "Image dimensions too large",
                 m,
             ),
+            e @ ServiceError::ImageBanned => ApiError::new(
+                S::UNPROCESSABLE_ENTITY,
+                "image-banned",
+                "Image banned",
+                e.to_string(),
+            ),
             ServiceError::PayloadTooLarge { max } => ApiError::payload_too_large(max),
             ServiceError::TooMany(m) => {
                 ApiError::new(S::TOO_MANY_REQUESTS, "too-many", "Too many at once", m)

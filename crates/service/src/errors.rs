@@ -34,6 +34,9 @@ pub enum ServiceError {
     UnreadableImage(String),
     #[error("{0}")]
     ImageTooLarge(String),
+    /// A moderator banned these exact bytes.
+    #[error("this image was removed by moderation and cannot be posted again")]
+    ImageBanned,
     #[error("the image is larger than {max} bytes")]
     PayloadTooLarge { max: u64 },
     /// The caller holds as many of something as one caller may (429).

@@ -193,11 +193,6 @@ impl Services {
         let note = errors.check("note", ReportNote::parse(input.note.unwrap_or_default()));
         errors.into_result()?;
         let (action, note) = (action.expect("checked"), note.expect("checked"));
-        if input.ban_image {
-            return Err(
-                ValidationErrors::single("ban_image", "image bans are not available yet").into(),
-            );
-        }
         if action == ModerationAction::Suspend {
             return Err(
                 ValidationErrors::single("action", "suspension is not available yet").into(),
@@ -212,6 +207,9 @@ impl Services {
             return Err(ServiceError::Conflict(
                 "this report is resolved already; the queue shows what is open".into(),
             ));
+        }
+        if input.ban_image {
+            self.ban_original(report.target, action).await?;
         }
         let notify = if action.takes_down() {
             self.take_down(report.target).await?
@@ -239,6 +237,22 @@ impl Services {
             target,
             reports_closed,
         })
+    }
+
+    /// Bans the bytes of a reported post's original, before it is taken down.
+    async fn ban_original(
+        &self,
+        target: ReportTarget,
+        action: ModerationAction,
+    ) -> ServiceResult<()> {
+        let refuse = |m: &'static str| Err(ValidationErrors::single("ban_image", m).into());
+        if target.kind != TargetKind::Post || !action.takes_down() {
+            return refuse("only a post's image can be banned, and only when it is taken down");
+        }
+        let Some(digest) = self.original_digest(PostId::from_uuid(target.id)).await? else {
+            return refuse("the post's original is gone already");
+        };
+        Ok(self.store.ban_image(digest, now()).await?)
     }
 
     /// Removes a reported post or comment, if it is still there, as its author

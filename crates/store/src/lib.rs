@@ -425,6 +425,9 @@ pub trait SafetyStore: Send + Sync {
     async fn blocked_users(&self, blocker: UserId) -> StoreResult<Vec<User>>;
     /// Whom the user blocks, and who blocks them.
     async fn block_lists(&self, user: UserId) -> StoreResult<BlockLists>;
+    /// Bans an original's bytes by their SHA-256 (again: nothing changes).
+    async fn ban_image(&self, sha256: [u8; 32], at: Timestamp) -> StoreResult<()>;
+    async fn image_banned(&self, sha256: [u8; 32]) -> StoreResult<bool>;
 }
 
 /// A user's blocks both ways.

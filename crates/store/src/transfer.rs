@@ -225,6 +225,12 @@ pub const TABLES: &[Table] = &[
         replace: false,
     },
     Table {
+        name: "banned_images",
+        key: "sha256",
+        columns: &[("sha256", Bytes), ("created_at", Time)],
+        replace: false,
+    },
+    Table {
         name: "moderation_audit",
         key: "id",
         columns: &[

@@ -211,6 +211,26 @@ impl SafetyStore for PgStore {
         Ok(lists)
     }
 
+    async fn ban_image(&self, sha256: [u8; 32], at: Timestamp) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO banned_images (sha256, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(sha256.as_slice())
+        .bind(at)
+        .execute(&mut *self.conn().await?)
+        .await?;
+        Ok(())
+    }
+
+    async fn image_banned(&self, sha256: [u8; 32]) -> StoreResult<bool> {
+        let found: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM banned_images WHERE sha256 = $1")
+                .bind(sha256.as_slice())
+                .fetch_optional(&mut *self.conn().await?)
+                .await?;
+        Ok(found.is_some())
+    }
+
     async fn audit_log(&self, before: Option<AuditId>, limit: u32) -> StoreResult<Vec<AuditEntry>> {
         let rows = sqlx::query(
             "SELECT id, moderator, action, target, note, created_at FROM moderation_audit \

@@ -46,6 +46,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0010_reports.sql"),
     include_str!("../../migrations/sqlite/0011_blocks.sql"),
     include_str!("../../migrations/sqlite/0012_account_deletion.sql"),
+    include_str!("../../migrations/sqlite/0013_image_bans.sql"),
 ];
 
 pub struct SqliteStore {

@@ -242,6 +242,26 @@ impl SafetyStore for SqliteStore {
         .await
     }
 
+    async fn ban_image(&self, sha256: [u8; 32], at: Timestamp) -> StoreResult<()> {
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO banned_images (sha256, created_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                params![sha256.as_slice(), ms(at)],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn image_banned(&self, sha256: [u8; 32]) -> StoreResult<bool> {
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached("SELECT 1 FROM banned_images WHERE sha256 = ?1")?
+                .exists([sha256.as_slice()])?)
+        })
+        .await
+    }
+
     async fn audit_log(&self, before: Option<AuditId>, limit: u32) -> StoreResult<Vec<AuditEntry>> {
         let before = before.map(|b| *b.as_bytes()).unwrap_or([0xFF; 16]);
         let rows = self
