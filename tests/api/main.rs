@@ -9,6 +9,7 @@ mod comments;
 mod crash;
 mod edits;
 mod events;
+mod exports;
 mod faults;
 mod feed;
 mod helpers;

@@ -7,6 +7,7 @@ pub mod bench;
 mod comments;
 mod edge;
 mod events;
+mod exports;
 mod extract;
 mod health;
 mod idempotency;
@@ -41,6 +42,7 @@ pub fn routes() -> OpenApiRouter<Services> {
         .merge(images::routes())
         .merge(uploads::routes())
         .merge(safety::routes())
+        .merge(exports::routes())
         .merge(events::routes())
         .merge(metrics::routes())
         .merge(openapi::routes())

@@ -78,6 +78,7 @@ id_type!(CommentId);
 id_type!(UploadId);
 id_type!(ReportId);
 id_type!(AuditId);
+id_type!(ExportId);
 
 #[cfg(test)]
 mod tests {

@@ -3,6 +3,7 @@
 
 mod comment;
 mod cursor;
+pub mod export;
 pub mod idempotency;
 mod ids;
 mod post;
@@ -16,7 +17,7 @@ mod validation;
 
 pub use comment::{Comment, CommentBody, CommentDeletion, Remover};
 pub use cursor::{CursorKey, FeedCursor, IdCursor};
-pub use ids::{AuditId, CommentId, PostId, ReportId, UploadId, UserId};
+pub use ids::{AuditId, CommentId, ExportId, PostId, ReportId, UploadId, UserId};
 pub use post::{
     AcceptedComment, AltText, Caption, CommentRefusal, EditRefusal, EditRequest, ExpiresIn,
     ImageInfo, LAST_COMMENTS, NewComment, NewPost, Post, PostEdit, PostFilter, PostStatus,

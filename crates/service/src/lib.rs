@@ -8,6 +8,7 @@ mod accounts;
 mod comments;
 mod errors;
 mod events;
+mod exports;
 mod feed_cache;
 mod hidden;
 mod idempotency;

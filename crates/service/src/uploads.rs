@@ -479,6 +479,7 @@ impl Services {
             removed += u64::from(self.store.delete_post(id).await?.is_some());
             self.feed_cache.invalidate();
         }
+        removed += self.store.purge_exports(t).await?;
         for id in self.store.expired_uploads(t, 500).await? {
             removed += u64::from(self.store.delete_upload(id).await?);
         }

@@ -14,14 +14,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use domain::export::{Export, ExportStatus};
 use domain::safety::{
     AuditEntry, ModerationAction, Report, ReportReason, ReportStatus, ReportTarget, TargetKind,
     TargetSnapshot,
 };
 use domain::{
-    AuditId, Comment, CommentId, CommentRefusal, EditRefusal, EditRequest, FeedCursor, IdCursor,
-    ImageInfo, NewComment, NewPost, Post, PostFilter, PostId, Remover, ReportId, Role, Timestamp,
-    UploadId, User, UserId, Username,
+    AuditId, Comment, CommentId, CommentRefusal, EditRefusal, EditRequest, ExportId, FeedCursor,
+    IdCursor, ImageInfo, NewComment, NewPost, Post, PostFilter, PostId, Remover, ReportId, Role,
+    Timestamp, UploadId, User, UserId, Username,
 };
 
 pub use blobs::{BlobStore, LocalBlobStore, ObjectBlobStore};
@@ -89,6 +90,8 @@ pub trait AccountStore: Send + Sync {
         answer: Option<KeyAnswer<User>>,
     ) -> StoreResult<()>;
     async fn credentials(&self, username: &Username) -> StoreResult<Option<Credentials>>;
+    /// A live (not deleted) user by id, with their role.
+    async fn user_by_id(&self, id: UserId) -> StoreResult<Option<(User, Role)>>;
     async fn user_by_username(&self, username: &Username) -> StoreResult<Option<User>> {
         Ok(self.credentials(username).await?.map(|c| c.user))
     }
@@ -437,6 +440,38 @@ pub struct BlockLists {
     pub blocked_by: Vec<UserId>,
 }
 
+#[async_trait]
+pub trait ExportStore: Send + Sync {
+    /// Records a new export to build, unless the user has one being built:
+    /// then that one.
+    async fn create_export(&self, export: &Export) -> StoreResult<Export>;
+    async fn export(&self, id: ExportId) -> StoreResult<Option<Export>>;
+    /// Takes an export to build whose builder's lease lapsed (or that has
+    /// none), leased until `lease_until`.
+    async fn claim_export(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> StoreResult<Option<Export>>;
+    /// Marks it ready or failed and, when ready, tells its owner with an
+    /// `export.ready` event carrying `data`, in one transaction.
+    async fn finish_export(
+        &self,
+        id: ExportId,
+        status: ExportStatus,
+        data: serde_json::Value,
+    ) -> StoreResult<()>;
+    /// Deletes exports past their expiry, their zips queued for deletion; how many.
+    async fn purge_exports(&self, now: Timestamp) -> StoreResult<u64>;
+    /// The author's comments in (post, id) order after `after`, for the export.
+    async fn comments_of_author(
+        &self,
+        author: UserId,
+        after: Option<(PostId, CommentId)>,
+        limit: u32,
+    ) -> StoreResult<Vec<Comment>>;
+}
+
 /// Blob deletions recorded by a committed transaction, done after it.
 #[async_trait]
 pub trait BlobGc: Send + Sync {
@@ -537,6 +572,7 @@ pub trait Store:
     + IdempotencyStore
     + EventStore
     + SafetyStore
+    + ExportStore
     + transfer::Transfer
 {
     /// The key that authenticates pagination cursors, shared by every node.

@@ -231,6 +231,19 @@ pub const TABLES: &[Table] = &[
         replace: false,
     },
     Table {
+        name: "exports",
+        key: "id",
+        columns: &[
+            ("id", Uuid),
+            ("user_id", Uuid),
+            ("status", Text),
+            ("lease_until", Time),
+            ("created_at", Time),
+            ("expires_at", Time),
+        ],
+        replace: false,
+    },
+    Table {
         name: "moderation_audit",
         key: "id",
         columns: &[

@@ -42,6 +42,12 @@ async fn sweep(services: &Services) {
         Ok(n) => tracing::info!(records = n, "removed expired records"),
         Err(e) => tracing::warn!(error = %e, "expiry sweeper"),
     }
+    // Exports whose builder died (its lease lapsed) are built here.
+    match services.build_pending_exports().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(exports = n, "built data exports"),
+        Err(e) => tracing::warn!(error = %e, "building data exports"),
+    }
     match services.collect_orphans(service::ORPHAN_AGE).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(blobs = n, "deleted blobs no row names"),

@@ -58,6 +58,22 @@ impl AccountStore for PgStore {
         .await?)
     }
 
+    async fn user_by_id(&self, id: UserId) -> StoreResult<Option<(User, Role)>> {
+        Ok(sqlx::query(
+            "SELECT u.id, u.username, u.created_at, u.role FROM users u \
+             WHERE u.id = $1 AND u.deleted_at IS NULL",
+        )
+        .bind(id.as_uuid())
+        .try_map(|r: PgRow| {
+            Ok((
+                user_from_row(&r, "id", "created_at")?,
+                role_from_column(r.try_get("role")?),
+            ))
+        })
+        .fetch_optional(&mut *self.conn().await?)
+        .await?)
+    }
+
     async fn create_session(
         &self,
         token_hash: &[u8; 32],
@@ -211,6 +227,7 @@ impl AccountStore for PgStore {
             .bind(user.as_uuid())
             .execute(&mut *tx)
             .await?;
+        super::exports::delete_exports_of(&mut tx, user).await?;
         sqlx::query("DELETE FROM idempotency_keys WHERE scope_key >= $1 AND scope_key < $2")
             .bind(from)
             .bind(to)

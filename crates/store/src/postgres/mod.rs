@@ -5,6 +5,7 @@
 mod accounts;
 mod comments;
 mod events;
+mod exports;
 mod idempotency;
 mod jobs;
 mod pool;

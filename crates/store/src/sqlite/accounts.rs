@@ -58,6 +58,21 @@ impl AccountStore for SqliteStore {
         .await
     }
 
+    async fn user_by_id(&self, id: UserId) -> StoreResult<Option<(User, Role)>> {
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT {USER_COLUMNS}, u.role FROM users u WHERE u.id = ?1 AND u.deleted_at IS NULL"
+            );
+            Ok(conn
+                .prepare_cached(&sql)?
+                .query_row([id.as_bytes()], |r| {
+                    Ok((user_from_row(r, 0)?, role_from_column(&r.get::<_, String>(3)?)))
+                })
+                .optional()?)
+        })
+        .await
+    }
+
     async fn create_session(
         &self,
         token_hash: &[u8; 32],
@@ -212,6 +227,7 @@ impl AccountStore for SqliteStore {
                 [user.as_bytes()],
             )?;
             tx.execute("DELETE FROM events WHERE user_id = ?1", [user.as_bytes()])?;
+            super::exports::delete_exports(tx, "user_id = ?1", &user.as_bytes().as_slice())?;
             tx.execute(
                 "DELETE FROM idempotency_keys WHERE scope_key >= ?1 AND scope_key < ?2",
                 params![scopes.0, scopes.1],

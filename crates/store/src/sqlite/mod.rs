@@ -8,6 +8,7 @@
 mod accounts;
 mod comments;
 mod events;
+mod exports;
 mod idempotency;
 mod jobs;
 mod posts;
@@ -47,6 +48,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0011_blocks.sql"),
     include_str!("../../migrations/sqlite/0012_account_deletion.sql"),
     include_str!("../../migrations/sqlite/0013_image_bans.sql"),
+    include_str!("../../migrations/sqlite/0014_exports.sql"),
 ];
 
 pub struct SqliteStore {
