@@ -5,7 +5,10 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, comment_bodies as bodies, error_fields, jpeg, page_ids, problem};
+use crate::helpers::{
+    Node, TestApp, backend_args, comment_bodies as bodies, error_fields, jpeg, page_ids, problem,
+    register_at,
+};
 
 async fn delete_me(app: &TestApp, token: &str, password: &str) -> reqwest::Response {
     app.client
@@ -206,5 +209,97 @@ async fn a_deleted_account_vanishes_at_once_and_is_purged() {
         feed.len(),
         2,
         "only alice's and bob's posts are left: {feed:?}"
+    );
+}
+
+/// A 204 means the deletion is durable: the real binary, killed with SIGKILL
+/// the moment it answered and started again, still hides the account, refuses
+/// its token and keeps the username free; others' counts stay exact.
+#[tokio::test]
+async fn an_acknowledged_deletion_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = backend_args().await;
+    let flags = [
+        "--workers",
+        "1",
+        "--session-cache-ms",
+        "0",
+        "--feed-cache-ms",
+        "0",
+    ];
+    let mut node = Node::serve(dir.path(), &backend, &flags);
+    let client = reqwest::Client::new();
+    let doomed = register_at(&node.base, "crashed").await;
+    let alice = register_at(&node.base, "witness").await;
+    let form = reqwest::multipart::Form::new()
+        .text("caption", "hers")
+        .part(
+            "image",
+            reqwest::multipart::Part::bytes(jpeg(40, 30))
+                .file_name("p.jpg")
+                .mime_str("image/jpeg")
+                .unwrap(),
+        );
+    let post: Value = client
+        .post(format!("{}/v1/posts", node.base))
+        .bearer_auth(&alice)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let post_url = format!("{}/v1/posts/{}", node.base, post["id"].as_str().unwrap());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while client.get(&post_url).send().await.unwrap().status() != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the post never became ready"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for (token, body) in [(&doomed, "gone soon"), (&alice, "staying")] {
+        let resp = client
+            .post(format!("{post_url}/comments"))
+            .bearer_auth(token)
+            .json(&json!({ "body": body }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED);
+    }
+    let deleted = client
+        .delete(format!("{}/v1/me", node.base))
+        .bearer_auth(&doomed)
+        .json(&json!({"password": "correct horse"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    node.kill();
+
+    let node = Node::serve(dir.path(), &backend, &flags);
+    let post_url = post_url.replace(&post_url[..post_url.find("/v1/").unwrap()], &node.base);
+    let me = client
+        .get(format!("{}/v1/me", node.base))
+        .bearer_auth(&doomed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), StatusCode::UNAUTHORIZED);
+    let seen: Value = client
+        .get(&post_url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["comment_count"], 1);
+    assert_eq!(bodies(&seen["last_comments"]), ["staying"]);
+    assert!(
+        !register_at(&node.base, "crashed").await.is_empty(),
+        "the name is free"
     );
 }

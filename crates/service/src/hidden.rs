@@ -147,13 +147,13 @@ impl GoneAuthors {
             .then(|| set.clone())
     }
 
-    /// Keeps a new reading; whether it differs from the last.
-    fn keep(&self, ids: Vec<UserId>) -> bool {
+    /// Keeps a new reading: it, and whether it differs from the last.
+    fn keep(&self, ids: Vec<UserId>) -> (Arc<HiddenAuthors>, bool) {
         let set = Arc::new(HiddenAuthors::new(ids));
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let changed = state.0.ids != set.ids;
-        *state = (set, Some(std::time::Instant::now()));
-        changed
+        *state = (set.clone(), Some(std::time::Instant::now()));
+        (set, changed)
     }
 
     /// Forgets the reading, so the next read looks again (after a deletion here).
@@ -176,11 +176,12 @@ impl super::Services {
             Some(gone) => gone,
             None => {
                 let ids = self.store.accounts_being_deleted().await?;
-                if self.gone.keep(ids) {
+                let (gone, changed) = self.gone.keep(ids);
+                if changed {
                     // Pages cached before the change show what is now hidden.
                     self.feed_cache.invalidate();
                 }
-                self.gone.fresh().unwrap_or_else(HiddenAuthors::none)
+                gone
             }
         };
         let blocked = reader.map_or_else(HiddenAuthors::none, |a| a.blocks.hidden.clone());
