@@ -167,6 +167,9 @@ async fn verify_password(password: String, hash: Option<String>) -> ServiceResul
     .await
 }
 
+/// Comments the purge removes at once (see `purge_deleted_accounts`).
+const PURGE_CONCURRENCY: usize = 8;
+
 /// How often a session's use is written down: expiry is measured in days, so
 /// an hour's precision costs nothing and keeps authentication a read.
 const TOUCH_EVERY: chrono::Duration = chrono::Duration::hours(1);
@@ -379,7 +382,9 @@ impl Services {
     /// their blobs, unfinished uploads — then the accounts; how many accounts.
     /// Run by the sweeper; safe to run anywhere, any time, more than once.
     pub async fn purge_deleted_accounts(&self) -> ServiceResult<usize> {
+        use futures_util::{StreamExt, TryStreamExt};
         const BATCH: u32 = 500;
+        const PURGE: domain::Remover = domain::Remover::Purge;
         let accounts = self.store.accounts_being_deleted().await?;
         for &user in &accounts {
             loop {
@@ -387,10 +392,13 @@ impl Services {
                 if comments.is_empty() {
                     break;
                 }
-                for (post, comment) in comments {
-                    self.remove_comment(post, comment, &domain::Remover::Purge)
-                        .await?;
-                }
+                // A few at a time: each is its own short transaction, and
+                // the embedded writer commits concurrent ones together.
+                futures_util::stream::iter(comments)
+                    .map(|(post, comment)| self.remove_comment(post, comment, &PURGE))
+                    .buffer_unordered(PURGE_CONCURRENCY)
+                    .try_collect::<Vec<_>>()
+                    .await?;
             }
             loop {
                 let posts = self.store.post_ids_by_author(user, BATCH).await?;
