@@ -141,6 +141,7 @@ fn render_post(post: &Post) -> String {
 #[derive(Debug, Clone)]
 pub struct FeedEntry {
     pub id: PostId,
+    pub author: crate::UserId,
     pub comment_count: i64,
     /// The post as `PostRenderer::render` writes it.
     pub json: String,

@@ -225,6 +225,56 @@ impl super::Services {
             .await?)
     }
 
+    /// Rewrites the renderings that may show someone hidden (a hidden id in
+    /// the text) or count comments of accounts being deleted: their newest
+    /// comments by others, their count without those.
+    async fn patch_renderings(
+        &self,
+        entries: &mut [domain::rendering::FeedEntry],
+        hiding: &Hiding,
+    ) -> super::ServiceResult<()> {
+        /// Comments read per post: enough that two visible ones are nearly always among them.
+        const PER_POST: u32 = 8;
+        let ids: Vec<domain::PostId> = entries.iter().map(|e| e.id).collect();
+        let recounted = self.gone_comments(hiding, &ids).await?;
+        let look: Vec<usize> = (0..entries.len())
+            .filter(|&i| {
+                hiding.may_show_in(&entries[i].json)
+                    || recounted.iter().any(|(id, _)| *id == entries[i].id)
+            })
+            .collect();
+        if look.is_empty() {
+            return Ok(());
+        }
+        let wanted: Vec<domain::PostId> = look.iter().map(|&i| entries[i].id).collect();
+        let newest = self.store.newest_comments_of(&wanted, PER_POST).await?;
+        for i in look {
+            let entry = &mut entries[i];
+            let read: &[Comment] = newest
+                .iter()
+                .find(|(id, _)| *id == entry.id)
+                .map_or(&[], |(_, c)| c.as_slice());
+            let mut last: Vec<Comment> = read
+                .iter()
+                .filter(|c| !hiding.hides(c.author.id))
+                .take(domain::LAST_COMMENTS)
+                .cloned()
+                .collect();
+            if last.len() < domain::LAST_COMMENTS && read.len() == PER_POST as usize {
+                // All but a few of the newest are hidden: read on.
+                last = self
+                    .visible_comments(entry.id, hiding, None, domain::LAST_COMMENTS as u32)
+                    .await?;
+            }
+            let minus = recounted
+                .iter()
+                .find(|(id, _)| *id == entry.id)
+                .map_or(0, |(_, n)| *n);
+            entry.json = patched(&entry.json, &last, minus);
+        }
+        Ok(())
+    }
+
     /// Up to `limit` comments of the post after `after`, newest first, by
     /// authors `hiding` does not hide.
     pub(crate) async fn visible_comments(
@@ -234,7 +284,8 @@ impl super::Services {
         mut after: Option<domain::IdCursor>,
         limit: u32,
     ) -> super::ServiceResult<Vec<Comment>> {
-        let fetch = limit.max(20);
+        // A page a little larger than asked: a few of them may be hidden.
+        let fetch = limit.max(8);
         let mut shown = Vec::new();
         for _ in 0..MAX_ROUNDS {
             let batch = self.store.comments(post_id, after, fetch).await?;
@@ -251,7 +302,8 @@ impl super::Services {
 
     /// A feed page for a reader who hides someone: the same ranking, without
     /// their posts, and without their comments among the newest two or in the
-    /// counts. Most renderings name no one hidden and are served as stored.
+    /// counts. Most renderings name no one hidden and are served as stored;
+    /// the others are patched, their newest comments read for all of them at once.
     pub(crate) async fn feed_hiding(
         &self,
         after: Option<domain::FeedCursor>,
@@ -260,34 +312,33 @@ impl super::Services {
     ) -> super::ServiceResult<super::Page<domain::rendering::FeedEntry>> {
         use domain::rendering::FeedEntry;
         let want = limit.get() + 1;
+        // A little more than a page, so that a few hidden posts need no second read.
+        let fetch = want + want / 4 + 2;
         let mut after = after;
         let mut shown: Vec<FeedEntry> = Vec::new();
         let mut exhausted = false;
         for _ in 0..MAX_ROUNDS {
-            let batch = self.store.feed(after, want, domain::now()).await?;
-            exhausted = (batch.len() as u32) < want;
+            let batch = self.store.feed(after, fetch, domain::now()).await?;
+            exhausted = (batch.len() as u32) < fetch;
             after = batch.last().map(|e| domain::FeedCursor {
                 comment_count: e.comment_count,
                 post_id: e.id,
             });
-            let ids: Vec<domain::PostId> = batch.iter().map(|e| e.id).collect();
-            let recounted = self.gone_comments(hiding, &ids).await?;
-            for entry in batch {
-                let recount = recounted.iter().any(|(id, _)| *id == entry.id);
-                if !recount && !hiding.may_show_in(&entry.json) {
-                    shown.push(entry);
-                    continue;
-                }
-                let Some(post) = self.store.post(entry.id).await? else {
-                    continue;
-                };
-                if let Some(post) = self.shown(post, hiding).await? {
-                    shown.push(FeedEntry {
-                        json: (store::POST_RENDERER.render)(&post),
-                        ..entry
-                    });
-                }
+            let room = want as usize - shown.len();
+            let mut kept: Vec<FeedEntry> = batch
+                .into_iter()
+                .filter(|e| !hiding.hides(e.author))
+                .take(room)
+                .collect();
+            if kept.len() == room {
+                // The page ends inside this batch: go on after its last post.
+                after = kept.last().map(|e| domain::FeedCursor {
+                    comment_count: e.comment_count,
+                    post_id: e.id,
+                });
             }
+            self.patch_renderings(&mut kept, hiding).await?;
+            shown.extend(kept);
             if shown.len() as u32 >= want || exhausted {
                 break;
             }
@@ -307,4 +358,17 @@ impl super::Services {
             next_cursor: after.as_ref().map(cursor_of),
         })
     }
+}
+
+/// A stored rendering with other newest comments, and `minus` fewer counted.
+fn patched(rendering: &str, last: &[Comment], minus: i64) -> String {
+    let mut post: serde_json::Value =
+        serde_json::from_str(rendering).expect("stored renderings are JSON");
+    let views: Vec<domain::rendering::CommentView<'_>> = last.iter().map(Into::into).collect();
+    post["last_comments"] = serde_json::to_value(views).expect("comments serialise");
+    if minus != 0 {
+        let count = post["comment_count"].as_i64().unwrap_or(0);
+        post["comment_count"] = serde_json::json!(count - minus);
+    }
+    post.to_string()
 }

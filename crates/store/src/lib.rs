@@ -219,6 +219,13 @@ pub trait CommentStore: Send + Sync {
         after: Option<IdCursor>,
         limit: u32,
     ) -> StoreResult<Vec<Comment>>;
+    /// The newest `per_post` comments of each post, newest first, in one
+    /// call (posts without comments left out).
+    async fn newest_comments_of(
+        &self,
+        posts: &[PostId],
+        per_post: u32,
+    ) -> StoreResult<Vec<(PostId, Vec<Comment>)>>;
     /// Deletes the comment if `CommentDeletion::decide` allows it, on a post
     /// `by` can see at `now`, keeping the post's count and newest comments exact.
     async fn delete_comment(

@@ -95,6 +95,35 @@ impl CommentStore for PgStore {
             .await?)
     }
 
+    async fn newest_comments_of(
+        &self,
+        posts: &[PostId],
+        per_post: u32,
+    ) -> StoreResult<Vec<(PostId, Vec<Comment>)>> {
+        let ids: Vec<uuid::Uuid> = posts.iter().map(|p| *p.as_uuid()).collect();
+        // One statement for all the posts: each one's newest, walking comments_by_post.
+        let sql = format!(
+            "SELECT {COMMENT_COLUMNS} FROM unnest($1::uuid[]) AS wanted(post_id) \
+             CROSS JOIN LATERAL (SELECT * FROM comments x WHERE x.post_id = wanted.post_id \
+             ORDER BY x.id DESC LIMIT $2) c JOIN users u ON u.id = c.author_id \
+             ORDER BY c.post_id, c.id DESC"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(ids)
+            .bind(i64::from(per_post))
+            .try_map(|r: PgRow| comment_from_row(&r))
+            .fetch_all(&mut *self.conn().await?)
+            .await?;
+        let mut found: Vec<(PostId, Vec<Comment>)> = Vec::new();
+        for comment in rows {
+            match found.last_mut() {
+                Some((post, comments)) if *post == comment.post_id => comments.push(comment),
+                _ => found.push((comment.post_id, vec![comment])),
+            }
+        }
+        Ok(found)
+    }
+
     async fn delete_comment(
         &self,
         post_id: PostId,

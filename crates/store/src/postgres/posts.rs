@@ -95,8 +95,8 @@ impl PostStore for PgStore {
             None => (i64::MAX, uuid::Uuid::max()),
         };
         // A stored rendering in another format comes back NULL and is made anew.
-        let rows: Vec<(uuid::Uuid, i64, Option<String>)> = sqlx::query_as(
-            "SELECT p.id, p.comment_count, CASE WHEN p.rendered_version = $5 THEN p.rendered END \
+        let rows: Vec<(uuid::Uuid, i64, Option<String>, uuid::Uuid)> = sqlx::query_as(
+            "SELECT p.id, p.comment_count, CASE WHEN p.rendered_version = $5 THEN p.rendered END, p.author_id \
              FROM posts p WHERE p.status = 'ready' AND (p.comment_count, p.id) < ($1, $2) \
              AND (p.expires_at IS NULL OR p.expires_at > $3) \
              ORDER BY p.comment_count DESC, p.id DESC LIMIT $4",
@@ -109,7 +109,7 @@ impl PostStore for PgStore {
         .fetch_all(&mut *self.conn().await?)
         .await?;
         let mut entries = Vec::with_capacity(rows.len());
-        for (id, comment_count, rendered) in rows {
+        for (id, comment_count, rendered, author) in rows {
             let id = PostId::from_uuid(id);
             let json = match rendered {
                 Some(json) => json,
@@ -120,6 +120,7 @@ impl PostStore for PgStore {
             };
             entries.push(FeedEntry {
                 id,
+                author: UserId::from_uuid(author),
                 comment_count,
                 json,
             });

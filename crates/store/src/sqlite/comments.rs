@@ -95,6 +95,32 @@ impl CommentStore for SqliteStore {
         .await
     }
 
+    async fn newest_comments_of(
+        &self,
+        posts: &[PostId],
+        per_post: u32,
+    ) -> StoreResult<Vec<(PostId, Vec<Comment>)>> {
+        let posts = posts.to_vec();
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT {COMMENT_COLUMNS} FROM comments c JOIN users u ON u.id = c.author_id \
+                 WHERE c.post_id = ?1 ORDER BY c.id DESC LIMIT ?2"
+            );
+            let mut statement = conn.prepare_cached(&sql)?;
+            let mut found = Vec::with_capacity(posts.len());
+            for post in posts {
+                let comments = statement
+                    .query_map(params![post.as_bytes(), per_post], comment_from_row)?
+                    .collect::<Result<Vec<_>, _>>()?;
+                if !comments.is_empty() {
+                    found.push((post, comments));
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
+
     async fn delete_comment(
         &self,
         post_id: PostId,

@@ -33,7 +33,7 @@ fn query_feed(
     render: PostRenderer,
 ) -> rusqlite::Result<Vec<FeedEntry>> {
     let sql = format!(
-        "SELECT p.id, p.comment_count, p.rendered_version, p.rendered FROM posts p INDEXED BY posts_feed {filter}"
+        "SELECT p.id, p.comment_count, p.rendered_version, p.rendered, p.author_id FROM posts p INDEXED BY posts_feed {filter}"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows = stmt.query(params)?;
@@ -49,6 +49,7 @@ fn query_feed(
         };
         entries.push(FeedEntry {
             id,
+            author: uuid_col(row, 4, UserId::from_slice)?,
             comment_count: row.get(1)?,
             json,
         });
