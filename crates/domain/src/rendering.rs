@@ -133,6 +133,37 @@ pub const POST_RENDERER: PostRenderer = PostRenderer {
     render: render_post,
 };
 
+/// How a rendering names each author (the post's, its newest comments'): a
+/// quote inside a string is escaped, so no text a user wrote can look like it.
+const AUTHOR_ID: &str = r#""author":{"id":""#;
+
+/// The users a rendering in `POST_RENDERER`'s format names as authors: the
+/// post's and its newest comments'. Found without parsing the JSON, for
+/// readers who hide someone (the format is pinned by a test below).
+pub fn rendered_authors(rendering: &str) -> impl Iterator<Item = crate::UserId> + '_ {
+    rendering.match_indices(AUTHOR_ID).filter_map(|(at, _)| {
+        let start = at + AUTHOR_ID.len();
+        rendering
+            .get(start..start + 36)
+            .and_then(|id| id.parse().ok())
+    })
+}
+
+/// A rendering in `POST_RENDERER`'s format with `last` as its newest
+/// comments: `last_comments` is its last field, so it is spliced, not parsed.
+pub fn with_last_comments(rendering: &str, last: &[Comment]) -> String {
+    const FIELD: &str = r#""last_comments":"#;
+    let at = rendering
+        .rfind(FIELD)
+        .expect("a rendering ends with its last comments");
+    let views: Vec<CommentView<'_>> = last.iter().map(Into::into).collect();
+    let mut out = String::with_capacity(rendering.len());
+    out.push_str(&rendering[..at + FIELD.len()]);
+    out.push_str(&serde_json::to_string(&views).expect("comments serialise"));
+    out.push('}');
+    out
+}
+
 fn render_post(post: &Post) -> String {
     serde_json::to_string(&PostView::from(post)).expect("a post view always serialises")
 }
@@ -221,5 +252,38 @@ mod tests {
         );
         let rendered = (POST_RENDERER.render)(&sample());
         assert_eq!((POST_RENDERER.version, rendered.as_str()), (2, RENDERED));
+    }
+
+    #[test]
+    fn a_renderings_authors_are_found_and_its_newest_comments_replaced() {
+        let mut post = sample();
+        let rendered = (POST_RENDERER.render)(&post);
+        let authors: Vec<u128> = rendered_authors(&rendered)
+            .map(|u| u.as_uuid().as_u128())
+            .collect();
+        assert_eq!(authors, [1, 2], "the post's author, then its comments'");
+        let mut quoted = post.clone();
+        quoted.caption = Caption::from_trusted(
+            r#""author":{"id":"00000000-0000-0000-0000-000000000009""#.into(),
+        );
+        let authors: Vec<u128> = rendered_authors(&(POST_RENDERER.render)(&quoted))
+            .map(|u| u.as_uuid().as_u128())
+            .collect();
+        assert_eq!(
+            authors,
+            [1, 2],
+            "text a user wrote is never taken for an author"
+        );
+        post.last_comments.clear();
+        assert_eq!(
+            with_last_comments(&rendered, &[]),
+            (POST_RENDERER.render)(&post)
+        );
+        let mut again = sample();
+        again.last_comments.push(again.last_comments[0].clone());
+        assert_eq!(
+            with_last_comments(&rendered, &again.last_comments),
+            (POST_RENDERER.render)(&again)
+        );
     }
 }
