@@ -87,6 +87,12 @@ impl StoredKey {
     }
 }
 
+/// The scope of a signed-in user's Idempotency-Keys: a key is stored as
+/// "<scope> <key>", so all of one user's keys are one range of scope keys.
+pub fn user_scope(user: crate::UserId) -> String {
+    format!("user:{user}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,10 +148,4 @@ mod tests {
             KeyClaim::Mismatch
         );
     }
-}
-
-/// The scope of a signed-in user's Idempotency-Keys: a key is stored as
-/// "<scope> <key>", so all of one user's keys are one range of scope keys.
-pub fn user_scope(user: crate::UserId) -> String {
-    format!("user:{user}")
 }

@@ -43,27 +43,6 @@ impl HiddenAuthors {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_hidden_authors_in_renderings_and_nothing_else() {
-        let (a, b, c) = (UserId::new(), UserId::new(), UserId::new());
-        let hidden = HiddenAuthors::new(vec![b, a, a]);
-        assert_eq!(hidden.len(), 2);
-        assert!(hidden.hides(a) && hidden.hides(b) && !hidden.hides(c));
-        assert!(hidden.may_show_in(&format!(r#"{{"author":{{"id":"{b}"}}}}"#)));
-        assert!(!hidden.may_show_in(&format!(r#"{{"author":{{"id":"{c}"}}}}"#)));
-        assert!(
-            !hidden.may_show_in(&format!(r#"{{"caption":"{a}"}}"#)),
-            "only as an author"
-        );
-        let none = HiddenAuthors::none();
-        assert!(none.is_empty() && !none.may_show_in(&format!(r#""author":{{"id":"{a}""#)));
-    }
-}
-
 /// A reader's blocks both ways, as authentication found them.
 #[derive(Debug, Clone)]
 pub struct Blocks {
@@ -366,4 +345,25 @@ fn patched(rendering: &str, last: &[Comment], minus: i64) -> String {
     let count = post["comment_count"].as_i64().unwrap_or(0);
     post["comment_count"] = serde_json::json!(count - minus);
     post.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_hidden_authors_in_renderings_and_nothing_else() {
+        let (a, b, c) = (UserId::new(), UserId::new(), UserId::new());
+        let hidden = HiddenAuthors::new(vec![b, a, a]);
+        assert_eq!(hidden.len(), 2);
+        assert!(hidden.hides(a) && hidden.hides(b) && !hidden.hides(c));
+        assert!(hidden.may_show_in(&format!(r#"{{"author":{{"id":"{b}"}}}}"#)));
+        assert!(!hidden.may_show_in(&format!(r#"{{"author":{{"id":"{c}"}}}}"#)));
+        assert!(
+            !hidden.may_show_in(&format!(r#"{{"caption":"{a}"}}"#)),
+            "only as an author"
+        );
+        let none = HiddenAuthors::none();
+        assert!(none.is_empty() && !none.may_show_in(&format!(r#""author":{{"id":"{a}""#)));
+    }
 }
