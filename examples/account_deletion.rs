@@ -20,7 +20,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use imagegram::config::{OnOff, ServerArgs};
 use serde_json::{Value, json};
 use support::{register, report};
 
@@ -128,17 +127,7 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or(10_000);
     let dir = tempfile::tempdir()?;
     let database_url = support::seeded_instance(dir.path(), 100, posts, 7).await?;
-    let config = ServerArgs {
-        listen: Some("127.0.0.1:0".parse()?),
-        data_dir: Some(dir.path().to_owned()),
-        database_url,
-        workers: Some(0),
-        rate_limit: Some(OnOff::Off),
-        ..Default::default()
-    }
-    .resolve()?;
-    let running = imagegram::app::serve(config).await?;
-    let base = format!("http://{}", running.addr.expect("listening"));
+    let (running, base) = support::serve_in_process(dir.path(), database_url).await?;
     let client = reqwest::Client::new();
     let ids = all_post_ids(&client, &base).await;
 

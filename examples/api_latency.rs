@@ -13,7 +13,6 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use imagegram::config::{OnOff, ServerArgs};
 use support::report;
 
 async fn timed(client: &reqwest::Client, url: &str) -> (Duration, serde_json::Value) {
@@ -110,17 +109,7 @@ async fn main() -> anyhow::Result<()> {
 
     let database_url = support::seeded_instance(dir.path(), 1_000, posts, 42).await?;
 
-    let config = ServerArgs {
-        listen: Some("127.0.0.1:0".parse()?),
-        data_dir: Some(dir.path().to_owned()),
-        database_url,
-        workers: Some(0),
-        rate_limit: Some(OnOff::Off),
-        ..Default::default()
-    }
-    .resolve()?;
-    let running = imagegram::app::serve(config).await?;
-    let base = format!("http://{}", running.addr.expect("listening"));
+    let (running, base) = support::serve_in_process(dir.path(), database_url).await?;
     let client = reqwest::Client::new();
 
     // Warm up, then the first page.

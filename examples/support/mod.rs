@@ -84,3 +84,25 @@ pub async fn seeded_instance(
     );
     Ok(database_url)
 }
+
+/// The API in this process on a loopback port over `dir` (and `database_url`,
+/// when given), rate limits off and no image workers; with its base URL.
+#[cfg(feature = "bench")]
+pub async fn serve_in_process(
+    dir: &std::path::Path,
+    database_url: Option<String>,
+) -> anyhow::Result<(imagegram::app::Running, String)> {
+    use imagegram::config::{OnOff, ServerArgs};
+    let config = ServerArgs {
+        listen: Some("127.0.0.1:0".parse()?),
+        data_dir: Some(dir.to_owned()),
+        database_url,
+        workers: Some(0),
+        rate_limit: Some(OnOff::Off),
+        ..Default::default()
+    }
+    .resolve()?;
+    let running = imagegram::app::serve(config).await?;
+    let base = format!("http://{}", running.addr.expect("listening"));
+    Ok((running, base))
+}
