@@ -174,9 +174,9 @@ async fn a_silently_dropped_patch_gives_its_upload_back_at_once_with_every_byte_
 async fn a_running_patch_commits_as_it_goes() {
     let app = TestApp::spawn().await;
     let token = app.register("steady_phone").await;
-    let body = noise(3 << 20, 7);
+    let body = noise(6 << 20, 7);
     let location = create_upload(&app.client, &app.base, &token, body.len()).await;
-    // 192 KiB/s: the PATCH runs for 16 s; the stored offset must grow meanwhile.
+    // 192 KiB/s: the PATCH runs for 32 s; the stored offset must grow meanwhile.
     let proxy = FaultProxy::start(
         addr_of(&app.base),
         Faults {
@@ -194,19 +194,25 @@ async fn a_running_patch_commits_as_it_goes() {
     ));
     // Reads the committed offset straight from the database, so the running
     // PATCH is not asked to let go (a HEAD would take the upload over).
-    // Sampled once the PATCH has reached the server (on a loaded machine its
-    // first second may go to accepting and authenticating it).
+    // Sampled once the PATCH has reached the server and made its first
+    // commit (on a loaded machine, accepting and authenticating it, and the
+    // first commit, may take seconds).
     app.wait_for_upload_lock(&location).await;
-    let mut seen = Vec::new();
-    for _ in 0..5 {
-        tokio::time::sleep(Duration::from_secs(2)).await;
+    let first_commit = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut seen = vec![app.upload_bytes(&location).await.len()];
+    while seen[0] == 0 && tokio::time::Instant::now() < first_commit {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        seen[0] = app.upload_bytes(&location).await.len();
+    }
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_secs(3)).await;
         seen.push(app.upload_bytes(&location).await.len());
     }
-    // Commits come every second or MiB; 2 s between samples leaves room for a
+    // Commits come every second or MiB; 3 s between samples leaves room for a
     // loaded machine.
     assert!(
         seen.windows(2).all(|w| w[1] > w[0]) && seen[0] > 0,
-        "the offset advanced every 2 s of a running PATCH: {seen:?}"
+        "the offset advanced every 3 s of a running PATCH: {seen:?}"
     );
     drop(sending);
 }
