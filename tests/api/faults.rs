@@ -451,3 +451,69 @@ async fn a_multipart_post_whose_link_freezes_is_cut_and_changes_nothing() {
     let answer = String::from_utf8_lossy(&answer[..n]);
     assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
 }
+
+/// A password change and an account deletion whose client vanishes the
+/// moment the request is sent still happen: the write is not the client's to
+/// cancel.
+#[tokio::test]
+async fn account_writes_finish_when_their_client_vanishes() {
+    let app = TestApp::spawn_with(|a| a.session_cache_ms = Some(0)).await;
+    let token = app.register("tunnel_user").await;
+    let vanishing = |method: &str, path: &str, body: serde_json::Value| {
+        let body = body.to_string();
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let base = app.base.clone();
+        async move {
+            let proxy = FaultProxy::start(
+                addr_of(&base),
+                Faults {
+                    vanish_after: Some((head.len() + body.len()) as u64),
+                    ..Faults::default()
+                },
+            )
+            .await
+            .unwrap();
+            send_raw(proxy.addr(), head, body.into_bytes()).await;
+            assert_eq!(proxy.resets(), 1, "the client vanished");
+        }
+    };
+    let login = |password: &'static str| {
+        app.post_json(
+            "/v1/sessions",
+            None,
+            json!({"username": "tunnel_user", "password": password}),
+        )
+    };
+    // Bounded waits: the requests hash a password (Argon2) after their client left.
+    let until = |what: &'static str| (what, Instant::now() + Duration::from_secs(5));
+
+    vanishing(
+        "PUT",
+        "/v1/me/password",
+        json!({"current_password": "correct horse", "new_password": "changed in a tunnel"}),
+    )
+    .await;
+    let (what, deadline) = until("the password change never happened");
+    while login("changed in a tunnel").await.status() != 201 {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    vanishing(
+        "DELETE",
+        "/v1/me",
+        json!({"password": "changed in a tunnel"}),
+    )
+    .await;
+    let (what, deadline) = until("the deletion never happened");
+    while app.get("/v1/me", Some(&token)).await.status() != 401 {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(login("changed in a tunnel").await.status(), 401);
+    app.register("tunnel_user").await;
+}
