@@ -417,22 +417,16 @@ pub(super) async fn feed(
 ) -> ApiResult<Response> {
     // Readers who block someone (and everyone while an account is being
     // deleted) get pages made for them; otherwise they share the cache.
-    if !s.hiding(reader.as_ref()).await?.is_empty() {
-        let posts = s
-            .feed_for(reader.as_ref(), page.cursor.as_deref(), page.limit)
-            .await?;
-        return Ok(json_page_response(
-            feed_json(&posts),
-            next_link(&uri, posts.next_cursor.as_deref()),
-        ));
-    }
-    if page.cursor.is_none() && s.feed_cache.enabled() {
+    let hiding = s.hiding(reader.as_ref()).await?;
+    if hiding.is_empty() && page.cursor.is_none() && s.feed_cache.enabled() {
         let cached = s
             .first_feed_page(page.limit, |posts| render_page(posts, &uri))
             .await?;
         return Ok(cached_response(cached));
     }
-    let posts = s.feed(page.cursor.as_deref(), page.limit).await?;
+    let posts = s
+        .feed_for(&hiding, page.cursor.as_deref(), page.limit)
+        .await?;
     Ok(json_page_response(
         feed_json(&posts),
         next_link(&uri, posts.next_cursor.as_deref()),

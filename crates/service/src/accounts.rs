@@ -367,11 +367,9 @@ impl Services {
     /// free; the purge (`purge_deleted_accounts`) then removes the content.
     pub async fn delete_account(&self, user: &User, password: String) -> ServiceResult<()> {
         self.check_password(user, password, "password").await?;
-        if let Some(revoked) = self.store.begin_account_deletion(user.id, now()).await? {
-            for hash in &revoked {
-                self.sessions.revoke(hash);
-            }
-        }
+        self.store.begin_account_deletion(user.id, now()).await?;
+        // Forgets every cached token of the account, whichever sessions the
+        // deletion found.
         self.sessions.revoke_user(user.id);
         self.forget_gone_authors();
         Ok(())

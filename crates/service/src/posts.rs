@@ -4,7 +4,7 @@ use tempfile::TempPath;
 
 use store::{FeedEntry, KeyAnswer, StoreError};
 
-use super::{Account, CachedPage, Page, PageShape, ServiceError, ServiceResult, Services};
+use super::{Account, CachedPage, Hiding, Page, PageShape, ServiceError, ServiceResult, Services};
 use domain::{
     AltText, Caption, EditRefusal, EditRequest, ExpiresIn, FeedCursor, IdCursor, Limit, NewPost,
     Post, PostEdit, PostFilter, PostId, UploadId, User, Username, ValidationErrors, now,
@@ -283,14 +283,16 @@ impl Services {
     }
 
     pub async fn feed(&self, cursor: Option<&str>, limit: Limit) -> ServiceResult<Page<FeedEntry>> {
-        self.feed_for(None, cursor, limit).await
+        let hiding = self.hiding(None).await?;
+        self.feed_for(&hiding, cursor, limit).await
     }
 
-    /// A feed page for a reader: without the posts and comments of those they
-    /// block (see `feed_hiding`); for anyone else the plain ranking.
+    /// A feed page for a reader who hides `hiding` (see `Services::hiding`):
+    /// without those posts and comments (see `feed_hiding`); when it hides no
+    /// one, the plain ranking.
     pub async fn feed_for(
         &self,
-        reader: Option<&Account>,
+        hiding: &Hiding,
         cursor: Option<&str>,
         limit: Limit,
     ) -> ServiceResult<Page<FeedEntry>> {
@@ -300,9 +302,8 @@ impl Services {
             }
             None => None,
         };
-        let hiding = self.hiding(reader).await?;
         if !hiding.is_empty() {
-            return self.feed_hiding(after, limit, &hiding).await;
+            return self.feed_hiding(after, limit, hiding).await;
         }
         let rows = self.store.feed(after, limit.get() + 1, now()).await?;
         Ok(Page::from_overfetch(rows, limit.get(), |p| {
