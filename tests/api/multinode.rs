@@ -377,3 +377,137 @@ async fn revoked_sessions_and_password_changes_reach_every_api_node() {
         "the session that changed it lives"
     );
 }
+
+/// A moderator's suspension through one node reaches the other within the
+/// caches' bounds: the author's token is refused there, log-in is refused on
+/// both, and their posts vanish from both.
+#[tokio::test]
+async fn a_suspension_reaches_every_api_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = backend_args().await;
+    let a = Node::serve(
+        dir.path(),
+        &backend,
+        &["--workers", "1", "--session-cache-ms", "300"],
+    );
+    let b = Node::serve(
+        dir.path(),
+        &backend,
+        &["--workers", "0", "--session-cache-ms", "300"],
+    );
+    let client = reqwest::Client::new();
+    let author = register_at(&a.base, "troll").await;
+    let reporter = register_at(&b.base, "neighbour").await;
+    let warden = register_at(&a.base, "warden").await;
+    let mut admin = std::process::Command::new(env!("CARGO_BIN_EXE_imagegram"));
+    admin
+        .arg("admin")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(&backend)
+        .args(["set-role", "warden", "moderator"]);
+    assert!(admin.status().unwrap().success());
+
+    let id = ready_post_at(&client, [&a.base, &b.base], &author, "trolling").await;
+    let second_id = ready_post_at(&client, [&a.base, &b.base], &author, "more trolling").await;
+    let filed: Value = client
+        .post(format!("{}/v1/reports", b.base))
+        .bearer_auth(&reporter)
+        .json(&json!({"target": {"type": "post", "id": id}, "reason": "harassment"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        me_status(&b.base, &author).await,
+        200,
+        "node b trusts the token"
+    );
+
+    let resolved = client
+        .post(format!(
+            "{}/v1/moderation/reports/{}/resolve",
+            a.base,
+            filed["id"].as_str().unwrap()
+        ))
+        .bearer_auth(&warden)
+        .json(&json!({"action": "suspend"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resolved.status(), 200);
+    assert_eq!(
+        me_status(&a.base, &author).await,
+        401,
+        "at once where it was decided"
+    );
+    refused_within_the_bound(&b.base, &author).await;
+    for base in [&a.base, &b.base] {
+        let login = client
+            .post(format!("{base}/v1/sessions"))
+            .json(&json!({"username": "troll", "password": "correct horse"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(login.status(), 403, "{base}");
+    }
+    // The other post is hidden on node b too, within the feed cache's bound (1 s).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let status = client
+            .get(format!("{}/v1/posts/{second_id}", b.base))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if status == 404 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node b still shows the post: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let feed: Value = client
+        .get(format!("{}/v1/posts", b.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(!feed.to_string().contains(&second_id), "{feed}");
+}
+
+/// Posts a small image through the node at `nodes[0]` and waits until
+/// `nodes[1]` shows it ready; its id.
+async fn ready_post_at(
+    client: &reqwest::Client,
+    nodes: [&str; 2],
+    token: &str,
+    caption: &str,
+) -> String {
+    let form = Form::new()
+        .text("caption", caption.to_owned())
+        .part("image", Part::bytes(png(64, 64)).file_name("t.png"));
+    let made: Value = client
+        .post(format!("{}/v1/posts", nodes[0]))
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = made["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while read(client, format!("{}/v1/posts/{id}", nodes[1]), token).await["status"] != "ready" {
+        assert!(Instant::now() < deadline, "the post never became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    id
+}

@@ -158,6 +158,7 @@ async fn the_openapi_document_describes_every_route() {
         ("/v1/me/blocks/{username}", "DELETE"),
         ("/v1/moderation/reports", "GET"),
         ("/v1/moderation/reports/{id}/resolve", "POST"),
+        ("/v1/moderation/users/{username}/reinstate", "POST"),
         ("/v1/moderation/audit", "GET"),
         ("/v1/posts", "GET"),
         ("/v1/posts", "POST"),

@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::events::Sse;
-use crate::helpers::{TestApp, error_fields, jpeg, problem};
+use crate::helpers::{TestApp, comment_bodies, error_fields, jpeg, login_at, page_ids, problem};
 
 async fn report(
     app: &TestApp,
@@ -558,4 +558,259 @@ async fn a_banned_image_is_refused_however_it_is_uploaded_again() {
         )
         .await;
     assert_eq!(other.status(), StatusCode::ACCEPTED);
+}
+
+/// `suspend` takes the reported content down and suspends its author: their
+/// tokens and log-in are refused, everything they made is hidden from every
+/// read (counts and newest comments of others' posts stay exact), staff cannot
+/// be suspended, and `reinstate` brings all of it back.
+#[tokio::test]
+async fn a_suspended_author_vanishes_until_reinstated() {
+    let app = TestApp::spawn().await;
+    let spammer = app.register("spammer").await;
+    let victim = app.register("victim").await;
+    let reporter = app.register("reporter").await;
+    let mod_token = moderator(&app, "warden").await;
+
+    let reported = app.ready_post(&spammer, "buy now").await;
+    let reported_id = reported["id"].as_str().unwrap().to_owned();
+    let other = app.ready_post(&spammer, "another ad").await;
+    let other_id = other["id"].as_str().unwrap().to_owned();
+    let victims = app.ready_post(&victim, "my holiday").await;
+    let victims_id = victims["id"].as_str().unwrap().to_owned();
+    for (token, body) in [
+        (&victim, "first by victim"),
+        (&spammer, "spam one"),
+        (&reporter, "by reporter"),
+        (&spammer, "spam two"),
+    ] {
+        assert_eq!(app.comment(token, &victims_id, body).await.status(), 201);
+    }
+    let filed: Value = report(&app, &reporter, "post", &reported_id, "spam")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let filed_id = filed["id"].as_str().unwrap();
+
+    // Only moderators reinstate.
+    for token in [&victim, &reporter] {
+        problem(
+            app.post_json(
+                "/v1/moderation/users/spammer/reinstate",
+                Some(token),
+                json!({}),
+            )
+            .await,
+            403,
+        )
+        .await;
+    }
+    problem(
+        app.post_json(
+            "/v1/moderation/users/victim/reinstate",
+            Some(&mod_token),
+            json!({}),
+        )
+        .await,
+        409,
+    )
+    .await;
+
+    let done = resolve(
+        &app,
+        &mod_token,
+        filed_id,
+        json!({"action": "suspend", "note": "ads"}),
+    )
+    .await;
+    assert_eq!(done.status(), StatusCode::OK);
+    let done: Value = done.json().await.unwrap();
+    assert_eq!(done["action"], "suspend");
+    assert_eq!(done["reports_closed"], 1);
+
+    // Their token and their log-in are refused.
+    problem(app.get("/v1/me", Some(&spammer)).await, 401).await;
+    problem(app.comment(&spammer, &victims_id, "more spam").await, 401).await;
+    let login = app
+        .post_json(
+            "/v1/sessions",
+            None,
+            json!({"username": "spammer", "password": "correct horse"}),
+        )
+        .await;
+    let refused = problem(login, 403).await;
+    assert!(
+        refused["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("/problems/suspended"),
+        "{refused}"
+    );
+    let wrong = app
+        .post_json(
+            "/v1/sessions",
+            None,
+            json!({"username": "spammer", "password": "wrong horse"}),
+        )
+        .await;
+    problem(wrong, 401).await;
+
+    // Everything they made is hidden, from everyone.
+    spammer_shown(&app, &victim, &other_id, &victims_id, false).await;
+    problem(
+        app.get(&format!("/v1/posts/{reported_id}"), None).await,
+        404,
+    )
+    .await;
+
+    // Staff cannot be suspended; the refusal changes nothing.
+    let staff_post = app.ready_post(&mod_token, "house rules").await;
+    let staff_report: Value = report(
+        &app,
+        &reporter,
+        "post",
+        staff_post["id"].as_str().unwrap(),
+        "other",
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let refused = problem(
+        resolve(
+            &app,
+            &mod_token,
+            staff_report["id"].as_str().unwrap(),
+            json!({"action": "suspend"}),
+        )
+        .await,
+        422,
+    )
+    .await;
+    assert_eq!(error_fields(&refused), ["action"]);
+    assert_eq!(app.get("/v1/me", Some(&mod_token)).await.status(), 200);
+    assert_eq!(
+        app.get(
+            &format!("/v1/posts/{}", staff_post["id"].as_str().unwrap()),
+            None
+        )
+        .await
+        .status(),
+        200
+    );
+
+    // Reinstated: they log in again and what they made (but the removed post) is back.
+    problem(
+        app.post_json(
+            "/v1/moderation/users/nobody_here/reinstate",
+            Some(&mod_token),
+            json!({}),
+        )
+        .await,
+        404,
+    )
+    .await;
+    let back = app
+        .post_json(
+            "/v1/moderation/users/spammer/reinstate",
+            Some(&mod_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(back.status(), StatusCode::OK);
+    assert_eq!(back.json::<Value>().await.unwrap()["username"], "spammer");
+    problem(
+        app.post_json(
+            "/v1/moderation/users/spammer/reinstate",
+            Some(&mod_token),
+            json!({}),
+        )
+        .await,
+        409,
+    )
+    .await;
+    let again = login_at(&app.base, "spammer").await;
+    assert_eq!(app.get("/v1/me", Some(&again)).await.status(), 200);
+    spammer_shown(&app, &victim, &other_id, &victims_id, true).await;
+    problem(
+        app.get(&format!("/v1/posts/{reported_id}"), None).await,
+        404,
+    )
+    .await;
+
+    let audit = app.get_json("/v1/moderation/audit", Some(&mod_token)).await;
+    let actions: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(&actions[..2], ["reinstate", "suspend"], "{audit}");
+    assert_eq!(audit["items"][0]["target"]["username"], "spammer");
+    assert_eq!(audit["items"][0]["moderator"], "warden");
+    assert_eq!(audit["items"][1]["note"], "ads");
+}
+
+/// Whether the suspended-then-reinstated author of the test above is shown:
+/// their post `other_id` in its page, every feed page and their listing, and
+/// their two comments on `victims_id` in its count, newest two and listing.
+async fn spammer_shown(app: &TestApp, victim: &str, other_id: &str, victims_id: &str, shown: bool) {
+    for token in [None, Some(victim)] {
+        let status = app
+            .get(&format!("/v1/posts/{other_id}"), token)
+            .await
+            .status();
+        assert_eq!(status, if shown { 200 } else { 404 });
+        for limit in [1, 20] {
+            let mut ids = Vec::new();
+            let mut path = format!("/v1/posts?limit={limit}");
+            loop {
+                let page = app.get_json(&path, token).await;
+                ids.extend(page_ids(&page));
+                match page["next_cursor"].as_str() {
+                    Some(c) => path = format!("/v1/posts?limit={limit}&cursor={c}"),
+                    None => break,
+                }
+            }
+            assert_eq!(
+                ids.iter().any(|id| id == other_id),
+                shown,
+                "limit {limit}: {ids:?}"
+            );
+        }
+        let listing = app.get_json("/v1/users/spammer/posts", token).await;
+        assert_eq!(page_ids(&listing).iter().any(|id| id == other_id), shown);
+        let post = app
+            .get_json(&format!("/v1/posts/{victims_id}"), token)
+            .await;
+        let comments = app
+            .get_json(&format!("/v1/posts/{victims_id}/comments"), token)
+            .await;
+        let feed_entry = app.get_json("/v1/posts?limit=100", token).await["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["id"] == victims_id)
+            .cloned()
+            .unwrap();
+        let (count, newest, all): (i64, &[&str], &[&str]) = if shown {
+            (
+                4,
+                &["spam two", "by reporter"],
+                &["spam two", "by reporter", "spam one", "first by victim"],
+            )
+        } else {
+            (
+                2,
+                &["by reporter", "first by victim"],
+                &["by reporter", "first by victim"],
+            )
+        };
+        for seen in [&post, &feed_entry] {
+            assert_eq!(seen["comment_count"], count, "{seen}");
+            assert_eq!(comment_bodies(&seen["last_comments"]), newest);
+        }
+        assert_eq!(comment_bodies(&comments["items"]), all);
+    }
 }

@@ -76,7 +76,7 @@ pub(super) async fn register(
 
 #[utoipa::path(post, path = "/v1/sessions", tag = "accounts", request_body = Credentials,
     responses((status = 201, description = "Logged in", body = SessionView),
-        (status = 401, description = "Wrong username or password", body = super::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "Invalid request", body = super::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "Rate limited", body = super::problem::Problem, content_type = "application/problem+json")))]
+        (status = 401, description = "Wrong username or password", body = super::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "The account is suspended by moderation (/problems/suspended)", body = super::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "Invalid request", body = super::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "Rate limited", body = super::problem::Problem, content_type = "application/problem+json")))]
 pub(super) async fn login(
     State(s): State<Services>,
     claim: Option<Extension<Claim>>,

@@ -415,10 +415,10 @@ pub(super) async fn feed(
     OriginalUri(uri): OriginalUri,
     page: PageQuery,
 ) -> ApiResult<Response> {
-    // Readers who block someone (and everyone while an account is being
-    // deleted) get pages made for them; otherwise they share the cache.
+    // Readers who block someone get pages made for them; the others share the
+    // cached first page, which hides accounts deleted or suspended as every read does.
     let hiding = s.hiding(reader.as_ref()).await?;
-    if hiding.is_empty() && page.cursor.is_none() && s.feed_cache.enabled() {
+    if hiding.blocks_no_one() && page.cursor.is_none() && s.feed_cache.enabled() {
         let cached = s
             .first_feed_page(page.limit, |posts| render_page(posts, &uri))
             .await?;

@@ -181,6 +181,12 @@ impl From<ServiceError> for ApiError {
                 "Image dimensions too large",
                 m,
             ),
+            e @ ServiceError::Suspended => ApiError::new(
+                S::FORBIDDEN,
+                "suspended",
+                "Account suspended",
+                e.to_string(),
+            ),
             e @ ServiceError::ImageBanned => ApiError::new(
                 S::UNPROCESSABLE_ENTITY,
                 "image-banned",

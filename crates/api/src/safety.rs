@@ -22,6 +22,7 @@ pub fn routes() -> OpenApiRouter<Services> {
         .routes(routes!(file_report))
         .routes(routes!(queue))
         .routes(routes!(resolve))
+        .routes(routes!(reinstate))
         .routes(routes!(audit))
         .routes(routes!(block, unblock))
         .routes(routes!(blocks))
@@ -214,6 +215,18 @@ pub(super) async fn resolve(
         target: done.target,
         reports_closed: done.reports_closed,
     }))
+}
+
+#[utoipa::path(post, path = "/v1/moderation/users/{username}/reinstate", tag = "moderation", security(("bearer" = [])),
+    params(("username" = String, Path, description = "A suspended user")),
+    responses((status = 200, description = "Reinstated: they can log in again and what they made is shown again", body = domain::User),
+        (status = 401, description = "Missing or invalid token", body = super::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "Not a moderator", body = super::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such user", body = super::problem::Problem, content_type = "application/problem+json"), (status = 409, description = "The account is not suspended", body = super::problem::Problem, content_type = "application/problem+json")))]
+pub(super) async fn reinstate(
+    State(s): State<Services>,
+    Moderator(moderator): Moderator,
+    Path(username): Path<String>,
+) -> ApiResult<Json<domain::User>> {
+    Ok(Json(s.reinstate(&moderator.account(), &username).await?))
 }
 
 #[utoipa::path(get, path = "/v1/moderation/audit", tag = "moderation", security(("bearer" = [])),

@@ -117,6 +117,12 @@ impl Role {
     pub fn moderates(self) -> bool {
         matches!(self, Role::Moderator | Role::Admin)
     }
+
+    /// Only plain users: a moderator could otherwise lock out the admins
+    /// (and one another); staff lose their role first.
+    pub fn may_be_suspended(self) -> bool {
+        self == Role::User
+    }
 }
 
 #[cfg(test)]

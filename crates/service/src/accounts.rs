@@ -233,12 +233,16 @@ impl Services {
             Ok(name) => self.store.credentials(&name).await?,
             Err(_) => None,
         };
-        let (user, hash) = match credentials {
-            Some(c) => (Some(c.user), Some(c.password_hash)),
-            None => (None, None),
+        let (user, hash, suspended) = match credentials {
+            Some(c) => (Some(c.user), Some(c.password_hash), c.suspended),
+            None => (None, None, false),
         };
         if !verify_password(password, hash).await? {
             return Err(ServiceError::Unauthorized(WRONG));
+        }
+        // Only after the password: the refusal tells that the account exists.
+        if suspended {
+            return Err(ServiceError::Suspended);
         }
         self.start_session(user.expect("verified users exist"), answer)
             .await

@@ -34,6 +34,9 @@ pub enum ServiceError {
     UnreadableImage(String),
     #[error("{0}")]
     ImageTooLarge(String),
+    /// Moderation suspended the account: it cannot log in.
+    #[error("this account is suspended by moderation")]
+    Suspended,
     /// A moderator banned these exact bytes.
     #[error("this image was removed by moderation and cannot be posted again")]
     ImageBanned,

@@ -68,10 +68,10 @@ pub const MAX_BLOCKS: usize = 1000;
 /// that it answers with what it found and a cursor to go on from.
 const MAX_ROUNDS: usize = 10;
 
-/// Whom one read hides: the reader's blocks, and accounts being deleted,
-/// which vanish for everyone at once while the purge removes their content
-/// (their comments are still counted in the stored `comment_count`, so reads
-/// subtract them until then).
+/// Whom one read hides: the reader's blocks, and accounts "gone" for
+/// everyone: being deleted (they vanish at once while the purge removes their
+/// content) or suspended (until reinstated). Their comments are still counted
+/// in the stored `comment_count`, so reads subtract them.
 #[derive(Debug, Clone)]
 pub struct Hiding {
     blocked: Arc<HiddenAuthors>,
@@ -79,6 +79,11 @@ pub struct Hiding {
 }
 
 impl Hiding {
+    /// Hides only what every reader is hidden: the page is the same for all of them.
+    pub fn blocks_no_one(&self) -> bool {
+        self.blocked.is_empty()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.blocked.is_empty() && self.gone.is_empty()
     }
@@ -96,7 +101,7 @@ impl Hiding {
     }
 }
 
-/// The accounts being deleted, as this process last read them: re-read when
+/// The accounts being deleted or suspended, as this process last read them: re-read when
 /// older than the feed cache's bound, the same bound other processes' writes
 /// take to show here.
 pub(crate) struct GoneAuthors {
@@ -136,7 +141,7 @@ impl GoneAuthors {
 }
 
 impl super::Services {
-    /// Makes the next read look up the accounts being deleted again, and drops
+    /// Makes the next read look up the accounts being deleted or suspended again, and drops
     /// cached pages that may show them.
     pub(crate) fn forget_gone_authors(&self) {
         self.gone.forget();
@@ -148,7 +153,7 @@ impl super::Services {
         let gone = match self.gone.fresh() {
             Some(gone) => gone,
             None => {
-                let ids = self.store.accounts_being_deleted().await?;
+                let ids = self.store.hidden_accounts().await?;
                 let (gone, changed) = self.gone.keep(ids);
                 if changed {
                     // Pages cached before the change show what is now hidden.

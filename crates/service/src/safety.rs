@@ -193,12 +193,7 @@ impl Services {
         let note = errors.check("note", ReportNote::parse(input.note.unwrap_or_default()));
         errors.into_result()?;
         let (action, note) = (action.expect("checked"), note.expect("checked"));
-        if action == ModerationAction::Suspend {
-            return Err(
-                ValidationErrors::single("action", "suspension is not available yet").into(),
-            );
-        }
-        let report = self
+        let (report, snapshot) = self
             .store
             .report(report_id)
             .await?
@@ -208,6 +203,11 @@ impl Services {
                 "this report is resolved already; the queue shows what is open".into(),
             ));
         }
+        // The author as the report found them: the target may be gone since.
+        let suspend = match action {
+            ModerationAction::Suspend => Some(self.suspendable(snapshot.author.id).await?),
+            _ => None,
+        };
         if input.ban_image {
             self.ban_original(report.target, action).await?;
         }
@@ -230,13 +230,51 @@ impl Services {
                 action,
                 entry,
                 notify,
+                suspend,
             })
             .await?;
+        if let Some(user) = suspend {
+            // Its tokens and content go at once here, and on the other nodes
+            // within the session cache's and the feed cache's bounds.
+            self.sessions.revoke_user(user);
+            self.forget_gone_authors();
+        }
         Ok(Resolved {
             action,
             target,
             reports_closed,
         })
+    }
+
+    /// The author of reported content, if moderation may suspend them.
+    async fn suspendable(&self, author: UserId) -> ServiceResult<UserId> {
+        let refuse = |m: &'static str| Err(ValidationErrors::single("action", m).into());
+        match self.store.user_by_id(author).await? {
+            None => refuse("the author's account is deleted; use remove"),
+            Some((_, role)) if !role.may_be_suspended() => refuse(
+                "moderators and admins cannot be suspended; an admin can change their role first",
+            ),
+            Some(_) => Ok(author),
+        }
+    }
+
+    /// Lifts the suspension of `username`: they can log in again, and what
+    /// they made is shown again (here at once, elsewhere within the caches' bounds).
+    pub async fn reinstate(&self, moderator: &Account, username: &str) -> ServiceResult<User> {
+        let user = self.user_named(username).await?;
+        let entry = audit_entry(
+            &Actor::Staff(moderator),
+            "reinstate",
+            serde_json::json!({ "type": "user", "username": user.username }),
+            String::new(),
+        );
+        if !self.store.reinstate(user.id, entry).await? {
+            return Err(ServiceError::Conflict(
+                "that account is not suspended".into(),
+            ));
+        }
+        self.forget_gone_authors();
+        Ok(user)
     }
 
     /// Bans the bytes of a reported post's original, before it is taken down.

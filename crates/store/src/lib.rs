@@ -50,6 +50,8 @@ pub use domain::rendering::{POST_RENDERER, PostRenderer};
 pub struct Credentials {
     pub user: User,
     pub password_hash: String,
+    /// Suspended by moderation: the password is right, but no session is given.
+    pub suspended: bool,
 }
 
 /// The account a session token belongs to, as authentication needs it.
@@ -126,6 +128,8 @@ pub trait AccountStore: Send + Sync {
     ) -> StoreResult<Option<Vec<[u8; 32]>>>;
     /// Accounts whose deletion has begun and not finished.
     async fn accounts_being_deleted(&self) -> StoreResult<Vec<UserId>>;
+    /// Accounts whose content every read hides: being deleted, or suspended.
+    async fn hidden_accounts(&self) -> StoreResult<Vec<UserId>>;
     /// Up to `limit` of the author's comments, as (post, comment).
     async fn comments_by_author(
         &self,
@@ -314,6 +318,8 @@ pub struct Resolution {
     pub entry: AuditEntry,
     /// An event for the target's author: (user, kind, data).
     pub notify: Option<(UserId, &'static str, serde_json::Value)>,
+    /// The account to suspend (its sessions deleted) in the same transaction.
+    pub suspend: Option<UserId>,
 }
 
 /// The distinct reasons a group's reports gave, as stored, in `ReportReason` order.
@@ -374,13 +380,23 @@ impl StoredGroup {
     pub fn decode(self) -> anyhow::Result<ReportGroup> {
         Ok(ReportGroup {
             first: self.first.decode()?,
-            snapshot: serde_json::from_str(&self.snapshot)
-                .map_err(|e| anyhow::anyhow!("stored snapshot unreadable: {e}"))?,
+            snapshot: decode_snapshot(&self.snapshot)?,
             report_count: self.count,
             reasons: group_reasons(self.reasons.iter().map(String::as_str)),
             last_reported_at: self.last,
         })
     }
+}
+
+pub(crate) fn decode_snapshot(stored: &str) -> anyhow::Result<TargetSnapshot> {
+    serde_json::from_str(stored).map_err(|e| anyhow::anyhow!("stored snapshot unreadable: {e}"))
+}
+
+/// A report row and its snapshot, decoded.
+pub(crate) fn decode_report_with_snapshot(
+    (report, snapshot): (StoredReport, String),
+) -> anyhow::Result<(Report, TargetSnapshot)> {
+    Ok((report.decode()?, decode_snapshot(&snapshot)?))
 }
 
 /// An audit row as both backends read it, decoded in one place.
@@ -412,7 +428,8 @@ pub trait SafetyStore: Send + Sync {
     /// A comment by id, on whatever post.
     async fn comment(&self, id: CommentId) -> StoreResult<Option<Comment>>;
     async fn file_report(&self, new: NewReport) -> StoreResult<Filed>;
-    async fn report(&self, id: ReportId) -> StoreResult<Option<Report>>;
+    /// The report and the snapshot of its target taken when it was filed.
+    async fn report(&self, id: ReportId) -> StoreResult<Option<(Report, TargetSnapshot)>>;
     /// Targets with reports of `status`, oldest first report first, after the
     /// group whose first report is `after`.
     async fn report_groups(
@@ -426,6 +443,9 @@ pub trait SafetyStore: Send + Sync {
     async fn resolve_reports(&self, resolution: Resolution) -> StoreResult<u64>;
     /// Records an action that resolves no report (a role change, a reinstatement).
     async fn record_audit(&self, entry: AuditEntry) -> StoreResult<()>;
+    /// Lifts the suspension of `user` and records `entry`, in one transaction;
+    /// false (and nothing recorded) if the account is not suspended.
+    async fn reinstate(&self, user: UserId, entry: AuditEntry) -> StoreResult<bool>;
     /// The audit log, newest first, before `before`.
     async fn audit_log(&self, before: Option<AuditId>, limit: u32) -> StoreResult<Vec<AuditEntry>>;
     /// `blocker` blocks `blocked` (again: nothing changes).

@@ -63,6 +63,7 @@ pub const TABLES: &[Table] = &[
             ("event_seq", Int("bigint")),
             ("role", Text),
             ("deleted_at", Time),
+            ("suspended_at", Time),
         ],
         replace: false,
     },

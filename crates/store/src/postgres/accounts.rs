@@ -45,13 +45,15 @@ impl AccountStore for PgStore {
 
     async fn credentials(&self, username: &Username) -> StoreResult<Option<Credentials>> {
         Ok(sqlx::query(
-            "SELECT u.id, u.username, u.created_at, u.password_hash FROM users u WHERE u.username = $1",
+            "SELECT u.id, u.username, u.created_at, u.password_hash, u.suspended_at IS NOT NULL AS suspended \
+             FROM users u WHERE u.username = $1",
         )
         .bind(username.as_str())
         .try_map(|r: PgRow| {
             Ok(Credentials {
                 user: user_from_row(&r, "id", "created_at")?,
                 password_hash: r.try_get("password_hash")?,
+                suspended: r.try_get("suspended")?,
             })
         })
         .fetch_optional(&mut *self.conn().await?)
@@ -100,7 +102,7 @@ impl AccountStore for PgStore {
     async fn user_by_session(&self, token_hash: &[u8; 32]) -> StoreResult<Option<SessionAccount>> {
         Ok(sqlx::query(
             "SELECT u.id, u.username, u.created_at, u.role, s.last_used_at FROM sessions s \
-             JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1",
+             JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1 AND u.suspended_at IS NULL",
         )
         .bind(token_hash.as_slice())
         .try_map(|r: PgRow| {
@@ -242,6 +244,17 @@ impl AccountStore for PgStore {
             sqlx::query_scalar("SELECT id FROM users WHERE deleted_at IS NOT NULL")
                 .fetch_all(&mut *self.conn().await?)
                 .await?;
+        Ok(ids.into_iter().map(UserId::from_uuid).collect())
+    }
+
+    async fn hidden_accounts(&self) -> StoreResult<Vec<UserId>> {
+        // Two arms, so that each is read from its partial index.
+        let ids: Vec<uuid::Uuid> = sqlx::query_scalar(
+            "SELECT id FROM users WHERE deleted_at IS NOT NULL \
+             UNION SELECT id FROM users WHERE suspended_at IS NOT NULL",
+        )
+        .fetch_all(&mut *self.conn().await?)
+        .await?;
         Ok(ids.into_iter().map(UserId::from_uuid).collect())
     }
 

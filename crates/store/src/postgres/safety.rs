@@ -10,7 +10,7 @@ use crate::{
     BlockLists, Filed, NewReport, ReportGroup, Resolution, SafetyStore, StoreResult, StoredAudit,
     StoredGroup, StoredReport,
 };
-use domain::safety::{AuditEntry, Report, ReportStatus};
+use domain::safety::{AuditEntry, Report, ReportStatus, TargetSnapshot};
 use domain::{AuditId, Comment, CommentId, ReportId, Timestamp, User, UserId};
 
 /// Report columns for alias `r`, read by `stored_report`.
@@ -80,14 +80,14 @@ impl SafetyStore for PgStore {
         Ok(Filed::Existing(existing.decode()?))
     }
 
-    async fn report(&self, id: ReportId) -> StoreResult<Option<Report>> {
-        let sql = format!("SELECT {REPORT_COLUMNS} FROM reports r WHERE r.id = $1");
+    async fn report(&self, id: ReportId) -> StoreResult<Option<(Report, TargetSnapshot)>> {
+        let sql = format!("SELECT {REPORT_COLUMNS}, r.snapshot FROM reports r WHERE r.id = $1");
         let found = sqlx::query(AssertSqlSafe(sql))
             .bind(id.as_uuid())
-            .try_map(|r: PgRow| stored_report(&r))
+            .try_map(|r: PgRow| Ok((stored_report(&r)?, r.try_get("snapshot")?)))
             .fetch_optional(&mut *self.conn().await?)
             .await?;
-        Ok(found.map(StoredReport::decode).transpose()?)
+        Ok(found.map(crate::decode_report_with_snapshot).transpose()?)
     }
 
     async fn report_groups(
@@ -147,6 +147,9 @@ impl SafetyStore for PgStore {
         if let Some((user, kind, data)) = &resolution.notify {
             append_event(&mut tx, *user.as_uuid(), kind, data).await?;
         }
+        if let Some(user) = resolution.suspend {
+            set_suspended(&mut tx, user, Some(resolution.entry.created_at)).await?;
+        }
         tx.commit().await?;
         Ok(closed)
     }
@@ -155,6 +158,18 @@ impl SafetyStore for PgStore {
         let target = serde_json::to_string(&entry.target).map_err(anyhow::Error::from)?;
         insert_audit(&mut *self.conn().await?, &entry, &target).await?;
         Ok(())
+    }
+
+    async fn reinstate(&self, user: UserId, entry: AuditEntry) -> StoreResult<bool> {
+        let target = serde_json::to_string(&entry.target).map_err(anyhow::Error::from)?;
+        let mut conn = self.conn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        if !set_suspended(&mut tx, user, None).await? {
+            return Ok(false);
+        }
+        insert_audit(&mut tx, &entry, &target).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn block(&self, blocker: UserId, blocked: UserId, at: Timestamp) -> StoreResult<()> {
@@ -275,4 +290,39 @@ async fn insert_audit(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Suspends the live account `user` from `at` (deleting its sessions), or
+/// with `None` lifts its suspension; whether anything changed.
+async fn set_suspended(
+    tx: &mut sqlx::PgConnection,
+    user: UserId,
+    at: Option<Timestamp>,
+) -> sqlx::Result<bool> {
+    let changed =
+        match at {
+            Some(at) => {
+                sqlx::query(
+                    "UPDATE users SET suspended_at = $1 \
+             WHERE id = $2 AND deleted_at IS NULL AND suspended_at IS NULL",
+                )
+                .bind(at)
+                .bind(user.as_uuid())
+                .execute(&mut *tx)
+                .await?
+            }
+            None => sqlx::query(
+                "UPDATE users SET suspended_at = NULL WHERE id = $1 AND suspended_at IS NOT NULL",
+            )
+            .bind(user.as_uuid())
+            .execute(&mut *tx)
+            .await?,
+        };
+    if at.is_some() {
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(user.as_uuid())
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(changed.rows_affected() > 0)
 }

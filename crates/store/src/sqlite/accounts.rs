@@ -43,7 +43,8 @@ impl AccountStore for SqliteStore {
         let username = username.clone();
         self.read(move |conn| {
             let sql = format!(
-                "SELECT {USER_COLUMNS}, u.password_hash FROM users u WHERE u.username = ?1"
+                "SELECT {USER_COLUMNS}, u.password_hash, u.suspended_at IS NOT NULL FROM users u \
+                 WHERE u.username = ?1"
             );
             Ok(conn
                 .prepare_cached(&sql)?
@@ -51,6 +52,7 @@ impl AccountStore for SqliteStore {
                     Ok(Credentials {
                         user: user_from_row(r, 0)?,
                         password_hash: r.get(3)?,
+                        suspended: r.get(4)?,
                     })
                 })
                 .optional()?)
@@ -100,7 +102,7 @@ impl AccountStore for SqliteStore {
         self.read(move |conn| {
             let sql = format!(
                 "SELECT {USER_COLUMNS}, u.role, s.last_used_at FROM sessions s JOIN users u ON u.id = s.user_id \
-                 WHERE s.token_hash = ?1"
+                 WHERE s.token_hash = ?1 AND u.suspended_at IS NULL"
             );
             Ok(conn
                 .prepare_cached(&sql)?
@@ -241,6 +243,19 @@ impl AccountStore for SqliteStore {
         self.read(move |conn| {
             let mut statement =
                 conn.prepare_cached("SELECT id FROM users WHERE deleted_at IS NOT NULL")?;
+            let rows = statement.query_map([], |r| uuid_col(r, 0, UserId::from_slice))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn hidden_accounts(&self) -> StoreResult<Vec<UserId>> {
+        self.read(move |conn| {
+            // Two arms, so that each is read from its partial index.
+            let mut statement = conn.prepare_cached(
+                "SELECT id FROM users WHERE deleted_at IS NOT NULL \
+                 UNION SELECT id FROM users WHERE suspended_at IS NOT NULL",
+            )?;
             let rows = statement.query_map([], |r| uuid_col(r, 0, UserId::from_slice))?;
             Ok(rows.collect::<Result<_, _>>()?)
         })

@@ -49,6 +49,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0012_account_deletion.sql"),
     include_str!("../../migrations/sqlite/0013_image_bans.sql"),
     include_str!("../../migrations/sqlite/0014_exports.sql"),
+    include_str!("../../migrations/sqlite/0015_suspensions.sql"),
 ];
 
 pub struct SqliteStore {

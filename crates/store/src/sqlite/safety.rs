@@ -11,7 +11,7 @@ use crate::{
     BlockLists, Filed, NewReport, ReportGroup, Resolution, SafetyStore, StoreResult, StoredAudit,
     StoredGroup, StoredReport,
 };
-use domain::safety::{AuditEntry, Report, ReportStatus};
+use domain::safety::{AuditEntry, Report, ReportStatus, TargetSnapshot};
 use domain::{AuditId, Comment, CommentId, ReportId, Timestamp, User, UserId, from_millis};
 
 /// Report columns in the order `stored_report` reads them.
@@ -91,17 +91,17 @@ impl SafetyStore for SqliteStore {
         .await
     }
 
-    async fn report(&self, id: ReportId) -> StoreResult<Option<Report>> {
+    async fn report(&self, id: ReportId) -> StoreResult<Option<(Report, TargetSnapshot)>> {
         let found = self
             .read(move |conn| {
-                let sql = format!("SELECT {REPORT_COLUMNS} FROM reports WHERE id = ?1");
+                let sql = format!("SELECT {REPORT_COLUMNS}, snapshot FROM reports WHERE id = ?1");
                 Ok(conn
                     .prepare_cached(&sql)?
-                    .query_row([id.as_bytes()], |r| stored_report(r, 0))
+                    .query_row([id.as_bytes()], |r| Ok((stored_report(r, 0)?, r.get(7)?)))
                     .optional()?)
             })
             .await?;
-        Ok(found.map(StoredReport::decode).transpose()?)
+        Ok(found.map(crate::decode_report_with_snapshot).transpose()?)
     }
 
     async fn report_groups(
@@ -167,6 +167,9 @@ impl SafetyStore for SqliteStore {
                 if let Some((user, kind, data)) = &resolution.notify {
                     append_event(tx, user.as_bytes(), kind, data)?;
                 }
+                if let Some(user) = resolution.suspend {
+                    set_suspended(tx, user, Some(resolution.entry.created_at))?;
+                }
                 Ok(closed as u64)
             })
             .await?;
@@ -180,6 +183,18 @@ impl SafetyStore for SqliteStore {
         let target = serde_json::to_string(&entry.target).map_err(anyhow::Error::from)?;
         self.write(move |tx| Ok(insert_audit(tx, &entry, &target)?))
             .await
+    }
+
+    async fn reinstate(&self, user: UserId, entry: AuditEntry) -> StoreResult<bool> {
+        let target = serde_json::to_string(&entry.target).map_err(anyhow::Error::from)?;
+        self.write(move |tx| {
+            if !set_suspended(tx, user, None)? {
+                return Ok(false);
+            }
+            insert_audit(tx, &entry, &target)?;
+            Ok(true)
+        })
+        .await
     }
 
     async fn block(&self, blocker: UserId, blocked: UserId, at: Timestamp) -> StoreResult<()> {
@@ -308,4 +323,28 @@ fn insert_audit(
         ms(entry.created_at)
     ])?;
     Ok(())
+}
+
+/// Suspends the live account `user` from `at` (deleting its sessions), or
+/// with `None` lifts its suspension; whether anything changed.
+fn set_suspended(
+    tx: &rusqlite::Transaction<'_>,
+    user: UserId,
+    at: Option<Timestamp>,
+) -> rusqlite::Result<bool> {
+    let changed = match at {
+        Some(at) => tx.execute(
+            "UPDATE users SET suspended_at = ?1 \
+             WHERE id = ?2 AND deleted_at IS NULL AND suspended_at IS NULL",
+            params![ms(at), user.as_bytes()],
+        )?,
+        None => tx.execute(
+            "UPDATE users SET suspended_at = NULL WHERE id = ?1 AND suspended_at IS NOT NULL",
+            [user.as_bytes()],
+        )?,
+    };
+    if at.is_some() {
+        tx.execute("DELETE FROM sessions WHERE user_id = ?1", [user.as_bytes()])?;
+    }
+    Ok(changed > 0)
 }
