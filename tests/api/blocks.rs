@@ -182,3 +182,73 @@ async fn a_blocked_users_posts_and_comments_vanish_for_the_blocker_only() {
         StatusCode::CREATED
     );
 }
+
+/// A blocker's first page is made from the posts the shared cached page was
+/// made from; when they hide all of those it is read on past them, and a
+/// comment after it was made shows at once.
+#[tokio::test]
+async fn a_blockers_first_page_is_exact_whether_or_not_the_cached_top_suffices() {
+    let app = TestApp::spawn_with(|a| a.feed_cache_ms = Some(600_000)).await;
+    let alice = app.register("alice").await;
+    let mallory = app.register("mallory").await;
+    let bob = app.register("bob").await;
+    let older = app.ready_post(&bob, "older by bob").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let newer = app.ready_post(&bob, "newer by bob").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Newer than bob's with as few comments: they rank above.
+    let mut mallorys = Vec::new();
+    for n in 0..11 {
+        let post = app.ready_post(&mallory, &format!("mallory {n}")).await;
+        mallorys.push(post["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(put_block(&app, &alice, "mallory").await.status(), 204);
+    let anonymous = app.get_json("/v1/posts?limit=1", None).await;
+    assert_eq!(
+        ids(&anonymous),
+        [mallorys[10].as_str()],
+        "the shared page is cached"
+    );
+
+    // limit 1 and 2: every cached top post is mallory's; 20: they are all there.
+    for limit in [1, 2, 20] {
+        let page = app
+            .get_json(&format!("/v1/posts?limit={limit}"), Some(&alice))
+            .await;
+        let want: Vec<&str> = [newer.as_str(), older.as_str()]
+            .into_iter()
+            .take(limit)
+            .collect();
+        assert_eq!(ids(&page), want, "limit {limit}");
+        assert_eq!(page["next_cursor"].is_string(), limit < 2, "limit {limit}");
+        let whole: Vec<String> = whole_feed(&app, Some(&alice), limit as u32)
+            .await
+            .iter()
+            .map(|p| p["id"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(whole, [newer.clone(), older.clone()], "limit {limit}");
+    }
+
+    // Comments move bob's newer post to the top; mallory's are left out of
+    // its newest two, and each new one shows on the next read.
+    for (token, body) in [(&bob, "b0"), (&mallory, "m0"), (&mallory, "m1")] {
+        assert_eq!(app.comment(token, &newer, body).await.status(), 201);
+        let page = app.get_json("/v1/posts?limit=20", Some(&alice)).await;
+        assert_eq!(ids(&page), [newer.as_str(), older.as_str()]);
+        assert_eq!(bodies(&page["items"][0]["last_comments"]), ["b0"]);
+    }
+    assert_eq!(app.comment(&bob, &newer, "b1").await.status(), 201);
+    for limit in [1, 20] {
+        let page = app
+            .get_json(&format!("/v1/posts?limit={limit}"), Some(&alice))
+            .await;
+        assert_eq!(bodies(&page["items"][0]["last_comments"]), ["b1", "b0"]);
+        assert_eq!(page["items"][0]["comment_count"], 4);
+    }
+    let shared = app.get_json("/v1/posts?limit=1", None).await;
+    assert_eq!(bodies(&shared["items"][0]["last_comments"]), ["b1", "m1"]);
+}

@@ -418,15 +418,20 @@ pub(super) async fn feed(
     // Readers who block someone get pages made for them; the others share the
     // cached first page, which hides accounts deleted or suspended as every read does.
     let hiding = s.hiding(reader.as_ref()).await?;
-    if hiding.blocks_no_one() && page.cursor.is_none() && s.feed_cache.enabled() {
+    let first = page.cursor.is_none() && s.feed_cache.enabled();
+    if first && hiding.blocks_no_one() {
         let cached = s
             .first_feed_page(page.limit, |posts| render_page(posts, &uri))
             .await?;
         return Ok(cached_response(cached));
     }
-    let posts = s
-        .feed_for(&hiding, page.cursor.as_deref(), page.limit)
-        .await?;
+    let posts = if first {
+        s.first_feed_page_for(&hiding, page.limit, |posts| render_page(posts, &uri))
+            .await?
+    } else {
+        s.feed_for(&hiding, page.cursor.as_deref(), page.limit)
+            .await?
+    };
     Ok(json_page_response(
         feed_json(&posts),
         next_link(&uri, posts.next_cursor.as_deref()),

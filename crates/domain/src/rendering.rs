@@ -178,6 +178,16 @@ pub struct FeedEntry {
     pub json: String,
 }
 
+impl FeedEntry {
+    /// Where the entry stands in the feed: what a cursor after it names.
+    pub fn position(&self) -> crate::FeedCursor {
+        crate::FeedCursor {
+            comment_count: self.comment_count,
+            post_id: self.id,
+        }
+    }
+}
+
 /// The payload of a `comment.created` event, the same on every backend.
 pub fn comment_event(c: &Comment) -> serde_json::Value {
     serde_json::json!({

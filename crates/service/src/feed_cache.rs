@@ -19,9 +19,13 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use domain::PostId;
+
+use super::hidden::FirstPosts;
 
 /// A rendered response: the body and its `Link` header value.
 #[derive(Clone)]
@@ -33,6 +37,8 @@ pub struct CachedPage {
 /// A cached page that may be served.
 pub struct Hit {
     pub page: CachedPage,
+    /// The posts it was made from, to make the page of a reader who blocks someone.
+    pub posts: Arc<FirstPosts>,
     /// Past half its life: worth rendering again before it expires, so that
     /// requests are not left waiting for a render when it does.
     pub refresh: bool,
@@ -61,6 +67,7 @@ struct Entry {
     generation: u64,
     stored: Instant,
     page: CachedPage,
+    posts: Arc<FirstPosts>,
     shape: PageShape,
 }
 
@@ -96,7 +103,7 @@ pub struct Render<'a> {
 
 impl Render<'_> {
     /// Stores the page unless a write that might change it happened since `begin`.
-    pub fn put(self, limit: u32, page: CachedPage, shape: PageShape) {
+    pub fn put(self, limit: u32, page: CachedPage, posts: Arc<FirstPosts>, shape: PageShape) {
         if !self.cache.enabled() {
             return;
         }
@@ -106,6 +113,7 @@ impl Render<'_> {
                 generation: self.generation,
                 stored: Instant::now(),
                 page,
+                posts,
                 shape,
             };
             state.pages.insert(limit, entry);
@@ -175,6 +183,7 @@ impl FeedCache {
         let age = entry.stored.elapsed();
         (entry.generation == state.generation && age < self.ttl).then(|| Hit {
             page: entry.page.clone(),
+            posts: entry.posts.clone(),
             refresh: age >= self.ttl / 2,
         })
     }
@@ -230,7 +239,7 @@ mod tests {
     }
 
     fn cached(cache: &FeedCache) {
-        cache.begin().put(2, page("a"), shape());
+        cache.begin().put(2, page("a"), Arc::default(), shape());
         assert!(cache.get(2).is_some());
     }
 
@@ -254,6 +263,7 @@ mod tests {
         cache.begin().put(
             2,
             page("a"),
+            Arc::default(),
             PageShape {
                 posts: vec![id(9)],
                 last: None,
@@ -269,7 +279,7 @@ mod tests {
         cached(&cache);
         let render = cache.begin(); // e.g. another limit, read before the comment commits
         cache.comment_added(id(7), 1); // would change no stored page, but the render may miss it
-        render.put(3, page("stale"), shape());
+        render.put(3, page("stale"), Arc::default(), shape());
         assert!(cache.get(3).is_none());
         assert!(cache.get(2).is_none());
     }
@@ -277,7 +287,7 @@ mod tests {
     #[test]
     fn a_write_invalidates_at_once() {
         let cache = FeedCache::new(Duration::from_secs(60));
-        cache.begin().put(20, page("a"), shape());
+        cache.begin().put(20, page("a"), Arc::default(), shape());
         assert_eq!(cache.get(20).unwrap().page.body, "a");
         assert!(cache.get(10).is_none());
         cache.invalidate();
@@ -289,7 +299,7 @@ mod tests {
         let cache = FeedCache::new(Duration::from_secs(60));
         let render = cache.begin();
         cache.invalidate(); // a write commits while the query runs
-        render.put(20, page("stale"), shape());
+        render.put(20, page("stale"), Arc::default(), shape());
         assert!(cache.get(20).is_none());
     }
 
@@ -303,7 +313,7 @@ mod tests {
         assert!(hit.refresh);
         let turn = cache.try_render_turn(2).expect("no render in progress");
         assert!(cache.try_render_turn(2).is_none()); // the others are served `hit.page`
-        cache.begin().put(2, page("b"), shape());
+        cache.begin().put(2, page("b"), Arc::default(), shape());
         drop(turn);
         let fresh = cache.get(2).unwrap();
         assert!(!fresh.refresh);
@@ -313,11 +323,11 @@ mod tests {
     #[test]
     fn pages_expire_after_the_ttl_and_zero_disables() {
         let cache = FeedCache::new(Duration::from_millis(20));
-        cache.begin().put(20, page("a"), shape());
+        cache.begin().put(20, page("a"), Arc::default(), shape());
         std::thread::sleep(Duration::from_millis(30));
         assert!(cache.get(20).is_none());
         let off = FeedCache::new(Duration::ZERO);
-        off.begin().put(20, page("a"), shape());
+        off.begin().put(20, page("a"), Arc::default(), shape());
         assert!(off.get(20).is_none());
     }
 }

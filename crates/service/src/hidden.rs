@@ -204,29 +204,36 @@ impl super::Services {
     }
 
     /// Rewrites the renderings that may show someone hidden (a hidden id in
-    /// the text) or count comments of accounts being deleted: their newest
-    /// comments by others, their count without those.
+    /// the text) or count comments of gone accounts: their newest comments by
+    /// others, their count without those.
     async fn patch_renderings(
         &self,
         entries: &mut [domain::rendering::FeedEntry],
         hiding: &Hiding,
     ) -> super::ServiceResult<()> {
-        /// Comments read per post: enough that two visible ones are nearly always among them.
-        const PER_POST: u32 = 8;
         let ids: Vec<domain::PostId> = entries.iter().map(|e| e.id).collect();
         let recounted = self.gone_comments(hiding, &ids).await?;
-        let look: Vec<usize> = (0..entries.len())
-            .filter(|&i| {
-                hiding.may_show_in(&entries[i].json)
-                    || recounted.iter().any(|(id, _)| *id == entries[i].id)
-            })
-            .collect();
+        let look = needing_patches(entries, hiding, &recounted);
         if look.is_empty() {
             return Ok(());
         }
         let wanted: Vec<domain::PostId> = look.iter().map(|&i| entries[i].id).collect();
         let newest = self.store.newest_comments_of(&wanted, PER_POST).await?;
-        for i in look {
+        self.splice(entries, &look, hiding, &newest, &recounted)
+            .await
+    }
+
+    /// Patches `entries[look]` from `newest` (each post's newest `PER_POST`
+    /// comments) and `recounted` (its comments by gone accounts).
+    async fn splice(
+        &self,
+        entries: &mut [domain::rendering::FeedEntry],
+        look: &[usize],
+        hiding: &Hiding,
+        newest: &[(domain::PostId, Vec<Comment>)],
+        recounted: &[(domain::PostId, i64)],
+    ) -> super::ServiceResult<()> {
+        for &i in look {
             let entry = &mut entries[i];
             let read: &[Comment] = newest
                 .iter()
@@ -251,6 +258,63 @@ impl super::Services {
             entry.json = patched(&entry.json, &last, minus);
         }
         Ok(())
+    }
+
+    /// The posts a first feed page is made from, for the cache: a little more
+    /// than a page, so that readers who hide a few of them still fill theirs.
+    pub(crate) async fn first_posts(
+        &self,
+        hiding: &Hiding,
+        limit: domain::Limit,
+    ) -> super::ServiceResult<FirstPosts> {
+        let fetch = limit.get() + limit.get() / 2 + 8;
+        let entries = self.store.feed(None, fetch, domain::now()).await?;
+        let ids: Vec<domain::PostId> = entries.iter().map(|e| e.id).collect();
+        Ok(FirstPosts {
+            exhausted: (entries.len() as u32) < fetch,
+            recounted: self.gone_comments(hiding, &ids).await?,
+            entries,
+            newest: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    /// The first feed page for a reader who hides `hiding`, made from the
+    /// cached `posts` without reading the feed again; `None` when the reader
+    /// hides so many of them that the page needs posts beyond.
+    pub(crate) async fn page_from_first_posts(
+        &self,
+        posts: &FirstPosts,
+        hiding: &Hiding,
+        limit: domain::Limit,
+    ) -> super::ServiceResult<Option<super::Page<domain::rendering::FeedEntry>>> {
+        let want = limit.get() as usize + 1;
+        let mut shown: Vec<domain::rendering::FeedEntry> = posts
+            .entries
+            .iter()
+            .filter(|e| !hiding.hides(e.author))
+            .take(want)
+            .cloned()
+            .collect();
+        if shown.len() < want && !posts.exhausted {
+            return Ok(None);
+        }
+        let on_page = shown.len().min(limit.get() as usize);
+        let look = needing_patches(&shown[..on_page], hiding, &posts.recounted);
+        if !look.is_empty() {
+            // Read once per cached page, by the first reader who needs it.
+            let newest = posts
+                .newest
+                .get_or_try_init(|| {
+                    let ids: Vec<domain::PostId> = posts.entries.iter().map(|e| e.id).collect();
+                    async move { self.store.newest_comments_of(&ids, PER_POST).await }
+                })
+                .await?;
+            self.splice(&mut shown, &look, hiding, newest, &posts.recounted)
+                .await?;
+        }
+        Ok(Some(super::Page::from_overfetch(shown, limit.get(), |e| {
+            e.position().encode(&self.cursor_key)
+        })))
     }
 
     /// Up to `limit` comments of the post after `after`, newest first, by
@@ -298,10 +362,7 @@ impl super::Services {
         for _ in 0..MAX_ROUNDS {
             let batch = self.store.feed(after, fetch, domain::now()).await?;
             exhausted = (batch.len() as u32) < fetch;
-            after = batch.last().map(|e| domain::FeedCursor {
-                comment_count: e.comment_count,
-                post_id: e.id,
-            });
+            after = batch.last().map(FeedEntry::position);
             let room = want as usize - shown.len();
             let mut kept: Vec<FeedEntry> = batch
                 .into_iter()
@@ -310,10 +371,7 @@ impl super::Services {
                 .collect();
             if kept.len() == room {
                 // The page ends inside this batch: go on after its last post.
-                after = kept.last().map(|e| domain::FeedCursor {
-                    comment_count: e.comment_count,
-                    post_id: e.id,
-                });
+                after = kept.last().map(FeedEntry::position);
             }
             self.patch_renderings(&mut kept, hiding).await?;
             shown.extend(kept);
@@ -324,10 +382,7 @@ impl super::Services {
         let cursor_of = |c: &domain::FeedCursor| c.encode(&self.cursor_key);
         if shown.len() as u32 >= want || exhausted {
             return Ok(super::Page::from_overfetch(shown, limit.get(), |e| {
-                cursor_of(&domain::FeedCursor {
-                    comment_count: e.comment_count,
-                    post_id: e.id,
-                })
+                cursor_of(&e.position())
             }));
         }
         // Out of rounds: what was found, and the next page from where the reading stopped.
@@ -335,6 +390,51 @@ impl super::Services {
             items: shown,
             next_cursor: after.as_ref().map(cursor_of),
         })
+    }
+}
+
+/// Comments read per post to patch it: enough that two visible ones are nearly always among them.
+const PER_POST: u32 = 8;
+
+/// The indexes of the entries whose rendering `hiding` changes: naming
+/// someone hidden, or counting comments of gone accounts.
+fn needing_patches(
+    entries: &[domain::rendering::FeedEntry],
+    hiding: &Hiding,
+    recounted: &[(domain::PostId, i64)],
+) -> Vec<usize> {
+    (0..entries.len())
+        .filter(|&i| {
+            hiding.may_show_in(&entries[i].json)
+                || recounted.iter().any(|(id, _)| *id == entries[i].id)
+        })
+        .collect()
+}
+
+/// The posts at the top of the feed as the cache keeps them: enough to make
+/// the first page for any reader (see `page_from_first_posts`).
+#[derive(Default)]
+pub struct FirstPosts {
+    /// As stored, a little more than a page.
+    entries: Vec<domain::rendering::FeedEntry>,
+    /// The whole feed is in `entries`.
+    exhausted: bool,
+    /// Comments of gone accounts on them, as read with them.
+    recounted: Vec<(domain::PostId, i64)>,
+    /// Their newest comments, read when a reader first needs them.
+    newest: tokio::sync::OnceCell<Vec<(domain::PostId, Vec<Comment>)>>,
+}
+
+impl FirstPosts {
+    /// Which posts the page shows and where the last one stands, for the
+    /// cache to tell which writes change it.
+    pub fn shape(&self) -> super::PageShape {
+        super::PageShape {
+            posts: self.entries.iter().map(|e| e.id).collect(),
+            last: (!self.exhausted)
+                .then(|| self.entries.last().map(|e| (e.comment_count, e.id)))
+                .flatten(),
+        }
     }
 }
 

@@ -30,7 +30,7 @@ use store::{BlobStore, Store};
 pub use accounts::{Account, SESSIONS_LISTED, Session, SessionInfo, Token};
 pub use errors::{ServiceError, ServiceResult};
 pub use events::EventStreamSlots;
-pub use hidden::{Blocks, HiddenAuthors, Hiding, MAX_BLOCKS};
+pub use hidden::{Blocks, FirstPosts, HiddenAuthors, Hiding, MAX_BLOCKS};
 pub use idempotency::{CLAIM_RENEW_EVERY, IDEMPOTENCY_RETENTION};
 pub use orphans::ORPHAN_AGE;
 pub use pages::Page;

@@ -1,10 +1,12 @@
 //! Posts: creation from a staged image, reads, the feed, deletion.
 
+use std::sync::Arc;
+
 use tempfile::TempPath;
 
 use store::{FeedEntry, KeyAnswer, StoreError};
 
-use super::{Account, CachedPage, Hiding, Page, PageShape, ServiceError, ServiceResult, Services};
+use super::{Account, CachedPage, Hiding, Page, ServiceError, ServiceResult, Services, feed_cache};
 use domain::{
     AltText, Caption, EditRefusal, EditRequest, ExpiresIn, FeedCursor, IdCursor, Limit, NewPost,
     Post, PostEdit, PostFilter, PostId, UploadId, User, Username, ValidationErrors, now,
@@ -243,43 +245,79 @@ impl Services {
             .ok_or(ServiceError::NotFound("no such post"))
     }
 
-    /// The first feed page of `limit` items, rendered by `render` and cached
-    /// (see `feed_cache.rs`); any other page goes to [`Services::feed`].
+    /// The first feed page of `limit` items for readers who block no one,
+    /// rendered by `render` and cached (see `feed_cache.rs`); any other page
+    /// goes to [`Services::feed_for`] or [`Services::first_feed_page_for`].
     pub async fn first_feed_page(
         &self,
         limit: Limit,
         render: impl FnOnce(&Page<FeedEntry>) -> CachedPage,
     ) -> ServiceResult<CachedPage> {
+        Ok(self.cached_first_page(limit, render).await?.page)
+    }
+
+    /// The first feed page for a reader who blocks someone: made from the
+    /// posts the shared cached page was made from (no feed read, and the
+    /// newest comments read once per cached page), filtered and patched for
+    /// them; read as any page only when they hide most of those posts.
+    pub async fn first_feed_page_for(
+        &self,
+        hiding: &Hiding,
+        limit: Limit,
+        render: impl FnOnce(&Page<FeedEntry>) -> CachedPage,
+    ) -> ServiceResult<Page<FeedEntry>> {
+        let first = self.cached_first_page(limit, render).await?;
+        match self
+            .page_from_first_posts(&first.posts, hiding, limit)
+            .await?
+        {
+            Some(page) => Ok(page),
+            None => self.feed_for(hiding, None, limit).await,
+        }
+    }
+
+    async fn cached_first_page(
+        &self,
+        limit: Limit,
+        render: impl FnOnce(&Page<FeedEntry>) -> CachedPage,
+    ) -> ServiceResult<feed_cache::Hit> {
         let cache = &self.feed_cache;
         let _turn = match cache.get(limit.get()) {
-            Some(hit) if !hit.refresh => return Ok(hit.page),
+            Some(hit) if !hit.refresh => return Ok(hit),
             // Still valid but half its life gone: one request renders it anew
             // while the others keep being served the valid page.
             Some(hit) => match cache.try_render_turn(limit.get()) {
                 Some(turn) => turn,
-                None => return Ok(hit.page),
+                None => return Ok(hit),
             },
             None => {
                 let turn = cache.render_turn(limit.get()).await;
                 if let Some(hit) = cache.get(limit.get()) {
-                    return Ok(hit.page); // rendered by the request we waited for
+                    return Ok(hit); // rendered by the request we waited for
                 }
                 turn
             }
         };
         let rendering = cache.begin();
-        let posts = self.feed(None, limit).await?;
-        let page = render(&posts);
-        let shape = PageShape {
-            posts: posts.items.iter().map(|p| p.id).collect(),
-            last: posts
-                .next_cursor
-                .as_ref()
-                .and_then(|_| posts.items.last())
-                .map(|p| (p.comment_count, p.id)),
+        // What every reader is hidden (accounts deleted or suspended).
+        let hiding = self.hiding(None).await?;
+        let posts = Arc::new(self.first_posts(&hiding, limit).await?);
+        let page = self.page_from_first_posts(&posts, &hiding, limit).await?;
+        let (page, cacheable) = match page {
+            Some(page) => (page, true),
+            // So many of the top posts are hidden from everyone that the page
+            // reaches past them: served, not cached (its shape is not `posts`').
+            None => (self.feed_for(&hiding, None, limit).await?, false),
         };
-        rendering.put(limit.get(), page.clone(), shape);
-        Ok(page)
+        let rendered = render(&page);
+        if cacheable {
+            rendering.put(limit.get(), rendered.clone(), posts.clone(), posts.shape());
+        }
+        Ok(feed_cache::Hit {
+            page: rendered,
+            posts,
+            refresh: false,
+        })
     }
 
     pub async fn feed(&self, cursor: Option<&str>, limit: Limit) -> ServiceResult<Page<FeedEntry>> {
@@ -306,12 +344,8 @@ impl Services {
             return self.feed_hiding(after, limit, hiding).await;
         }
         let rows = self.store.feed(after, limit.get() + 1, now()).await?;
-        Ok(Page::from_overfetch(rows, limit.get(), |p| {
-            FeedCursor {
-                comment_count: p.comment_count,
-                post_id: p.id,
-            }
-            .encode(&self.cursor_key)
+        Ok(Page::from_overfetch(rows, limit.get(), |e| {
+            e.position().encode(&self.cursor_key)
         }))
     }
 
