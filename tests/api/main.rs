@@ -28,3 +28,4 @@ mod slow_clients;
 mod statements;
 mod tus_clients;
 mod uploads;
+mod web_client;

@@ -21,6 +21,7 @@ mod safety;
 pub mod server;
 mod uploads;
 mod views;
+mod web_client;
 
 use axum::Router;
 use axum::middleware;
@@ -56,6 +57,7 @@ pub fn router(services: Services) -> Router {
     #[cfg(feature = "bench")]
     let routes = routes.merge(bench::router());
     let routes = routes
+        .merge(web_client::router())
         .fallback(|| async { ApiError::not_found("no such resource") })
         .layer(middleware::from_fn_with_state(
             services.clone(),
