@@ -16,20 +16,6 @@ async fn put_block(app: &TestApp, token: &str, username: &str) -> reqwest::Respo
         .unwrap()
 }
 
-/// Every page of the feed as `token` reads it, `limit` at a time.
-async fn whole_feed(app: &TestApp, token: Option<&str>, limit: u32) -> Vec<Value> {
-    let mut posts = Vec::new();
-    let mut path = format!("/v1/posts?limit={limit}");
-    loop {
-        let page = app.get_json(&path, token).await;
-        posts.extend(page["items"].as_array().unwrap().iter().cloned());
-        match page["next_cursor"].as_str() {
-            Some(c) => path = format!("/v1/posts?limit={limit}&cursor={c}"),
-            None => return posts,
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_blocked_users_posts_and_comments_vanish_for_the_blocker_only() {
     let app = TestApp::spawn().await;
@@ -93,7 +79,7 @@ async fn a_blocked_users_posts_and_comments_vanish_for_the_blocker_only() {
     // The blocker's reads: the feed (first page, and every page), post pages,
     // comment listings, user listings.
     for limit in [20, 1] {
-        let feed = whole_feed(&app, Some(&alice), limit).await;
+        let feed = app.whole_feed(Some(&alice), limit).await;
         let seen: Vec<&str> = feed.iter().map(|p| p["id"].as_str().unwrap()).collect();
         assert_eq!(seen, [bobs.as_str(), alices.as_str()], "limit {limit}");
         assert_eq!(
@@ -192,14 +178,8 @@ async fn a_blockers_first_page_is_exact_whether_or_not_the_cached_top_suffices()
     let alice = app.register("alice").await;
     let mallory = app.register("mallory").await;
     let bob = app.register("bob").await;
-    let older = app.ready_post(&bob, "older by bob").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let newer = app.ready_post(&bob, "newer by bob").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let older = app.ready_post_id(&bob, "older by bob").await;
+    let newer = app.ready_post_id(&bob, "newer by bob").await;
     // Newer than bob's with as few comments: they rank above.
     let mut mallorys = Vec::new();
     for n in 0..11 {
@@ -225,7 +205,8 @@ async fn a_blockers_first_page_is_exact_whether_or_not_the_cached_top_suffices()
             .collect();
         assert_eq!(ids(&page), want, "limit {limit}");
         assert_eq!(page["next_cursor"].is_string(), limit < 2, "limit {limit}");
-        let whole: Vec<String> = whole_feed(&app, Some(&alice), limit as u32)
+        let whole: Vec<String> = app
+            .whole_feed(Some(&alice), limit as u32)
             .await
             .iter()
             .map(|p| p["id"].as_str().unwrap().to_owned())

@@ -8,22 +8,10 @@ use crate::helpers::{TestApp, page_ids as ids, problem};
 async fn feed_ranks_by_comment_count_then_newest() {
     let app = TestApp::spawn().await;
     let token = app.register("ranker").await;
-    let a = app.ready_post(&token, "a").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let b = app.ready_post(&token, "b").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let c = app.ready_post(&token, "c").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let d = app.ready_post(&token, "d").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let a = app.ready_post_id(&token, "a").await;
+    let b = app.ready_post_id(&token, "b").await;
+    let c = app.ready_post_id(&token, "c").await;
+    let d = app.ready_post_id(&token, "d").await;
     for (post, n) in [(&a, 2), (&c, 1), (&d, 1)] {
         for i in 0..n {
             assert_eq!(
@@ -236,12 +224,7 @@ async fn feed_items_are_the_posts_as_they_are_now() {
     let other = app.register("commenter").await;
     let mut ids = Vec::new();
     for caption in ["older", "newer"] {
-        ids.push(
-            app.ready_post(&token, caption).await["id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
+        ids.push(app.ready_post_id(&token, caption).await);
     }
     let assert_fresh = |step: &'static str| {
         let app = &app;

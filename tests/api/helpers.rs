@@ -298,6 +298,28 @@ impl TestApp {
             .await
     }
 
+    /// Creates a post, waits until it is ready, and gives its id.
+    pub async fn ready_post_id(&self, token: &str, caption: &str) -> String {
+        self.ready_post(token, caption).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Every page of the feed as `token` reads it, `limit` at a time.
+    pub async fn whole_feed(&self, token: Option<&str>, limit: u32) -> Vec<Value> {
+        let mut posts = Vec::new();
+        let mut path = format!("/v1/posts?limit={limit}");
+        loop {
+            let page = self.get_json(&path, token).await;
+            posts.extend(page["items"].as_array().unwrap().iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(c) => path = format!("/v1/posts?limit={limit}&cursor={c}"),
+                None => return posts,
+            }
+        }
+    }
+
     /// The post once its image job has run: drained here, or, on a node with
     /// background workers, awaited.
     pub async fn wait_for_status(&self, token: &str, id: &str, status: &str) -> Value {

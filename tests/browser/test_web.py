@@ -259,6 +259,9 @@ def main():
         check_page(ana, "post")
 
         # ben finds it in the feed, opens it, comments.
+        ben.get(f"{base}/signup")
+        by_label(ben, "Username")
+        check_page(ben, "signup")
         signed_up(ben, base, "ben")
         article = wait(ben, lambda d: [a for a in d.find_elements(By.TAG_NAME, "article")
                                        if a.find_elements(By.CSS_SELECTOR, f"img[alt='{ALT}']")],

@@ -273,6 +273,10 @@ impl super::Services {
         Ok(FirstPosts {
             exhausted: (entries.len() as u32) < fetch,
             recounted: self.gone_comments(hiding, &ids).await?,
+            authors: entries
+                .iter()
+                .map(|e| domain::rendering::rendered_authors(&e.json).collect())
+                .collect(),
             entries,
             newest: tokio::sync::OnceCell::new(),
         })
@@ -288,18 +292,28 @@ impl super::Services {
         limit: domain::Limit,
     ) -> super::ServiceResult<Option<super::Page<domain::rendering::FeedEntry>>> {
         let want = limit.get() as usize + 1;
-        let mut shown: Vec<domain::rendering::FeedEntry> = posts
-            .entries
-            .iter()
-            .filter(|e| !hiding.hides(e.author))
+        let kept: Vec<usize> = (0..posts.entries.len())
+            .filter(|&i| !hiding.hides(posts.entries[i].author))
             .take(want)
-            .cloned()
             .collect();
-        if shown.len() < want && !posts.exhausted {
+        if kept.len() < want && !posts.exhausted {
             return Ok(None);
         }
-        let on_page = shown.len().min(limit.get() as usize);
-        let look = needing_patches(&shown[..on_page], hiding, &posts.recounted);
+        let on_page = kept.len().min(limit.get() as usize);
+        // Which renderings change, from the authors found in them when the
+        // page was cached (not by reading each rendering again).
+        let look: Vec<usize> = (0..on_page)
+            .filter(|&n| {
+                let i = kept[n];
+                posts.authors[i].iter().any(|u| hiding.hides(*u))
+                    || posts
+                        .recounted
+                        .iter()
+                        .any(|(id, _)| *id == posts.entries[i].id)
+            })
+            .collect();
+        let mut shown: Vec<domain::rendering::FeedEntry> =
+            kept.iter().map(|&i| posts.entries[i].clone()).collect();
         if !look.is_empty() {
             // Read once per cached page, by the first reader who needs it.
             let newest = posts
@@ -421,6 +435,8 @@ pub struct FirstPosts {
     exhausted: bool,
     /// Comments of gone accounts on them, as read with them.
     recounted: Vec<(domain::PostId, i64)>,
+    /// The authors each rendering names (the post's, its newest comments').
+    authors: Vec<Vec<UserId>>,
     /// Their newest comments, read when a reader first needs them.
     newest: tokio::sync::OnceCell<Vec<(domain::PostId, Vec<Comment>)>>,
 }
