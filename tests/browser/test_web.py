@@ -26,7 +26,11 @@ import time
 import zlib
 
 from selenium import webdriver
-from selenium.common.exceptions import NoSuchElementException, TimeoutException
+from selenium.common.exceptions import (
+    NoSuchElementException,
+    StaleElementReferenceException,
+    TimeoutException,
+)
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -95,7 +99,11 @@ def browser():
 
 def wait(driver, condition, what, timeout=WAIT):
     try:
-        return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: condition(d))
+        # An element found a moment ago may be gone: the app re-renders a page
+        # after each change. The condition is then asked again.
+        return WebDriverWait(driver, timeout, poll_frequency=0.1,
+                             ignored_exceptions=(StaleElementReferenceException, NoSuchElementException)
+                             ).until(lambda d: condition(d))
     except TimeoutException:
         raise AssertionError(f"timed out waiting for {what} at {driver.current_url}") from None
 
@@ -138,6 +146,41 @@ def signed_up(driver, base, name):
     button(driver, "Sign up").click()
     button(driver, "Log out")
     wait(driver, lambda d: d.current_url.rstrip("/") == base, "the feed after signing up")
+
+
+def failed_login_keeps_the_form(driver, base):
+    """A refused log-in shows the problem's detail and loses nothing typed."""
+    driver.get(f"{base}/login")
+    type_into(driver, "Username", "nobody_here")
+    type_into(driver, "Password", "not the password")
+    button(driver, "Log in").click()
+    wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, "p.error").text, "the error")
+    error = driver.find_element(By.CSS_SELECTOR, "p.error").text
+    assert "wrong username or password" in error, error
+    assert by_label(driver, "Username").get_attribute("value") == "nobody_here"
+    assert by_label(driver, "Password").get_attribute("value") == "not the password"
+
+
+def logged_in_by_keyboard(driver, base, name):
+    """Log in with the keyboard alone: type, Tab to the next field, Enter."""
+    from selenium.webdriver.common.keys import Keys
+    driver.get(f"{base}/login")
+    field = by_label(driver, "Username")
+    wait(driver, lambda d: d.switch_to.active_element == field, "the username field focused")
+    field.send_keys(name)
+    driver.switch_to.active_element.send_keys(Keys.TAB)
+    assert driver.switch_to.active_element.accessible_name == "Password"
+    driver.switch_to.active_element.send_keys("correct horse battery", Keys.ENTER)
+    button(driver, "Log out")
+
+
+def layout_shift(driver):
+    """The page's cumulative layout shift so far (0 when nothing moved)."""
+    return driver.execute_async_script(
+        "const done = arguments[arguments.length - 1]; let total = 0;"
+        "const po = new PerformanceObserver(list => { for (const e of list.getEntries()) if (!e.hadRecentInput) total += e.value; });"
+        "po.observe({type: 'layout-shift', buffered: true});"
+        "setTimeout(() => { po.disconnect(); done(total); }, 300);")
 
 
 def accept_confirm(driver):
@@ -252,7 +295,7 @@ def main():
         log(f"server {base_direct}, proxy {base}, photo {photo.stat().st_size} bytes")
 
         first_load_size(ana, base)
-        ana.get(f"{base}/login")
+        failed_login_keeps_the_form(ana, base)
         check_page(ana, "login")
         signed_up(ana, base, "ana")
         post_id = upload_over_a_bad_network(ana, base, photo)
@@ -268,6 +311,10 @@ def main():
                        "ana's post in the feed")[0]
         img = article.find_element(By.TAG_NAME, "img")
         assert img.get_attribute("width") and img.get_attribute("height"), "sized before it loads"
+        wait(ben, lambda d: d.execute_script("return arguments[0].complete", img), "the image loaded")
+        shift = layout_shift(ben)
+        report["feed_layout_shift"] = shift
+        assert shift < 0.01, f"the feed moved as images arrived: CLS {shift}"
         check_page(ben, "feed")
         article.find_element(By.LINK_TEXT, "0 comments").click()
         wait(ben, lambda d: f"/p/{post_id}" in d.current_url, "the post page")
@@ -353,6 +400,28 @@ def main():
         wait(ben, lambda d: "Done: remove" in d.find_element(By.TAG_NAME, "main").text, "the removal")
         wait(ana, lambda d: "moderator removed" in d.find_element(By.ID, "toasts").text, "ana told of the removal")
         log("  moderation done")
+
+        # Account settings: password change, export, deletion; log-in by keyboard.
+        button(ben, "Log out").click()
+        logged_in_by_keyboard(ben, base, "mia")
+        ben.get(f"{base}/settings")
+        type_into(ben, "Current password", "correct horse battery")
+        type_into(ben, "New password", "a brand new horse")
+        button(ben, "Change password").click()
+        wait(ben, lambda d: "Password changed" in d.find_element(By.ID, "toasts").text, "the password changed")
+        button(ben, "Request export").click()
+        button(ben, "Download export", within=None)
+        type_into(ben, "Password", "a brand new horse")
+        button(ben, "Delete account").click()
+        accept_confirm(ben)
+        wait(ben, lambda d: "Your account was deleted" in d.find_element(By.ID, "toasts").text, "the deletion")
+        ben.get(f"{base}/login")
+        type_into(ben, "Username", "mia")
+        type_into(ben, "Password", "a brand new horse")
+        button(ben, "Log in").click()
+        wait(ben, lambda d: "wrong username or password" in d.find_element(By.CSS_SELECTOR, "p.error").text,
+             "the deleted account refused")
+        log("  settings done")
 
         for d in drivers:
             bad = csp_violations(d)

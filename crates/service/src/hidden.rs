@@ -218,12 +218,22 @@ impl super::Services {
             return Ok(());
         }
         let wanted: Vec<domain::PostId> = look.iter().map(|&i| entries[i].id).collect();
-        let newest = self.store.newest_comments_of(&wanted, PER_POST).await?;
-        self.splice(entries, &look, hiding, &newest, &recounted)
-            .await
+        let newest = self
+            .store
+            .newest_comments_of(&wanted, PER_PATCHED_POST)
+            .await?;
+        self.splice(
+            entries,
+            &look,
+            hiding,
+            &newest,
+            PER_PATCHED_POST,
+            &recounted,
+        )
+        .await
     }
 
-    /// Patches `entries[look]` from `newest` (each post's newest `PER_POST`
+    /// Patches `entries[look]` from `newest` (each post's newest `per_post`
     /// comments) and `recounted` (its comments by gone accounts).
     async fn splice(
         &self,
@@ -231,6 +241,7 @@ impl super::Services {
         look: &[usize],
         hiding: &Hiding,
         newest: &[(domain::PostId, Vec<Comment>)],
+        per_post: u32,
         recounted: &[(domain::PostId, i64)],
     ) -> super::ServiceResult<()> {
         for &i in look {
@@ -245,7 +256,7 @@ impl super::Services {
                 .take(domain::LAST_COMMENTS)
                 .cloned()
                 .collect();
-            if last.len() < domain::LAST_COMMENTS && read.len() == PER_POST as usize {
+            if last.len() < domain::LAST_COMMENTS && read.len() == per_post as usize {
                 // All but a few of the newest are hidden: read on.
                 last = self
                     .visible_comments(entry.id, hiding, None, domain::LAST_COMMENTS as u32)
@@ -320,11 +331,18 @@ impl super::Services {
                 .newest
                 .get_or_try_init(|| {
                     let ids: Vec<domain::PostId> = posts.entries.iter().map(|e| e.id).collect();
-                    async move { self.store.newest_comments_of(&ids, PER_POST).await }
+                    async move { self.store.newest_comments_of(&ids, PER_CACHED_POST).await }
                 })
                 .await?;
-            self.splice(&mut shown, &look, hiding, newest, &posts.recounted)
-                .await?;
+            self.splice(
+                &mut shown,
+                &look,
+                hiding,
+                newest,
+                PER_CACHED_POST,
+                &posts.recounted,
+            )
+            .await?;
         }
         Ok(Some(super::Page::from_overfetch(shown, limit.get(), |e| {
             e.position().encode(&self.cursor_key)
@@ -407,8 +425,16 @@ impl super::Services {
     }
 }
 
-/// Comments read per post to patch it: enough that two visible ones are nearly always among them.
-const PER_POST: u32 = 8;
+/// Comments read per post to patch it on a page of its own: the two it shows
+/// (one or both hidden, or it would not be patched) and two more, so that two
+/// visible ones are nearly always among them (with a tenth of all authors
+/// hidden, all but one of four are hidden for 0.4% of patched posts; those
+/// read on).
+const PER_PATCHED_POST: u32 = 4;
+
+/// Comments read per post for a cached first page: read once for every reader
+/// of the page, so with more room for readers who hide many.
+const PER_CACHED_POST: u32 = 8;
 
 /// The indexes of the entries whose rendering `hiding` changes: naming
 /// someone hidden, or counting comments of gone accounts.
