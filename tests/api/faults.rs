@@ -452,6 +452,112 @@ async fn a_multipart_post_whose_link_freezes_is_cut_and_changes_nothing() {
     assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
 }
 
+/// Sends `method path` with a JSON `body` and `token` through a fault proxy
+/// whose client vanishes the moment the whole request is sent.
+async fn vanish(app: &TestApp, token: &str, method: &str, path: &str, body: serde_json::Value) {
+    let body = body.to_string();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let proxy = FaultProxy::start(
+        addr_of(&app.base),
+        Faults {
+            vanish_after: Some((head.len() + body.len()) as u64),
+            ..Faults::default()
+        },
+    )
+    .await
+    .unwrap();
+    send_raw(proxy.addr(), head, body.into_bytes()).await;
+    assert_eq!(proxy.resets(), 1, "the client vanished");
+}
+
+/// Waits (bounded) until `done` holds: a write whose client vanished is
+/// finished by the server on its own time.
+async fn eventually<F: std::future::Future<Output = bool>>(
+    what: &str,
+    mut done: impl FnMut() -> F,
+) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !done().await {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A report, a block and a moderator's suspension whose client vanishes the
+/// moment the request is sent still happen, once each.
+#[tokio::test]
+async fn safety_writes_finish_when_their_client_vanishes() {
+    let app = TestApp::spawn_with(|a| a.session_cache_ms = Some(0)).await;
+    let author = app.register("loud_author").await;
+    let reporter = app.register("quiet_reader").await;
+    let warden = app.register("warden").await;
+    app.services()
+        .set_role(&imagegram::service::Actor::Operator, "warden", "moderator")
+        .await
+        .unwrap();
+    let post = app.ready_post_id(&author, "a loud post").await;
+
+    let report = json!({"target": {"type": "post", "id": post}, "reason": "spam"});
+    vanish(&app, &reporter, "POST", "/v1/reports", report).await;
+    let queue = || async {
+        app.get_json("/v1/moderation/reports", Some(&warden)).await["items"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    eventually("the report was never filed", || async {
+        queue().await.len() == 1
+    })
+    .await;
+    let group = queue().await[0].clone();
+    assert_eq!(group["report_count"], 1);
+
+    vanish(
+        &app,
+        &reporter,
+        "PUT",
+        "/v1/me/blocks/loud_author",
+        json!({}),
+    )
+    .await;
+    eventually("the block never happened", || async {
+        app.get_json("/v1/me/blocks", Some(&reporter)).await["items"]
+            .to_string()
+            .contains("loud_author")
+    })
+    .await;
+
+    let path = format!(
+        "/v1/moderation/reports/{}/resolve",
+        group["id"].as_str().unwrap()
+    );
+    vanish(&app, &warden, "POST", &path, json!({"action": "suspend"})).await;
+    eventually("the suspension never happened", || async {
+        app.get("/v1/me", Some(&author)).await.status() == 401
+    })
+    .await;
+    let login = app
+        .post_json(
+            "/v1/sessions",
+            None,
+            json!({"username": "loud_author", "password": "correct horse"}),
+        )
+        .await;
+    assert_eq!(login.status(), 403);
+    let audit = app.get_json("/v1/moderation/audit", Some(&warden)).await;
+    let suspensions = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "suspend")
+        .count();
+    assert_eq!(suspensions, 1, "once: {audit}");
+}
+
 /// A password change and an account deletion whose client vanishes the
 /// moment the request is sent still happen: the write is not the client's to
 /// cancel.
@@ -459,27 +565,8 @@ async fn a_multipart_post_whose_link_freezes_is_cut_and_changes_nothing() {
 async fn account_writes_finish_when_their_client_vanishes() {
     let app = TestApp::spawn_with(|a| a.session_cache_ms = Some(0)).await;
     let token = app.register("tunnel_user").await;
-    let vanishing = |method: &str, path: &str, body: serde_json::Value| {
-        let body = body.to_string();
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        let base = app.base.clone();
-        async move {
-            let proxy = FaultProxy::start(
-                addr_of(&base),
-                Faults {
-                    vanish_after: Some((head.len() + body.len()) as u64),
-                    ..Faults::default()
-                },
-            )
-            .await
-            .unwrap();
-            send_raw(proxy.addr(), head, body.into_bytes()).await;
-            assert_eq!(proxy.resets(), 1, "the client vanished");
-        }
+    let vanishing = |method: &'static str, path: &'static str, body: serde_json::Value| {
+        vanish(&app, &token, method, path, body)
     };
     let login = |password: &'static str| {
         app.post_json(
@@ -488,8 +575,8 @@ async fn account_writes_finish_when_their_client_vanishes() {
             json!({"username": "tunnel_user", "password": password}),
         )
     };
-    // Bounded waits: the requests hash a password (Argon2) after their client left.
-    let until = |what: &'static str| (what, Instant::now() + Duration::from_secs(5));
+    // The waits are bounded (see `eventually`): the requests hash a password
+    // (Argon2) after their client left.
 
     vanishing(
         "PUT",
@@ -497,11 +584,10 @@ async fn account_writes_finish_when_their_client_vanishes() {
         json!({"current_password": "correct horse", "new_password": "changed in a tunnel"}),
     )
     .await;
-    let (what, deadline) = until("the password change never happened");
-    while login("changed in a tunnel").await.status() != 201 {
-        assert!(Instant::now() < deadline, "{what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("the password change never happened", || async {
+        login("changed in a tunnel").await.status() == 201
+    })
+    .await;
 
     vanishing(
         "DELETE",
@@ -509,11 +595,10 @@ async fn account_writes_finish_when_their_client_vanishes() {
         json!({"password": "changed in a tunnel"}),
     )
     .await;
-    let (what, deadline) = until("the deletion never happened");
-    while app.get("/v1/me", Some(&token)).await.status() != 401 {
-        assert!(Instant::now() < deadline, "{what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("the deletion never happened", || async {
+        app.get("/v1/me", Some(&token)).await.status() == 401
+    })
+    .await;
     assert_eq!(login("changed in a tunnel").await.status(), 401);
     app.register("tunnel_user").await;
 }
