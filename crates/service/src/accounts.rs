@@ -372,8 +372,7 @@ impl Services {
     pub async fn delete_account(&self, user: &User, password: String) -> ServiceResult<()> {
         self.check_password(user, password, "password").await?;
         self.store.begin_account_deletion(user.id, now()).await?;
-        // Forgets every cached token of the account, whichever sessions the
-        // deletion found.
+        // The deletion removed the sessions; this forgets their cached tokens.
         self.sessions.revoke_user(user.id);
         self.forget_gone_authors();
         Ok(())

@@ -16,10 +16,8 @@
 //! every client asks for, and deep pages are too many to be hot.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-
-use std::sync::Arc;
 
 use bytes::Bytes;
 

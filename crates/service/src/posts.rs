@@ -320,11 +320,6 @@ impl Services {
         })
     }
 
-    pub async fn feed(&self, cursor: Option<&str>, limit: Limit) -> ServiceResult<Page<FeedEntry>> {
-        let hiding = self.hiding(None).await?;
-        self.feed_for(&hiding, cursor, limit).await
-    }
-
     /// A feed page for a reader who hides `hiding` (see `Services::hiding`):
     /// without those posts and comments (see `feed_hiding`); when it hides no
     /// one, the plain ranking.

@@ -108,24 +108,20 @@ pub trait AccountStore: Send + Sync {
     /// The user's sessions, most recently used first, at most `limit`.
     async fn sessions_of(&self, user: UserId, limit: u32) -> StoreResult<Vec<SessionRecord>>;
     /// Replaces the password hash and deletes every session of the user but
-    /// `keep`, in one transaction; the deleted sessions' token hashes.
+    /// `keep`, in one transaction (callers forget the user's cached tokens).
     async fn set_password(
         &self,
         user: UserId,
         password_hash: &str,
         keep: Option<[u8; 32]>,
-    ) -> StoreResult<Vec<[u8; 32]>>;
+    ) -> StoreResult<()>;
     /// Gives the user `role`; the user, if there is one by that name.
     async fn set_role(&self, username: &Username, role: Role) -> StoreResult<Option<User>>;
     /// Starts deleting an account, in one transaction: marks it deleted (its
     /// content hidden from then on), frees its username, and deletes its
-    /// sessions, blocks, events and idempotency answers. The deleted sessions'
-    /// token hashes; `None` if the account is gone or going already.
-    async fn begin_account_deletion(
-        &self,
-        user: UserId,
-        at: Timestamp,
-    ) -> StoreResult<Option<Vec<[u8; 32]>>>;
+    /// sessions, blocks, events, exports and idempotency answers. Nothing if
+    /// the account is gone or going already.
+    async fn begin_account_deletion(&self, user: UserId, at: Timestamp) -> StoreResult<()>;
     /// Accounts whose deletion has begun and not finished.
     async fn accounts_being_deleted(&self) -> StoreResult<Vec<UserId>>;
     /// Accounts whose content every read hides: being deleted, or suspended.

@@ -139,7 +139,7 @@ impl AccountStore for PgStore {
         user: UserId,
         password_hash: &str,
         keep: Option<[u8; 32]>,
-    ) -> StoreResult<Vec<[u8; 32]>> {
+    ) -> StoreResult<()> {
         let mut conn = self.conn().await?;
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
@@ -147,17 +147,13 @@ impl AccountStore for PgStore {
             .bind(user.as_uuid())
             .execute(&mut *tx)
             .await?;
-        let revoked = sqlx::query(
-            "DELETE FROM sessions WHERE user_id = $1 AND token_hash IS DISTINCT FROM $2 \
-             RETURNING token_hash",
-        )
-        .bind(user.as_uuid())
-        .bind(keep.as_ref().map(|k| k.as_slice()))
-        .try_map(|r: PgRow| token_hash(&r))
-        .fetch_all(&mut *tx)
-        .await?;
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash IS DISTINCT FROM $2")
+            .bind(user.as_uuid())
+            .bind(keep.as_ref().map(|k| k.as_slice()))
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
-        Ok(revoked)
+        Ok(())
     }
 
     async fn set_role(&self, username: &Username, role: Role) -> StoreResult<Option<User>> {
@@ -196,11 +192,7 @@ impl AccountStore for PgStore {
         Ok(())
     }
 
-    async fn begin_account_deletion(
-        &self,
-        user: UserId,
-        at: Timestamp,
-    ) -> StoreResult<Option<Vec<[u8; 32]>>> {
+    async fn begin_account_deletion(&self, user: UserId, at: Timestamp) -> StoreResult<()> {
         let (from, to) = idempotency_scope_range(user);
         let mut conn = self.conn().await?;
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
@@ -214,12 +206,11 @@ impl AccountStore for PgStore {
         .execute(&mut *tx)
         .await?;
         if marked.rows_affected() == 0 {
-            return Ok(None);
+            return Ok(());
         }
-        let revoked = sqlx::query("DELETE FROM sessions WHERE user_id = $1 RETURNING token_hash")
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
             .bind(user.as_uuid())
-            .try_map(|r: PgRow| token_hash(&r))
-            .fetch_all(&mut *tx)
+            .execute(&mut *tx)
             .await?;
         sqlx::query("DELETE FROM blocks WHERE blocker_id = $1 OR blocked_id = $1")
             .bind(user.as_uuid())
@@ -236,7 +227,7 @@ impl AccountStore for PgStore {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(Some(revoked))
+        Ok(())
     }
 
     async fn accounts_being_deleted(&self) -> StoreResult<Vec<UserId>> {

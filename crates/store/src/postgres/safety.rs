@@ -148,7 +148,7 @@ impl SafetyStore for PgStore {
             append_event(&mut tx, *user.as_uuid(), kind, data).await?;
         }
         if let Some(user) = resolution.suspend {
-            set_suspended(&mut tx, user, Some(resolution.entry.created_at)).await?;
+            suspend(&mut tx, user, resolution.entry.created_at).await?;
         }
         tx.commit().await?;
         Ok(closed)
@@ -164,7 +164,7 @@ impl SafetyStore for PgStore {
         let target = serde_json::to_string(&entry.target).map_err(anyhow::Error::from)?;
         let mut conn = self.conn().await?;
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        if !set_suspended(&mut tx, user, None).await? {
+        if !lift_suspension(&mut tx, user).await? {
             return Ok(false);
         }
         insert_audit(&mut tx, &entry, &target).await?;
@@ -292,37 +292,30 @@ async fn insert_audit(
     Ok(())
 }
 
-/// Suspends the live account `user` from `at` (deleting its sessions), or
-/// with `None` lifts its suspension; whether anything changed.
-async fn set_suspended(
-    tx: &mut sqlx::PgConnection,
-    user: UserId,
-    at: Option<Timestamp>,
-) -> sqlx::Result<bool> {
-    let changed =
-        match at {
-            Some(at) => {
-                sqlx::query(
-                    "UPDATE users SET suspended_at = $1 \
-             WHERE id = $2 AND deleted_at IS NULL AND suspended_at IS NULL",
-                )
-                .bind(at)
-                .bind(user.as_uuid())
-                .execute(&mut *tx)
-                .await?
-            }
-            None => sqlx::query(
-                "UPDATE users SET suspended_at = NULL WHERE id = $1 AND suspended_at IS NOT NULL",
-            )
-            .bind(user.as_uuid())
-            .execute(&mut *tx)
-            .await?,
-        };
-    if at.is_some() {
-        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
-            .bind(user.as_uuid())
-            .execute(&mut *tx)
-            .await?;
-    }
-    Ok(changed.rows_affected() > 0)
+/// Suspends the live account `user` from `at` and deletes its sessions.
+async fn suspend(tx: &mut sqlx::PgConnection, user: UserId, at: Timestamp) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE users SET suspended_at = $1 \
+         WHERE id = $2 AND deleted_at IS NULL AND suspended_at IS NULL",
+    )
+    .bind(at)
+    .bind(user.as_uuid())
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+        .bind(user.as_uuid())
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// Lifts the suspension of `user`; whether it was suspended.
+async fn lift_suspension(tx: &mut sqlx::PgConnection, user: UserId) -> sqlx::Result<bool> {
+    let lifted = sqlx::query(
+        "UPDATE users SET suspended_at = NULL WHERE id = $1 AND suspended_at IS NOT NULL",
+    )
+    .bind(user.as_uuid())
+    .execute(&mut *tx)
+    .await?;
+    Ok(lifted.rows_affected() > 0)
 }

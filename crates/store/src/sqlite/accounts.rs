@@ -141,7 +141,7 @@ impl AccountStore for SqliteStore {
         user: UserId,
         password_hash: &str,
         keep: Option<[u8; 32]>,
-    ) -> StoreResult<Vec<[u8; 32]>> {
+    ) -> StoreResult<()> {
         let hash = password_hash.to_owned();
         self.write(move |tx| {
             tx.execute(
@@ -149,13 +149,9 @@ impl AccountStore for SqliteStore {
                 params![hash, user.as_bytes()],
             )?;
             let keep = keep.map(|k| k.to_vec()).unwrap_or_default();
-            let mut statement = tx.prepare_cached(
-                "DELETE FROM sessions WHERE user_id = ?1 AND token_hash <> ?2 RETURNING token_hash",
-            )?;
-            let revoked = statement
-                .query_map(params![user.as_bytes(), keep], |r| r.get(0))?
-                .collect::<Result<_, _>>()?;
-            Ok(revoked)
+            tx.prepare_cached("DELETE FROM sessions WHERE user_id = ?1 AND token_hash <> ?2")?
+                .execute(params![user.as_bytes(), keep])?;
+            Ok(())
         })
         .await
     }
@@ -204,11 +200,7 @@ impl AccountStore for SqliteStore {
         .await
     }
 
-    async fn begin_account_deletion(
-        &self,
-        user: UserId,
-        at: Timestamp,
-    ) -> StoreResult<Option<Vec<[u8; 32]>>> {
+    async fn begin_account_deletion(&self, user: UserId, at: Timestamp) -> StoreResult<()> {
         let scopes = idempotency_scope_range(user);
         self.write(move |tx| {
             // '~' is not allowed in usernames, so the freed name cannot clash.
@@ -218,12 +210,9 @@ impl AccountStore for SqliteStore {
                 params![ms(at), user.as_bytes()],
             )?;
             if marked == 0 {
-                return Ok(None);
+                return Ok(());
             }
-            let revoked = tx
-                .prepare("DELETE FROM sessions WHERE user_id = ?1 RETURNING token_hash")?
-                .query_map([user.as_bytes()], |r| r.get(0))?
-                .collect::<Result<Vec<[u8; 32]>, _>>()?;
+            tx.execute("DELETE FROM sessions WHERE user_id = ?1", [user.as_bytes()])?;
             tx.execute(
                 "DELETE FROM blocks WHERE blocker_id = ?1 OR blocked_id = ?1",
                 [user.as_bytes()],
@@ -234,7 +223,7 @@ impl AccountStore for SqliteStore {
                 "DELETE FROM idempotency_keys WHERE scope_key >= ?1 AND scope_key < ?2",
                 params![scopes.0, scopes.1],
             )?;
-            Ok(Some(revoked))
+            Ok(())
         })
         .await
     }

@@ -168,7 +168,7 @@ impl SafetyStore for SqliteStore {
                     append_event(tx, user.as_bytes(), kind, data)?;
                 }
                 if let Some(user) = resolution.suspend {
-                    set_suspended(tx, user, Some(resolution.entry.created_at))?;
+                    suspend(tx, user, resolution.entry.created_at)?;
                 }
                 Ok(closed as u64)
             })
@@ -188,7 +188,7 @@ impl SafetyStore for SqliteStore {
     async fn reinstate(&self, user: UserId, entry: AuditEntry) -> StoreResult<bool> {
         let target = serde_json::to_string(&entry.target).map_err(anyhow::Error::from)?;
         self.write(move |tx| {
-            if !set_suspended(tx, user, None)? {
+            if !lift_suspension(tx, user)? {
                 return Ok(false);
             }
             insert_audit(tx, &entry, &target)?;
@@ -325,26 +325,22 @@ fn insert_audit(
     Ok(())
 }
 
-/// Suspends the live account `user` from `at` (deleting its sessions), or
-/// with `None` lifts its suspension; whether anything changed.
-fn set_suspended(
-    tx: &rusqlite::Transaction<'_>,
-    user: UserId,
-    at: Option<Timestamp>,
-) -> rusqlite::Result<bool> {
-    let changed = match at {
-        Some(at) => tx.execute(
-            "UPDATE users SET suspended_at = ?1 \
-             WHERE id = ?2 AND deleted_at IS NULL AND suspended_at IS NULL",
-            params![ms(at), user.as_bytes()],
-        )?,
-        None => tx.execute(
-            "UPDATE users SET suspended_at = NULL WHERE id = ?1 AND suspended_at IS NOT NULL",
-            [user.as_bytes()],
-        )?,
-    };
-    if at.is_some() {
-        tx.execute("DELETE FROM sessions WHERE user_id = ?1", [user.as_bytes()])?;
-    }
-    Ok(changed > 0)
+/// Suspends the live account `user` from `at` and deletes its sessions.
+fn suspend(tx: &rusqlite::Transaction<'_>, user: UserId, at: Timestamp) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE users SET suspended_at = ?1 \
+         WHERE id = ?2 AND deleted_at IS NULL AND suspended_at IS NULL",
+        params![ms(at), user.as_bytes()],
+    )?;
+    tx.execute("DELETE FROM sessions WHERE user_id = ?1", [user.as_bytes()])?;
+    Ok(())
+}
+
+/// Lifts the suspension of `user`; whether it was suspended.
+fn lift_suspension(tx: &rusqlite::Transaction<'_>, user: UserId) -> rusqlite::Result<bool> {
+    let lifted = tx.execute(
+        "UPDATE users SET suspended_at = NULL WHERE id = ?1 AND suspended_at IS NOT NULL",
+        [user.as_bytes()],
+    )?;
+    Ok(lifted > 0)
 }
