@@ -125,6 +125,7 @@ impl Services {
         let mut ids = self.store.post_ids_by_author(user.id, u32::MAX).await?;
         ids.sort();
         zip.start("posts.json").await?;
+        let mut array = JsonArray::default();
         let mut kept = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(PAGE as usize) {
             let mut json = Vec::new();
@@ -132,32 +133,25 @@ impl Services {
                 let Some(post) = self.store.post(id).await? else {
                     continue;
                 };
-                json.push(if kept.is_empty() { b'[' } else { b',' });
-                serde_json::to_writer(&mut json, &PostView::from(&post)).expect("json");
+                array.push(&mut json, &PostView::from(&post));
                 kept.push(id);
             }
             zip.append(json).await?;
         }
-        zip.append(if kept.is_empty() {
-            b"[]".to_vec()
-        } else {
-            b"]".to_vec()
-        })
-        .await?;
+        zip.append(array.end()).await?;
         Ok(kept)
     }
 
     /// `comments.json`: every comment the account wrote, a page at a time.
     async fn export_comments(&self, zip: &mut Archive, user: &User) -> ServiceResult<()> {
         zip.start("comments.json").await?;
-        let (mut after, mut written) = (None, 0usize);
+        let mut array = JsonArray::default();
+        let mut after = None;
         loop {
             let page = self.store.comments_of_author(user.id, after, PAGE).await?;
             let mut json = Vec::new();
             for comment in &page {
-                json.push(if written == 0 { b'[' } else { b',' });
-                serde_json::to_writer(&mut json, &CommentView::from(comment)).expect("json");
-                written += 1;
+                array.push(&mut json, &CommentView::from(comment));
             }
             zip.append(json).await?;
             match page.last() {
@@ -165,12 +159,27 @@ impl Services {
                 _ => break,
             }
         }
-        let end = if written == 0 {
-            b"[]".to_vec()
-        } else {
-            b"]".to_vec()
-        };
-        zip.append(end).await
+        zip.append(array.end()).await
+    }
+}
+
+/// A JSON array written a piece at a time (the export never holds a whole
+/// listing): each item with the separator it needs, then the end.
+#[derive(Default)]
+struct JsonArray {
+    items: usize,
+}
+
+impl JsonArray {
+    fn push(&mut self, out: &mut Vec<u8>, item: &impl serde::Serialize) {
+        out.push(if self.items == 0 { b'[' } else { b',' });
+        serde_json::to_writer(out, item).expect("views serialise");
+        self.items += 1;
+    }
+
+    fn end(&self) -> Vec<u8> {
+        let end: &[u8] = if self.items == 0 { b"[]" } else { b"]" };
+        end.to_vec()
     }
 }
 
@@ -217,11 +226,12 @@ impl Archive {
     ) -> ServiceResult<()> {
         self.with(move |zip| {
             let mut file = std::fs::File::open(local.path())?;
-            let mut magic = [0u8; 4];
-            let n = std::io::Read::read(&mut file, &mut magic)?;
-            let ext = match &magic[..n] {
-                [0x89, b'P', b'N', b'G'] => "png",
-                [b'B', b'M', ..] => "bmp",
+            let mut head = Vec::with_capacity(8);
+            std::io::Read::read_to_end(&mut std::io::Read::take(&mut file, 8), &mut head)?;
+            // Every original was sniffed as one of the three when it was posted.
+            let ext = match imaging::sniff(&head) {
+                Some(imaging::ImageFormat::Png) => "png",
+                Some(imaging::ImageFormat::Bmp) => "bmp",
                 _ => "jpg",
             };
             std::io::Seek::rewind(&mut file)?;
