@@ -1,7 +1,7 @@
 //! The fault proxy as a program, for peers that are not Rust tests (the
 //! browser suite): `fault-proxy --upstream 127.0.0.1:8080 [faults]`. It prints
 //! `fault-proxy listening on http://ADDR` once it accepts connections, then
-//! runs until killed; on stdin's end it prints what it did and exits.
+//! runs until its standard input closes, when it prints what it did and exits.
 
 use std::net::SocketAddr;
 use std::time::Duration;
