@@ -208,6 +208,31 @@ async fn into_postgres(dir: &Path, url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Reads every table and index of the dataset into PostgreSQL's buffers, as
+/// SQLite's side starts with its file in the kernel's cache (mapped): the
+/// runs then measure requests, not the first read of each page. Only a note
+/// when `pg_prewarm` (PostgreSQL's contrib) is missing.
+async fn prewarm(url: &str) {
+    use sqlx::Connection;
+    let warmed = async {
+        let mut conn = sqlx::PgConnection::connect(url).await?;
+        sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
+            .execute(&mut conn)
+            .await?;
+        sqlx::query_scalar::<_, i64>(
+            "SELECT sum(pg_prewarm(c.oid))::bigint FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = 'public' AND c.relkind IN ('r', 'i')",
+        )
+        .fetch_one(&mut conn)
+        .await
+    };
+    match warmed.await {
+        Ok(blocks) => println!("dataset: {blocks} PostgreSQL blocks prewarmed"),
+        Err(e) => println!("dataset: not prewarmed ({e})"),
+    }
+}
+
 struct Server {
     child: tokio::process::Child,
     base: String,
@@ -647,7 +672,7 @@ fn cpu_summary(r: &Value) -> String {
 
 /// The SQLite writer's totals from `/metrics` (sums and counts of its
 /// histograms: group sizes, WAL fsyncs, checkpoint passes, rewind waits).
-async fn sqlite_writer_metrics(client: &reqwest::Client, base: &str) -> Vec<String> {
+async fn store_metrics(client: &reqwest::Client, base: &str) -> Vec<String> {
     let Ok(text) = async {
         client
             .get(format!("{base}/metrics"))
@@ -661,7 +686,10 @@ async fn sqlite_writer_metrics(client: &reqwest::Client, base: &str) -> Vec<Stri
         return Vec::new();
     };
     text.lines()
-        .filter(|l| l.starts_with("sqlite_") && (l.contains("_sum ") || l.contains("_count ")))
+        .filter(|l| {
+            (l.starts_with("sqlite_") || l.starts_with("postgres_batch"))
+                && (l.contains("_sum") || l.contains("_count"))
+        })
         .map(str::to_owned)
         .collect()
 }
@@ -677,6 +705,7 @@ async fn main() -> anyhow::Result<()> {
     let dir = dataset(args.posts)?;
     if let Some(url) = &args.postgres {
         into_postgres(&dir, url).await?;
+        prewarm(url).await;
     }
     // The server writes into its data dir; work on a copy so the dataset stays pristine.
     let run_dir = root().join(format!(".bench/run-{backend}"));
@@ -815,7 +844,7 @@ async fn main() -> anyhow::Result<()> {
             r["fraction_of_ceiling"] = json!(round3(fraction));
         }
     }
-    let writer_metrics = sqlite_writer_metrics(&client, &base).await;
+    let writer_metrics = store_metrics(&client, &base).await;
     let report = json!({
         "backend": backend,
         "posts": args.posts,

@@ -209,3 +209,90 @@ async fn events_reach_streams_on_every_node() {
     assert_eq!(resp.status(), 201);
     assert_eq!(events.next(WAIT).await.unwrap().data["body"], "via node b");
 }
+
+/// Comments that arrive together are written together on PostgreSQL (group
+/// commit) and by the SQLite writer: each author is still told of each
+/// comment on their posts exactly once, numbered without gaps, and each key
+/// still replays its own comment.
+#[tokio::test]
+async fn comments_written_together_notify_each_author_once_without_gaps() {
+    let app = TestApp::spawn().await;
+    let authors = [
+        app.register("gathered1").await,
+        app.register("gathered2").await,
+    ];
+    let commenters = [
+        app.register("burst1").await,
+        app.register("burst2").await,
+        app.register("burst3").await,
+    ];
+    let mut posts = Vec::new();
+    for (n, author) in authors.iter().enumerate() {
+        for p in 0..2 {
+            posts.push((
+                n,
+                app.ready_post_id(author, &format!("gathered {n}.{p}"))
+                    .await,
+            ));
+        }
+    }
+    let send = |n: usize| {
+        let (owner, post) = posts[n % posts.len()].clone();
+        let mut req = app
+            .client
+            .post(app.url(&format!("/v1/posts/{post}/comments")))
+            .bearer_auth(&commenters[n % commenters.len()])
+            .json(&json!({"body": format!("burst {n}")}));
+        if n.is_multiple_of(2) {
+            req = req.header("idempotency-key", format!("burst-key-{n}"));
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            assert_eq!(resp.status(), 201);
+            let c: Value = resp.json().await.unwrap();
+            (owner, c["id"].as_str().unwrap().to_owned())
+        }
+    };
+    let created = futures_util::future::join_all((0..48).map(send)).await;
+    for (_, post) in &posts {
+        let post: Value = app.get_json(&format!("/v1/posts/{post}"), None).await;
+        assert_eq!(post["comment_count"], 12);
+    }
+    for (n, author) in authors.iter().enumerate() {
+        let mut expected: Vec<&str> = created
+            .iter()
+            .filter(|(owner, _)| *owner == n)
+            .map(|(_, id)| id.as_str())
+            .collect();
+        expected.sort();
+        let mut events = Sse::open(&app, author, Some("0")).await;
+        let mut seqs = Vec::new();
+        let mut told = Vec::new();
+        for _ in 0..2 + expected.len() {
+            let e = events.next(WAIT).await.expect("an event for every comment");
+            seqs.push(e.id.parse::<u64>().unwrap());
+            if e.kind == "comment.created" {
+                told.push(e.data["comment_id"].as_str().unwrap().to_owned());
+            }
+        }
+        assert!(
+            events.next(Duration::from_millis(1000)).await.is_none(),
+            "no duplicates"
+        );
+        told.sort();
+        assert_eq!(told, expected);
+        assert!(
+            seqs.windows(2).all(|w| w[1] == w[0] + 1),
+            "gapless: {seqs:?}"
+        );
+    }
+    // Each key replays its own comment and writes nothing more.
+    let replayed = futures_util::future::join_all((0..48).step_by(2).map(send)).await;
+    for (again, (_, first)) in replayed.iter().zip(created.iter().step_by(2)) {
+        assert_eq!(&again.1, first);
+    }
+    let post: Value = app
+        .get_json(&format!("/v1/posts/{}", posts[0].1), None)
+        .await;
+    assert_eq!(post["comment_count"], 12);
+}

@@ -6,10 +6,13 @@ use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgRow;
 
 use super::PgStore;
+use super::comment_batches::{Batched, NewComments, RenderedAnswer};
+use super::comment_deletions::{Decided, DeletionAsk};
 use super::rows::{
-    COMMENT_COLUMNS, CommentWrite, PostForWrite, comment_from_row, lock_post_for_write,
-    newest_comments, read_post_for_write, write_comment_removal,
+    COMMENT_COLUMNS, PostForWrite, PostsWrite, comment_from_row, lock_post_for_write,
+    newest_comments, write_comment_removals,
 };
+use crate::last_comments;
 use crate::{CommentDeletion, CommentStore, CreatedComment, KeyAnswer, StoreError, StoreResult};
 use domain::{
     AcceptedComment, Comment, CommentId, CommentRefusal, IdCursor, NewComment, PostId, Remover,
@@ -23,54 +26,17 @@ impl CommentStore for PgStore {
         new: NewComment,
         answer: Option<KeyAnswer<Comment>>,
     ) -> StoreResult<Result<CreatedComment, CommentRefusal>> {
-        // First without a lock: read the post, apply the rule, write everything
-        // in one statement that applies only if the post's row is still as
-        // read. Two round trips and no transaction block. If another writer
-        // changed the post in between, once more under the post's row lock,
-        // which cannot lose: every comment writer of a post queues there.
-        let mut conn = self.conn().await?;
-        let post_id = new.post_id;
-        let Some((mut post, read_at, _)) = read_post_for_write(&mut *conn, post_id, None).await?
-        else {
-            return Ok(Err(CommentRefusal::NoPost));
-        };
-        let accepted = match post.accept_comment(new) {
-            Ok(accepted) => accepted,
-            Err(refusal) => return Ok(Err(refusal)),
-        };
-        let answer = answer.map(|a| (a.scope_key, (a.render)(&accepted.comment)));
-        let write = CommentWrite {
-            comment: &accepted.comment,
-            answer: answer.as_ref(),
-            render: self.render,
-        };
-        if write
-            .run(&mut *conn, &post, read_at, accepted.notify)
-            .await?
-        {
-            return Ok(Ok(CreatedComment {
-                comment: accepted.comment,
-                post_comment_count: post.comment_count,
-            }));
+        // Optimistic and grouped with the comments arriving meanwhile
+        // (`comment_batches`): two statements for all of them. A comment
+        // whose post another writer changed in between is written once more
+        // under the post's row lock, which cannot lose: every comment writer
+        // of a post queues there.
+        match self.comment_batches.submit((new, answer)).await? {
+            Batched::Done(outcome) => Ok(outcome),
+            Batched::PostChanged(comment, answer) => {
+                self.create_comment_locked(comment, answer).await
+            }
         }
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        let Some((mut post, read_at, _)) = lock_post_for_write(&mut tx, post_id, None).await?
-        else {
-            return Ok(Err(CommentRefusal::NoPost));
-        };
-        let Some(AcceptedComment { notify, .. }) =
-            post.accept_made_comment(accepted.comment.clone())
-        else {
-            return Ok(Err(CommentRefusal::NoPost));
-        };
-        if !write.run(&mut *tx, &post, read_at, notify).await? {
-            return Err(changed_under_lock());
-        }
-        tx.commit().await?;
-        Ok(Ok(CreatedComment {
-            comment: accepted.comment,
-            post_comment_count: post.comment_count,
-        }))
     }
 
     async fn comments(
@@ -100,28 +66,7 @@ impl CommentStore for PgStore {
         posts: &[PostId],
         per_post: u32,
     ) -> StoreResult<Vec<(PostId, Vec<Comment>)>> {
-        let ids: Vec<uuid::Uuid> = posts.iter().map(|p| *p.as_uuid()).collect();
-        // One statement for all the posts: each one's newest, walking comments_by_post.
-        let sql = format!(
-            "SELECT {COMMENT_COLUMNS} FROM unnest($1::uuid[]) AS wanted(post_id) \
-             CROSS JOIN LATERAL (SELECT * FROM comments x WHERE x.post_id = wanted.post_id \
-             ORDER BY x.id DESC LIMIT $2) c JOIN users u ON u.id = c.author_id \
-             ORDER BY c.post_id, c.id DESC"
-        );
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(ids)
-            .bind(i64::from(per_post))
-            .try_map(|r: PgRow| comment_from_row(&r))
-            .fetch_all(&mut *self.conn().await?)
-            .await?;
-        let mut found: Vec<(PostId, Vec<Comment>)> = Vec::new();
-        for comment in rows {
-            match found.last_mut() {
-                Some((post, comments)) if *post == comment.post_id => comments.push(comment),
-                _ => found.push((comment.post_id, vec![comment])),
-            }
-        }
-        Ok(found)
+        Ok(newest_comments(&mut *self.conn().await?, posts, per_post, &[]).await?)
     }
 
     async fn delete_comment(
@@ -131,31 +76,64 @@ impl CommentStore for PgStore {
         by: &Remover,
         now: Timestamp,
     ) -> StoreResult<CommentDeletion> {
-        // Optimistic first, as `create_comment`; then under the row lock.
-        let mut conn = self.conn().await?;
-        let read = read_post_for_write(&mut *conn, post_id, Some(comment_id)).await?;
-        match self
-            .remove_comment(&mut conn, read, comment_id, by, now)
-            .await?
-        {
-            Some(decision) => Ok(decision),
-            None => {
-                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-                let read = lock_post_for_write(&mut tx, post_id, Some(comment_id)).await?;
-                let Some(decision) = self
-                    .remove_comment(&mut tx, read, comment_id, by, now)
-                    .await?
-                else {
-                    return Err(changed_under_lock());
-                };
-                tx.commit().await?;
-                Ok(decision)
-            }
+        // Optimistic and grouped, as `create_comment`; then under the row lock.
+        let ask = DeletionAsk {
+            post_id,
+            comment_id,
+            by: by.clone(),
+            now,
+        };
+        if let Decided::Done(decision) = self.deletion_batches.submit(ask).await? {
+            return Ok(decision);
         }
+        let mut conn = self.conn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let read = lock_post_for_write(&mut tx, post_id, Some(comment_id)).await?;
+        let Some(decision) = self
+            .remove_comment(&mut tx, read, comment_id, by, now)
+            .await?
+        else {
+            return Err(changed_under_lock());
+        };
+        tx.commit().await?;
+        Ok(decision)
     }
 }
 
 impl PgStore {
+    /// Writes a comment the rule accepted, under its post's row lock,
+    /// applying the rule again to the post as it now is.
+    async fn create_comment_locked(
+        &self,
+        comment: Comment,
+        answer: Option<RenderedAnswer>,
+    ) -> StoreResult<Result<CreatedComment, CommentRefusal>> {
+        let mut conn = self.conn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let Some((mut post, read_at, _)) =
+            lock_post_for_write(&mut tx, comment.post_id, None).await?
+        else {
+            return Ok(Err(CommentRefusal::NoPost));
+        };
+        let Some(AcceptedComment { notify, .. }) = post.accept_made_comment(comment.clone()) else {
+            return Ok(Err(CommentRefusal::NoPost));
+        };
+        let written = NewComments {
+            posts: PostsWrite::new(vec![(&post, read_at)]),
+            comments: vec![(&comment, notify, answer.as_ref())],
+        }
+        .write(&mut *tx, self.render)
+        .await?;
+        if written.is_empty() {
+            return Err(changed_under_lock());
+        }
+        tx.commit().await?;
+        Ok(Ok(CreatedComment {
+            comment,
+            post_comment_count: post.comment_count,
+        }))
+    }
+
     /// Decides and writes a comment's deletion on `read`, the post as read
     /// (with its row version and the comment's author). The write is
     /// conditioned on the row version: `None` says the post changed since the
@@ -176,11 +154,27 @@ impl PgStore {
             return Ok(Some(decision));
         }
         if post.remove_comment(comment_id) {
-            post.last_comments = newest_comments(&mut *conn, post.id, comment_id).await?;
+            let newest = newest_comments(
+                &mut *conn,
+                &[post.id],
+                last_comments::LAST_COMMENTS,
+                &[comment_id],
+            )
+            .await?;
+            post.last_comments = newest
+                .into_iter()
+                .next()
+                .map(|(_, c)| c)
+                .unwrap_or_default();
         }
-        let written =
-            write_comment_removal(&mut *conn, &post, read_at, comment_id, self.render).await?;
-        Ok(written.then_some(decision))
+        let written = write_comment_removals(
+            &mut *conn,
+            &PostsWrite::new(vec![(&post, read_at)]),
+            &[(post.id, comment_id)],
+            self.render,
+        )
+        .await?;
+        Ok((!written.is_empty()).then_some(decision))
     }
 }
 

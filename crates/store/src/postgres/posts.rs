@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgRow;
 
+use super::read_batches::PageAsk;
 use super::rows::{
     POST_COLUMNS, load_post, lock_post, post_from_row, queue_blob_deletion, save_edit,
 };
@@ -80,7 +81,7 @@ impl PostStore for PgStore {
     }
 
     async fn post(&self, id: PostId) -> StoreResult<Option<Post>> {
-        Ok(load_post(&mut *self.conn().await?, id).await?)
+        self.post_reads.submit(id).await
     }
 
     async fn feed(
@@ -89,25 +90,10 @@ impl PostStore for PgStore {
         limit: u32,
         now: Timestamp,
     ) -> StoreResult<Vec<FeedEntry>> {
-        // The row-value comparison is one index range on posts_feed (comment_count, id), read backwards.
-        let (count, id) = match after {
-            Some(c) => (c.comment_count, *c.post_id.as_uuid()),
-            None => (i64::MAX, uuid::Uuid::max()),
-        };
-        // A stored rendering in another format comes back NULL and is made anew.
-        let rows: Vec<(uuid::Uuid, i64, Option<String>, uuid::Uuid)> = sqlx::query_as(
-            "SELECT p.id, p.comment_count, CASE WHEN p.rendered_version = $5 THEN p.rendered END, p.author_id \
-             FROM posts p WHERE p.status = 'ready' AND (p.comment_count, p.id) < ($1, $2) \
-             AND (p.expires_at IS NULL OR p.expires_at > $3) \
-             ORDER BY p.comment_count DESC, p.id DESC LIMIT $4",
-        )
-        .bind(count)
-        .bind(id)
-        .bind(now)
-        .bind(i64::from(limit))
-        .bind(self.render.version)
-        .fetch_all(&mut *self.conn().await?)
-        .await?;
+        let rows = self
+            .page_reads
+            .submit(PageAsk { after, limit, now })
+            .await?;
         let mut entries = Vec::with_capacity(rows.len());
         for (id, comment_count, rendered, author) in rows {
             let id = PostId::from_uuid(id);

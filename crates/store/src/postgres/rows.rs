@@ -5,8 +5,6 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgExecutor, Row};
 
 use crate::{PostRenderer, last_comments};
-use domain::idempotency::StoredResponse;
-use domain::rendering::comment_event;
 use domain::{
     AltText, Caption, Comment, CommentBody, CommentId, ImageInfo, Post, PostFilter, PostId,
     PostStatus, User, UserId, Username,
@@ -97,17 +95,14 @@ async fn post_where_id<'e>(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RowVersion(i64);
 
-/// The post with its row version, and the author of comment `comment` on it
-/// (if there is one): what a comment writer decides on, in one statement.
-pub async fn read_post_for_write<'e>(
-    conn: impl sqlx::PgExecutor<'e>,
-    id: PostId,
-    comment: Option<CommentId>,
-) -> sqlx::Result<Option<PostForWrite>> {
-    post_for_write(conn, id, comment, "").await
+impl RowVersion {
+    pub fn from_stored(xmin: i64) -> Self {
+        RowVersion(xmin)
+    }
 }
 
-/// `read_post_for_write` under the post's row lock (see `lock_post`). The
+/// The post under its row lock (see `lock_post`), with its row version and
+/// the author of comment `comment` on it (if there is one). The
 /// comment is read by a statement of its own once the lock is held: a
 /// statement sees the rows committed when it began, and the writer whose
 /// lock it waited for may have deleted that comment meanwhile.
@@ -162,116 +157,105 @@ async fn post_for_write<'e>(
         .await
 }
 
-/// The first CTE of both comment writes: what a comment changes on its post
-/// (`Post::accept_comment`, `Post::remove_comment`) — count, newest comments,
-/// version and rendering, only those columns — applied only if the row is as
-/// it was read (`RowVersion`). Parameters $1–$7, bound by `bind_post_comments`.
-macro_rules! post_comments_cte {
+/// The first CTE of every comment write: what comments change on their
+/// posts (`Post::accept_comment`, `Post::remove_comment`) — count, newest
+/// comments, version and rendering, only those columns — for each post only
+/// if its row is as it was read (`RowVersion`). The rows are locked in the
+/// order given, by id (`PostsWrite::new`), so two writers that share posts
+/// never wait for each other in a circle. Parameters $1–$7, bound by
+/// `PostsWrite::bind`.
+macro_rules! posts_comments_cte {
     () => {
-        "post AS (UPDATE posts SET comment_count = $1, last_comments = $2::jsonb, \
-           version = $3, rendered = $4, rendered_version = $5 \
-           WHERE id = $6 AND xmin = $7::bigint::text::xid RETURNING id)"
+        "post AS (UPDATE posts p SET comment_count = i.comment_count, \
+           last_comments = i.last_comments::jsonb, version = i.version, \
+           rendered = i.rendered, rendered_version = $6 \
+           FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::bigint[], $5::text[], $7::bigint[]) \
+             AS i(id, comment_count, last_comments, version, rendered, row_version) \
+           WHERE p.id = i.id AND p.xmin = i.row_version::text::xid RETURNING p.id)"
     };
 }
+pub(crate) use posts_comments_cte;
 
-type WriteQuery<'q> =
-    sqlx::query::QueryScalar<'q, sqlx::Postgres, bool, sqlx::postgres::PgArguments>;
+/// Posts as comment writes left them, each with its row version as read.
+pub struct PostsWrite<'a>(Vec<(&'a Post, RowVersion)>);
 
-fn bind_post_comments<'q>(
-    query: WriteQuery<'q>,
-    post: &'q Post,
-    read_at: RowVersion,
-    render: PostRenderer,
-) -> WriteQuery<'q> {
-    query
-        .bind(post.comment_count)
-        .bind(last_comments::encode(&post.last_comments))
-        .bind(post.version)
-        .bind((render.render)(post))
-        .bind(render.version)
-        .bind(post.id.as_uuid())
-        .bind(read_at.0)
-}
+impl<'a> PostsWrite<'a> {
+    pub fn new(mut posts: Vec<(&'a Post, RowVersion)>) -> Self {
+        posts.sort_by_key(|(post, _)| post.id);
+        PostsWrite(posts)
+    }
 
-/// A new comment's writes in one statement: the comment, its post's count,
-/// newest comments, version and rendering, the notification of the post's
-/// author (counter, event, NOTIFY on commit) and the Idempotency-Key's answer.
-pub struct CommentWrite<'a> {
-    pub comment: &'a Comment,
-    /// The key's scope and the answer to record with the comment.
-    pub answer: Option<&'a (String, StoredResponse)>,
-    pub render: PostRenderer,
-}
-
-impl CommentWrite<'_> {
-    /// Writes the comment onto `post` (as `Post::accept_comment` left it),
-    /// notifying `notify`, unless the post's row is no longer as it was read
-    /// at `read_at`; returns whether it was written.
-    pub async fn run<'e>(
+    /// Binds $1–$7 of `posts_comments_cte!`.
+    pub fn bind<'q, O>(
         &self,
-        conn: impl sqlx::PgExecutor<'e>,
-        post: &Post,
-        read_at: RowVersion,
-        notify: Option<UserId>,
-    ) -> sqlx::Result<bool> {
-        // Data-modifying CTEs all run, against one snapshot; each later one
-        // reads the post's RETURNING row, so none writes if the post's did not.
-        // The event key is `crate::event_key` (user id without dashes, seq to
-        // 20 digits), made here because the seq is only known here; the
-        // statements test compares the two.
-        let c = self.comment;
-        let query = sqlx::query_scalar(concat!(
-            "WITH ",
-            post_comments_cte!(),
-            ", comment AS (INSERT INTO comments (id, post_id, author_id, body, created_at) \
-               SELECT $8, id, $9, $10, $11 FROM post), \
-             seq AS (UPDATE users SET event_seq = event_seq + 1 \
-               WHERE id = $12 AND EXISTS (SELECT 1 FROM post) RETURNING id, event_seq), \
-             event AS (INSERT INTO events (key, user_id, seq, kind, data, created_at) \
-               SELECT replace(id::text, '-', '') || ':' || lpad(event_seq::text, 20, '0'), \
-               id, event_seq, 'comment.created', $13, now() FROM seq), \
-             answer AS (UPDATE idempotency_keys SET state = 'done', status = $14, headers = $15, body = $16 \
-               WHERE scope_key = $17 AND EXISTS (SELECT 1 FROM post)) \
-             SELECT EXISTS (SELECT 1 FROM post) AND \
-               (SELECT count(pg_notify($18, id::text)) FROM seq) >= 0",
-        ));
-        bind_post_comments(query, post, read_at, self.render)
-            .bind(c.id.as_uuid())
-            .bind(c.author.id.as_uuid())
-            .bind(c.body.as_str())
-            .bind(c.created_at)
-            .bind(notify.map(|u| *u.as_uuid()))
-            .bind(notify.map(|_| comment_event(c).to_string()))
-            .bind(self.answer.map(|(_, r)| i32::from(r.status)))
-            .bind(self.answer.map(|(_, r)| crate::answers::headers_json(r)))
-            .bind(self.answer.map(|(_, r)| r.body.as_slice()))
-            .bind(self.answer.map(|(key, _)| key.as_str()))
-            .bind(EVENTS_CHANNEL)
-            .fetch_one(conn)
-            .await
+        query: sqlx::query::QueryScalar<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+        render: PostRenderer,
+    ) -> sqlx::query::QueryScalar<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+        let posts = &self.0;
+        query
+            .bind(
+                posts
+                    .iter()
+                    .map(|(p, _)| *p.id.as_uuid())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                posts
+                    .iter()
+                    .map(|(p, _)| p.comment_count)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                posts
+                    .iter()
+                    .map(|(p, _)| last_comments::encode(&p.last_comments))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(posts.iter().map(|(p, _)| p.version).collect::<Vec<_>>())
+            .bind(
+                posts
+                    .iter()
+                    .map(|(p, _)| (render.render)(p))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(render.version)
+            .bind(posts.iter().map(|(_, at)| at.0).collect::<Vec<_>>())
     }
 }
 
-/// A comment's deletion in one statement: the post's count, newest comments,
-/// version and rendering, and the comment's row, unless the post's row is no
-/// longer as it was read at `read_at`. Returns whether it was written.
-pub async fn write_comment_removal<'e>(
+/// Comments' deletions in one statement: each post's count, newest comments,
+/// version and rendering, and the comments' rows, for each post only if its
+/// row is as it was read. Returns the posts written.
+pub async fn write_comment_removals<'e>(
     conn: impl sqlx::PgExecutor<'e>,
-    post: &Post,
-    read_at: RowVersion,
-    comment: CommentId,
+    posts: &PostsWrite<'_>,
+    removed: &[(PostId, CommentId)],
     render: PostRenderer,
-) -> sqlx::Result<bool> {
+) -> sqlx::Result<Vec<PostId>> {
     let query = sqlx::query_scalar(concat!(
         "WITH ",
-        post_comments_cte!(),
-        ", gone AS (DELETE FROM comments WHERE id = $8 AND post_id IN (SELECT id FROM post)) \
-         SELECT EXISTS (SELECT 1 FROM post)",
+        posts_comments_cte!(),
+        ", gone AS (DELETE FROM comments c USING unnest($8::uuid[], $9::uuid[]) AS d(post_id, id) \
+           WHERE c.id = d.id AND c.post_id = d.post_id AND d.post_id IN (SELECT id FROM post)) \
+         SELECT id FROM post",
     ));
-    bind_post_comments(query, post, read_at, render)
-        .bind(comment.as_uuid())
-        .fetch_one(conn)
-        .await
+    let written: Vec<uuid::Uuid> = posts
+        .bind(query, render)
+        .bind(
+            removed
+                .iter()
+                .map(|(p, _)| *p.as_uuid())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            removed
+                .iter()
+                .map(|(_, c)| *c.as_uuid())
+                .collect::<Vec<_>>(),
+        )
+        .fetch_all(conn)
+        .await?;
+    Ok(written.into_iter().map(PostId::from_uuid).collect())
 }
 
 /// Rewrites the rendering kept beside the post from its row as it now is;
@@ -312,24 +296,37 @@ pub async fn lock_post(conn: &mut sqlx::PgConnection, id: PostId) -> sqlx::Resul
     post_where_id(conn, id, " FOR UPDATE OF p").await
 }
 
-/// The post's newest comments as its comments table has them, newest first,
-/// leaving out `except` (a comment being deleted).
+/// Each post's newest comments as its comments table has them, leaving out
+/// `except` (comments being deleted): for every post in `posts` that has
+/// any, its post id and comments, newest first, in one statement.
 pub async fn newest_comments<'e>(
     conn: impl sqlx::PgExecutor<'e>,
-    post_id: PostId,
-    except: CommentId,
-) -> sqlx::Result<Vec<Comment>> {
+    posts: &[PostId],
+    per_post: u32,
+    except: &[CommentId],
+) -> sqlx::Result<Vec<(PostId, Vec<Comment>)>> {
+    // Each post's newest, walking comments_by_post.
     let sql = format!(
-        "SELECT {COMMENT_COLUMNS} FROM comments c JOIN users u ON u.id = c.author_id \
-         WHERE c.post_id = $1 AND c.id <> $3 ORDER BY c.id DESC LIMIT $2"
+        "SELECT {COMMENT_COLUMNS} FROM unnest($1::uuid[]) AS wanted(post_id) \
+         CROSS JOIN LATERAL (SELECT * FROM comments x WHERE x.post_id = wanted.post_id \
+         AND x.id <> ALL($3) ORDER BY x.id DESC LIMIT $2) c JOIN users u ON u.id = c.author_id \
+         ORDER BY c.post_id, c.id DESC"
     );
-    sqlx::query(AssertSqlSafe(sql))
-        .bind(post_id.as_uuid())
-        .bind(i64::from(last_comments::LAST_COMMENTS))
-        .bind(except.as_uuid())
+    let rows = sqlx::query(AssertSqlSafe(sql))
+        .bind(posts.iter().map(|p| *p.as_uuid()).collect::<Vec<_>>())
+        .bind(i64::from(per_post))
+        .bind(except.iter().map(|c| *c.as_uuid()).collect::<Vec<_>>())
         .try_map(|r: PgRow| comment_from_row(&r))
         .fetch_all(conn)
-        .await
+        .await?;
+    let mut found: Vec<(PostId, Vec<Comment>)> = Vec::new();
+    for comment in rows {
+        match found.last_mut() {
+            Some((post, comments)) if *post == comment.post_id => comments.push(comment),
+            _ => found.push((comment.post_id, vec![comment])),
+        }
+    }
+    Ok(found)
 }
 
 /// Writes what an edit changes (`Post::apply_edit`), with the rendering.
