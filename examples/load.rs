@@ -208,6 +208,48 @@ async fn into_postgres(dir: &Path, url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A copy of the dataset's database for this run (`<database>_run`, made
+/// anew from it as a template), as SQLite's side runs on a copy of its file:
+/// every run starts from the same rows, whatever earlier runs wrote.
+/// Returns its URL.
+async fn fresh_copy(url: &str) -> anyhow::Result<String> {
+    use sqlx::Connection;
+    let mut admin = reqwest::Url::parse(url)?;
+    let dataset = admin.path().trim_start_matches('/').to_owned();
+    let run = format!("{dataset}_run");
+    admin.set_path("/postgres");
+    let mut conn = sqlx::PgConnection::connect(admin.as_str()).await?;
+    let started = Instant::now();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS \"{run}\" WITH (FORCE)"
+    )))
+    .execute(&mut conn)
+    .await?;
+    // FILE_COPY copies the files; the default (WAL_LOG) would write the
+    // whole database through the WAL.
+    // The copy into the dataset's database may still be closing its
+    // connections, and a template must have none.
+    let create = format!("CREATE DATABASE \"{run}\" TEMPLATE \"{dataset}\" STRATEGY FILE_COPY");
+    let mut tries = 0;
+    while let Err(e) = sqlx::query(sqlx::AssertSqlSafe(create.clone()))
+        .execute(&mut conn)
+        .await
+    {
+        tries += 1;
+        if tries == 20 {
+            return Err(e.into());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!(
+        "copied the database for this run in {:.1?}",
+        started.elapsed()
+    );
+    let mut run_url = reqwest::Url::parse(url)?;
+    run_url.set_path(&format!("/{run}"));
+    Ok(run_url.to_string())
+}
+
 /// Reads every table and index of the dataset into PostgreSQL's buffers, as
 /// SQLite's side starts with its file in the kernel's cache (mapped): the
 /// runs then measure requests, not the first read of each page. Only a note
@@ -703,10 +745,15 @@ async fn main() -> anyhow::Result<()> {
         "sqlite"
     };
     let dir = dataset(args.posts)?;
-    if let Some(url) = &args.postgres {
-        into_postgres(&dir, url).await?;
-        prewarm(url).await;
-    }
+    let run_url = match &args.postgres {
+        Some(url) => {
+            into_postgres(&dir, url).await?;
+            let run_url = fresh_copy(url).await?;
+            prewarm(&run_url).await;
+            Some(run_url)
+        }
+        None => None,
+    };
     // The server writes into its data dir; work on a copy so the dataset stays pristine.
     let run_dir = root().join(format!(".bench/run-{backend}"));
     let _ = std::fs::remove_dir_all(&run_dir);
@@ -730,7 +777,7 @@ async fn main() -> anyhow::Result<()> {
 
     // The first page's size decides the ceiling's body.
     let size = {
-        let mut server = start(&args.server, &run_dir, args.postgres.as_deref(), &[]).await?;
+        let mut server = start(&args.server, &run_dir, run_url.as_deref(), &[]).await?;
         let size = client
             .get(format!("{}/v1/posts", server.base))
             .send()
@@ -746,7 +793,7 @@ async fn main() -> anyhow::Result<()> {
     let server = start(
         &args.server,
         &run_dir,
-        args.postgres.as_deref(),
+        run_url.as_deref(),
         &["--bench-ceiling-bytes".into(), size.to_string()],
     )
     .await?;

@@ -18,7 +18,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::pool::Pool;
 use crate::{StoreError, StoreResult};
@@ -50,11 +50,11 @@ pub struct Batcher<I, O> {
 }
 
 impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
-    /// Starts the task that forms batches of at most `most` requests, with
-    /// at most `at_once` being answered at a time; it ends when the
-    /// `Batcher` is dropped. `answer` gets each batch and the pool its
-    /// statement takes a connection from. `kind` names the batches in the
-    /// `postgres_batch_size` histogram.
+    /// Starts `at_once` tasks that each take whatever has queued, up to
+    /// `most` requests, and answer it with `answer(batch, pool)`; while all
+    /// of them are busy the next batch grows. They end when the `Batcher`
+    /// is dropped. `kind` names the batches in the `postgres_batch_size`
+    /// histogram.
     pub fn start<F, Fut>(
         kind: &'static str,
         at_once: usize,
@@ -66,27 +66,27 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
         F: Fn(Vec<Waiting<I, O>>, Pool) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let (queue, mut waiting) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let turns = Arc::new(Semaphore::new(at_once));
-            loop {
-                // The turn first: while every turn is out, the next batch grows.
-                let Ok(turn) = turns.clone().acquire_owned().await else {
-                    return;
-                };
-                let mut batch = Vec::new();
-                if waiting.recv_many(&mut batch, most).await == 0 {
-                    return;
+        let (queue, waiting) = mpsc::unbounded_channel();
+        let waiting = Arc::new(Mutex::new(waiting));
+        let answer = Arc::new(answer);
+        // Long-lived tasks rather than a task per batch: a batch's future
+        // holds a whole statement's state, and spawning one per batch
+        // (boxing and moving it) cost more instructions than the batch saved
+        // for a request alone (measured with callgrind: ~45k per spawn).
+        for _ in 0..at_once {
+            let (waiting, answer, pool) = (waiting.clone(), answer.clone(), pool.clone());
+            tokio::spawn(async move {
+                loop {
+                    let mut batch = Vec::new();
+                    if waiting.lock().await.recv_many(&mut batch, most).await == 0 {
+                        return;
+                    }
+                    metrics::histogram!("postgres_batch_size", "kind" => kind)
+                        .record(batch.len() as f64);
+                    answer(batch, pool.clone()).await;
                 }
-                metrics::histogram!("postgres_batch_size", "kind" => kind)
-                    .record(batch.len() as f64);
-                let answering = answer(batch, pool.clone());
-                tokio::spawn(async move {
-                    answering.await;
-                    drop(turn);
-                });
-            }
-        });
+            });
+        }
         Batcher { queue }
     }
 
