@@ -78,33 +78,24 @@ async fn copy_table(
         0
     };
     eprintln!("{}: {done}/{total} rows already copied", table.name);
-    // The next batch is read from the source while this one is written to
-    // the target: the two engines work at once (on different cores when
-    // both are local) instead of taking turns.
-    let limit = |left: &Option<u64>| match left {
-        Some(left) => batch.min(u32::try_from(*left).unwrap_or(u32::MAX)),
-        None => batch,
-    };
-    let mut rows = match limit(budget) {
-        0 => return Ok(()),
-        n => source.store.export_rows(table, after.clone(), n).await?,
-    };
-    while let Some(last) = rows.last() {
+    loop {
+        let limit = match budget {
+            Some(0) => return Ok(()),
+            Some(left) => batch.min(u32::try_from(*left).unwrap_or(u32::MAX)),
+            None => batch,
+        };
+        let rows = source
+            .store
+            .export_rows(table, after.clone(), limit)
+            .await?;
+        let Some(last) = rows.last() else { break };
         after = Some(last[table.key_index()].clone());
         let n = rows.len() as u64;
+        target.store.import_rows(table, rows).await?;
+        done += n;
         if let Some(left) = budget.as_mut() {
             *left -= n.min(*left);
         }
-        let next = async {
-            match limit(budget) {
-                0 => Ok(Vec::new()),
-                n => source.store.export_rows(table, after.clone(), n).await,
-            }
-        };
-        let (written, next) = tokio::join!(target.store.import_rows(table, rows), next);
-        written?;
-        rows = next?;
-        done += n;
         eprintln!("{}: {done}/{total} rows", table.name);
     }
     Ok(())

@@ -48,6 +48,8 @@ pub struct PgStore {
     event_wakers: Arc<super::wakers::EventWakers>,
     /// Writes the rendering kept beside each post.
     render: PostRenderer,
+    /// Ends the notification listener (and its connection) when the store goes.
+    stop_listening: tokio::sync::watch::Sender<bool>,
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -94,9 +96,10 @@ impl PgStore {
         let listener = PgPoolOptions::new()
             .max_connections(1)
             .connect_lazy_with(options);
+        let (stop_listening, stopped) = tokio::sync::watch::channel(false);
         tokio::spawn(listen(
             listener,
-            pool.clone(),
+            stopped,
             jobs_queued.clone(),
             event_wakers.clone(),
         ));
@@ -109,6 +112,7 @@ impl PgStore {
             jobs_queued,
             event_wakers,
             render: POST_RENDERER,
+            stop_listening,
         })
     }
 
@@ -119,9 +123,11 @@ impl PgStore {
 }
 
 impl Drop for PgStore {
-    /// Ends the pool, and with it the notification listener.
+    /// Ends the pool and the notification listener: a tool that opens a
+    /// store and drops it (`migrate`) leaves no connection behind.
     fn drop(&mut self) {
         self.pool.close();
+        self.stop_listening.send_replace(true);
     }
 }
 
@@ -129,7 +135,7 @@ impl Drop for PgStore {
 /// A missed notification only delays a job or an event until the next poll.
 async fn listen(
     listener_pool: PgPool,
-    pool: pool::Pool,
+    mut stop: tokio::sync::watch::Receiver<bool>,
     jobs: Arc<Notify>,
     events: Arc<super::wakers::EventWakers>,
 ) {
@@ -150,12 +156,15 @@ async fn listen(
             #[allow(unreachable_code)]
             Ok::<(), sqlx::Error>(())
         };
-        if let Err(e) = listening.await {
-            tracing::warn!(error = %e, "job notification listener lost its connection; reconnecting");
-        }
-        if pool.is_closed() {
-            listener_pool.close().await;
-            return;
+        tokio::select! {
+            // The store is gone (or its sender dropped): close the connection.
+            _ = async { stop.wait_for(|stopped| *stopped).await.is_ok() } => {
+                listener_pool.close().await;
+                return;
+            }
+            lost = listening => if let Err(e) = lost {
+                tracing::warn!(error = %e, "job notification listener lost its connection; reconnecting");
+            }
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
