@@ -9,22 +9,15 @@
 //! row lock (`CommentStore::create_comment`). Nothing is acknowledged before
 //! its batch commits.
 
-use std::collections::HashMap;
-
-use sqlx::AssertSqlSafe;
-use sqlx::Row;
-use sqlx::postgres::PgRow;
 use tokio::sync::oneshot;
 
 use super::batches::{Batcher, Waiting, fail_all};
 use super::pool::{self, Pool};
-use super::rows::{
-    EVENTS_CHANNEL, POST_COLUMNS, PostsWrite, RowVersion, post_from_row, posts_comments_cte,
-};
+use super::rows::{EVENTS_CHANNEL, PostsWrite, posts_comments_cte, posts_for_write};
 use crate::{CreatedComment, KeyAnswer, PostRenderer, StoreResult};
 use domain::idempotency::StoredResponse;
 use domain::rendering::comment_event;
-use domain::{Comment, CommentRefusal, NewComment, Post, PostId, UserId};
+use domain::{Comment, CommentRefusal, NewComment, PostId, UserId};
 
 /// The most comments one statement writes. Enough that a burst of writers
 /// from every connection goes in one or two batches; small enough that a
@@ -77,7 +70,7 @@ async fn run(batch: Vec<Pending>, pool: &Pool, render: PostRenderer) {
         Err(e) => return fail_all(batch, e),
     };
     let ids: Vec<PostId> = batch.iter().map(|w| w.input.0.post_id).collect();
-    let mut posts = match read_posts_for_write(&mut conn, &ids).await {
+    let mut posts = match posts_for_write(&mut conn, &ids, "").await {
         Ok(posts) => posts,
         Err(e) => return fail_all(batch, e),
     };
@@ -144,30 +137,6 @@ fn per_answer<T>(
     f: impl Fn(&RenderedAnswer) -> T,
 ) -> Vec<Option<T>> {
     comments.iter().map(|(_, _, a)| a.map(&f)).collect()
-}
-
-/// The posts with these ids, each with its row version, in one statement.
-async fn read_posts_for_write(
-    conn: &mut sqlx::PgConnection,
-    ids: &[PostId],
-) -> sqlx::Result<HashMap<PostId, (Post, RowVersion)>> {
-    let ids: Vec<uuid::Uuid> = ids.iter().map(|id| *id.as_uuid()).collect();
-    let sql = format!(
-        "SELECT {POST_COLUMNS}, p.xmin::text::bigint AS row_version \
-         FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = ANY($1)"
-    );
-    sqlx::query(AssertSqlSafe(sql))
-        .bind(ids)
-        .try_map(|r: PgRow| {
-            let post = post_from_row(&r)?;
-            Ok((
-                post.id,
-                (post, RowVersion::from_stored(r.try_get("row_version")?)),
-            ))
-        })
-        .fetch_all(conn)
-        .await
-        .map(|rows| rows.into_iter().collect())
 }
 
 /// New comments and what they change, written in one statement: each post's

@@ -111,7 +111,10 @@ pub async fn lock_post_for_write(
     id: PostId,
     comment: Option<CommentId>,
 ) -> sqlx::Result<Option<PostForWrite>> {
-    let Some((post, version, _)) = post_for_write(&mut *conn, id, None, " FOR UPDATE OF p").await?
+    let Some((post, version)) = posts_for_write(&mut *conn, &[id], " FOR UPDATE OF p")
+        .await?
+        .into_values()
+        .next()
     else {
         return Ok(None);
     };
@@ -131,30 +134,26 @@ pub async fn lock_post_for_write(
 /// author of the comment asked about, if it is on this post.
 pub type PostForWrite = (Post, RowVersion, Option<UserId>);
 
-async fn post_for_write<'e>(
-    conn: impl sqlx::PgExecutor<'e>,
-    id: PostId,
-    comment: Option<CommentId>,
+/// The posts with these ids, each with its row version, in one statement;
+/// `tail` ends the statement (a row lock).
+pub async fn posts_for_write(
+    conn: &mut sqlx::PgConnection,
+    ids: &[PostId],
     tail: &str,
-) -> sqlx::Result<Option<PostForWrite>> {
+) -> sqlx::Result<std::collections::HashMap<PostId, (Post, RowVersion)>> {
     let sql = format!(
-        "SELECT {POST_COLUMNS}, p.xmin::text::bigint AS row_version, \
-         (SELECT c.author_id FROM comments c WHERE c.id = $2 AND c.post_id = p.id) AS comment_author \
-         FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = $1{tail}"
+        "SELECT {POST_COLUMNS}, p.xmin::text::bigint AS row_version \
+         FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = ANY($1){tail}"
     );
     sqlx::query(AssertSqlSafe(sql))
-        .bind(id.as_uuid())
-        .bind(comment.map(|c| *c.as_uuid()))
+        .bind(ids.iter().map(|id| *id.as_uuid()).collect::<Vec<_>>())
         .try_map(|r: PgRow| {
-            Ok((
-                post_from_row(&r)?,
-                RowVersion(r.try_get("row_version")?),
-                r.try_get::<Option<uuid::Uuid>, _>("comment_author")?
-                    .map(UserId::from_uuid),
-            ))
+            let post = post_from_row(&r)?;
+            Ok((post.id, (post, RowVersion(r.try_get("row_version")?))))
         })
-        .fetch_optional(conn)
+        .fetch_all(conn)
         .await
+        .map(|rows| rows.into_iter().collect())
 }
 
 /// The first CTE of every comment write: what comments change on their
