@@ -602,3 +602,55 @@ async fn account_writes_finish_when_their_client_vanishes() {
     assert_eq!(login("changed in a tunnel").await.status(), 401);
     app.register("tunnel_user").await;
 }
+
+/// Comment deletions whose clients vanish the moment their requests are sent,
+/// two at once (so they can share a batch): each is done exactly once, and
+/// the post's count and newest two are as if the clients had stayed.
+#[tokio::test]
+async fn comment_deletions_finish_once_when_their_clients_vanish() {
+    let app = TestApp::spawn().await;
+    let author = app.register("post_author").await;
+    let commenter = app.register("rueful").await;
+    let post = app.ready_post_id(&author, "a post").await;
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        let c: serde_json::Value = app
+            .comment(&commenter, &post, &format!("c{n}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        ids.push(c["id"].as_str().unwrap().to_owned());
+    }
+    let path = |id: &str| format!("/v1/posts/{post}/comments/{id}");
+    // The newest, which the post shows, and the oldest, which it does not.
+    let (newest, oldest) = (path(&ids[3]), path(&ids[0]));
+    tokio::join!(
+        vanish(&app, &commenter, "DELETE", &newest, json!({})),
+        vanish(&app, &commenter, "DELETE", &oldest, json!({})),
+    );
+    let shown = || async {
+        let p = app.get_json(&format!("/v1/posts/{post}"), None).await;
+        let last: Vec<String> = p["last_comments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["body"].as_str().unwrap().to_owned())
+            .collect();
+        (p["comment_count"].as_i64().unwrap(), last)
+    };
+    eventually("the deletions never happened", || async {
+        shown().await.0 == 2
+    })
+    .await;
+    assert_eq!(shown().await, (2, vec!["c2".to_owned(), "c1".to_owned()]));
+    let listed = app
+        .get_json(&format!("/v1/posts/{post}/comments"), None)
+        .await;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 2, "{listed}");
+    // Done once: deleting again finds nothing, and changes nothing.
+    for id in [&ids[3], &ids[0]] {
+        assert_eq!(app.delete(&path(id), &commenter).await.status(), 404);
+    }
+    assert_eq!(shown().await, (2, vec!["c2".to_owned(), "c1".to_owned()]));
+}

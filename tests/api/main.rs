@@ -7,6 +7,7 @@ mod admin;
 mod blocks;
 mod comments;
 mod crash;
+mod database_faults;
 mod edits;
 mod events;
 mod exports;

@@ -22,6 +22,13 @@ struct Cost {
 /// limits off as in the load benchmark (with them on, each request also runs
 /// the one-statement rate check).
 async fn counted_node() -> (TestApp, FaultProxy) {
+    proxied_node(true).await
+}
+
+/// A node whose database connections go through the fault proxy, with rate
+/// limits off. Without `reuse_statements` each statement's SQL crosses the
+/// wire every time (the proxy can then tell statements apart).
+pub(crate) async fn proxied_node(reuse_statements: bool) -> (TestApp, FaultProxy) {
     let admin = reqwest::Url::parse(&admin_url()).unwrap();
     let upstream =
         tokio::net::lookup_host((admin.host_str().unwrap(), admin.port().unwrap_or(5432)))
@@ -45,6 +52,10 @@ async fn counted_node() -> (TestApp, FaultProxy) {
         url.set_port(Some(proxy.addr().port())).unwrap();
         // The proxy reads the protocol, so the connection stays unencrypted.
         url.query_pairs_mut().append_pair("sslmode", "disable");
+        if !reuse_statements {
+            url.query_pairs_mut()
+                .append_pair("statement-cache-capacity", "0");
+        }
         a.database_url = Some(url.to_string());
     })
     .await;

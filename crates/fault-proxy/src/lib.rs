@@ -59,6 +59,10 @@ struct Counters {
     pg_messages: std::sync::Mutex<std::collections::HashMap<u8, u64>>,
     /// Sockets left open and quiet on purpose; closed when the proxy is dropped.
     held: std::sync::Mutex<Vec<Box<dyn std::any::Any + Send>>>,
+    /// An armed `cut_postgres_statement`, until a connection takes it.
+    pg_cut: std::sync::Mutex<Option<PgCutPlan>>,
+    /// PostgreSQL connections cut by one.
+    pg_cuts: AtomicU64,
 }
 
 pub struct FaultProxy {
@@ -132,6 +136,23 @@ impl FaultProxy {
     pub fn silent_drops(&self) -> u64 {
         self.counters.silent_drops.load(Ordering::Relaxed)
     }
+
+    /// Arms a cut (with `Faults::postgres`): the next connection to send a
+    /// statement whose SQL contains `marker` is cut, `when` says where, as a
+    /// database host that goes away mid-statement would cut it. The SQL is
+    /// seen in Parse messages, so the client must not reuse prepared
+    /// statements (sqlx: `statement-cache-capacity=0`). Once.
+    pub fn cut_postgres_statement(&self, marker: &str, when: PgCut) {
+        *self.counters.pg_cut.lock().expect("pg cut") = Some(PgCutPlan {
+            marker: marker.as_bytes().to_vec(),
+            when,
+        });
+    }
+
+    /// PostgreSQL connections cut by `cut_postgres_statement` so far.
+    pub fn postgres_cuts(&self) -> u64 {
+        self.counters.pg_cuts.load(Ordering::Relaxed)
+    }
 }
 
 impl Drop for FaultProxy {
@@ -174,16 +195,31 @@ impl StatusLines {
 }
 
 /// Splits a PostgreSQL client's byte stream, cut into arbitrary pieces, into
-/// its messages' type bytes. The protocol is simple enough that a parser of
-/// our own is shorter than adapting a client library to read the other side.
+/// its messages. The protocol is simple enough that a parser of our own is
+/// shorter than adapting a client library to read the other side.
 #[derive(Default)]
 struct PgFrontend {
     /// Past the startup packet (untyped), so messages start with a type byte.
     started: bool,
     /// The header being read: type byte (once started) and 4-byte length.
     header: Vec<u8>,
-    /// Bytes of the current message's body still to skip.
-    skip: usize,
+    /// The current message's type, once its header is read.
+    kind: Option<u8>,
+    /// Bytes of the current message's body still to come.
+    left: usize,
+    /// The body of the current Parse or simple Query (their SQL text).
+    text: Vec<u8>,
+}
+
+/// One whole client message, as `PgFrontend::feed` reports it.
+struct PgMessage<'a> {
+    kind: u8,
+    /// Where it began and ended in the piece fed (a message that began in an
+    /// earlier piece begins at 0).
+    start: usize,
+    end: usize,
+    /// Its SQL text, for a Parse or a simple Query.
+    text: &'a [u8],
 }
 
 impl PgFrontend {
@@ -191,32 +227,129 @@ impl PgFrontend {
     /// startup packet still follows.
     const NEGOTIATIONS: [u32; 2] = [80_877_103, 80_877_104];
 
-    fn feed(&mut self, mut piece: &[u8], mut seen: impl FnMut(u8)) {
-        while !piece.is_empty() {
-            if self.skip > 0 {
-                let n = self.skip.min(piece.len());
-                self.skip -= n;
-                piece = &piece[n..];
-                continue;
+    fn feed(&mut self, piece: &[u8], mut seen: impl FnMut(PgMessage<'_>)) {
+        let mut at = 0;
+        let mut start = 0;
+        while at < piece.len() {
+            if self.left == 0 && self.kind.is_none() {
+                if self.header.is_empty() {
+                    start = at;
+                }
+                let header_len = if self.started { 5 } else { 8 };
+                let n = (header_len - self.header.len()).min(piece.len() - at);
+                self.header.extend_from_slice(&piece[at..at + n]);
+                at += n;
+                if self.header.len() < header_len {
+                    return;
+                }
+                let header = std::mem::take(&mut self.header);
+                if self.started {
+                    let len = u32::from_be_bytes(header[1..5].try_into().expect("4 bytes"));
+                    self.left = (len as usize).saturating_sub(4);
+                    self.kind = Some(header[0]);
+                } else {
+                    let len = u32::from_be_bytes(header[0..4].try_into().expect("4 bytes"));
+                    let code = u32::from_be_bytes(header[4..8].try_into().expect("4 bytes"));
+                    self.left = (len as usize).saturating_sub(8);
+                    self.started = !Self::NEGOTIATIONS.contains(&code);
+                    if self.left == 0 {
+                        continue;
+                    }
+                }
             }
-            let header_len = if self.started { 5 } else { 8 };
-            let n = (header_len - self.header.len()).min(piece.len());
-            self.header.extend_from_slice(&piece[..n]);
-            piece = &piece[n..];
-            if self.header.len() < header_len {
-                return;
+            let n = self.left.min(piece.len() - at);
+            if matches!(self.kind, Some(b'P' | b'Q')) {
+                self.text.extend_from_slice(&piece[at..at + n]);
             }
-            let header = std::mem::take(&mut self.header);
-            if self.started {
-                let len = u32::from_be_bytes(header[1..5].try_into().expect("4 bytes"));
-                self.skip = (len as usize).saturating_sub(4);
-                seen(header[0]);
+            at += n;
+            self.left -= n;
+            if self.left == 0 {
+                if let Some(kind) = self.kind.take() {
+                    seen(PgMessage {
+                        kind,
+                        start,
+                        end: at,
+                        text: &self.text,
+                    });
+                }
+                self.text.clear();
+            }
+        }
+    }
+}
+
+/// When `FaultProxy::cut_postgres_statement` cuts the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PgCut {
+    /// The statement reaches PostgreSQL and runs, but what would commit it
+    /// (its Sync, or the COMMIT of the transaction it is in) does not: the
+    /// server sees the connection end and rolls back.
+    BeforeCommit,
+    /// The commit reaches PostgreSQL, which commits; the connection ends
+    /// before the client hears so.
+    AfterCommit,
+}
+
+/// An armed `cut_postgres_statement`, and the connection that took it.
+#[derive(Debug)]
+struct PgCutPlan {
+    marker: Vec<u8>,
+    when: PgCut,
+}
+
+/// A connection's part in a `PgCutPlan`.
+#[derive(Default)]
+struct PgCutWatch {
+    /// Taken by this connection: it cuts where the statement commits.
+    taken: Option<PgCut>,
+    /// The statement ran (a client may Parse and Sync once first, to learn
+    /// the types, before it Binds and Executes).
+    executed: bool,
+    /// Inside BEGIN … COMMIT, sent as simple queries: the commit is the
+    /// COMMIT, not the statement's own Sync.
+    in_block: bool,
+}
+
+impl PgCutWatch {
+    /// Where in the piece to cut, if this message commits the targeted statement.
+    fn watch(&mut self, message: &PgMessage<'_>, counters: &Counters) -> Option<usize> {
+        let simple = |word: &[u8]| {
+            message.kind == b'Q'
+                && message.text.len() >= word.len()
+                && message.text[..word.len()].eq_ignore_ascii_case(word)
+        };
+        let (begins, ends) = (simple(b"BEGIN"), simple(b"COMMIT") || simple(b"ROLLBACK"));
+        if self.taken.is_none() && matches!(message.kind, b'P' | b'Q') {
+            let mut plan = counters.pg_cut.lock().expect("pg cut");
+            let hit = plan.as_ref().is_some_and(|p| {
+                message
+                    .text
+                    .windows(p.marker.len())
+                    .any(|w| w == p.marker.as_slice())
+            });
+            if hit {
+                self.taken = plan.take().map(|p| p.when);
+                self.executed = message.kind == b'Q';
+            }
+        } else if self.taken.is_some() && message.kind == b'E' {
+            self.executed = true;
+        }
+        let commits = self.executed
+            && if self.in_block {
+                ends
             } else {
-                let len = u32::from_be_bytes(header[0..4].try_into().expect("4 bytes"));
-                let code = u32::from_be_bytes(header[4..8].try_into().expect("4 bytes"));
-                self.skip = (len as usize).saturating_sub(8);
-                self.started = !Self::NEGOTIATIONS.contains(&code);
+                matches!(message.kind, b'S' | b'Q')
+            };
+        self.in_block = (self.in_block || begins) && !ends;
+        match self.taken {
+            Some(when) if commits => {
+                counters.pg_cuts.fetch_add(1, Ordering::Relaxed);
+                Some(match when {
+                    PgCut::BeforeCommit => message.start,
+                    PgCut::AfterCommit => message.end,
+                })
             }
+            _ => None,
         }
     }
 }
@@ -313,6 +446,7 @@ async fn pump_up(
     ];
     let mut sent: u64 = 0;
     let mut postgres = faults.postgres.then(PgFrontend::default);
+    let mut statement_cut = PgCutWatch::default();
     loop {
         let n = match from.read(&mut buf).await {
             Ok(0) | Err(_) => {
@@ -332,6 +466,20 @@ async fn pump_up(
                 }
             }
         }
+        if let Some(parser) = postgres.as_mut() {
+            let mut seen = counters.pg_messages.lock().expect("pg messages");
+            let mut cut_at = None;
+            parser.feed(chunk, |m| {
+                if cut_at.is_none() {
+                    *seen.entry(m.kind).or_default() += 1;
+                    cut_at = statement_cut.watch(&m, counters);
+                }
+            });
+            if let Some(at) = cut_at.filter(|_| cut.is_none()) {
+                chunk = &chunk[..at];
+                cut = Some(Cut::Reset);
+            }
+        }
         delay(faults, chunk.len()).await;
         if let Some((after, pause)) = faults.stall {
             let total = counters.to_server.load(Ordering::Relaxed);
@@ -343,10 +491,6 @@ async fn pump_up(
             return None;
         }
         sent += chunk.len() as u64;
-        if let Some(parser) = postgres.as_mut() {
-            let mut seen = counters.pg_messages.lock().expect("pg messages");
-            parser.feed(chunk, |kind| *seen.entry(kind).or_default() += 1);
-        }
         counters
             .to_server
             .fetch_add(chunk.len() as u64, Ordering::Relaxed);
@@ -442,7 +586,7 @@ mod tests {
             let mut parser = PgFrontend::default();
             let mut kinds = Vec::new();
             for piece in stream.chunks(piece_len) {
-                parser.feed(piece, |k| kinds.push(k));
+                parser.feed(piece, |m| kinds.push(m.kind));
             }
             assert_eq!(kinds, b"QBES", "pieces of {piece_len}");
         }
@@ -482,5 +626,55 @@ mod tests {
         assert!(matches!(r, Ok(0) | Err(_)), "the connection was cut");
         assert_eq!(proxy.bytes_to_server(), 1000);
         assert_eq!(proxy.resets(), 1);
+    }
+
+    /// A client that prepares first (Parse, Describe, Sync), then runs the
+    /// statement (Bind, Execute, Sync): the cut falls on the second Sync.
+    #[test]
+    fn a_statement_cut_falls_on_the_sync_after_its_execute() {
+        let message = |kind: u8, body: &[u8]| {
+            let mut m = vec![kind];
+            m.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+            m.extend_from_slice(body);
+            m
+        };
+        let mut stream = message(b'P', b"\0SELECT 1 -- other\0\0\0");
+        stream.extend(message(b'S', b""));
+        stream.extend(message(b'P', b"\0WITH marked AS (SELECT 1)\0\0\0"));
+        stream.extend(message(b'D', b"S\0"));
+        stream.extend(message(b'S', b""));
+        stream.extend(message(b'B', b"\0\0\0\0\0\0"));
+        stream.extend(message(b'E', b"\0\0\0\0\0"));
+        let sync_at = stream.len();
+        stream.extend(message(b'S', b""));
+        // Where a connection sending `stream` is cut, armed for "marked".
+        let cut_in = |stream: &[u8], when: PgCut| {
+            let counters = Counters::default();
+            *counters.pg_cut.lock().unwrap() = Some(PgCutPlan {
+                marker: b"marked".to_vec(),
+                when,
+            });
+            let (mut parser, mut watch) = (PgFrontend::default(), PgCutWatch::default());
+            parser.started = true;
+            let mut cut = None;
+            parser.feed(stream, |m| {
+                cut = cut.or_else(|| watch.watch(&m, &counters));
+            });
+            assert_eq!(counters.pg_cuts.load(Ordering::Relaxed), 1);
+            assert!(counters.pg_cut.lock().unwrap().is_none(), "taken once");
+            cut
+        };
+        assert_eq!(cut_in(&stream, PgCut::BeforeCommit), Some(sync_at));
+        assert_eq!(cut_in(&stream, PgCut::AfterCommit), Some(sync_at + 5));
+        // In BEGIN … COMMIT, the COMMIT is where it commits.
+        let mut block = message(b'Q', b"BEGIN\0");
+        block.extend(message(b'P', b"\0WITH marked AS (SELECT 1)\0\0\0"));
+        block.extend(message(b'B', b"\0\0\0\0\0\0"));
+        block.extend(message(b'E', b"\0\0\0\0\0"));
+        block.extend(message(b'S', b""));
+        let commit_at = block.len();
+        block.extend(message(b'Q', b"COMMIT\0"));
+        assert_eq!(cut_in(&block, PgCut::BeforeCommit), Some(commit_at));
+        assert_eq!(cut_in(&block, PgCut::AfterCommit), Some(block.len()));
     }
 }

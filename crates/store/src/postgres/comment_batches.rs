@@ -114,7 +114,11 @@ async fn run(batch: Vec<Pending>, pool: &Pool, render: PostRenderer) {
     // A write that failed wrote nothing (one statement, one transaction):
     // each comment is tried again alone, so that one comment's fault (its
     // author deleted meanwhile, say) fails only that comment.
+    //
+    // A write whose connection was lost may have committed all the same;
+    // the row-lock path finds such comments already there (by id).
     let written = written.unwrap_or_else(|e| {
+        super::pool::note_failure(&e);
         tracing::warn!(error = %e, comments = accepted.len(), "a comment batch failed; writing each alone");
         Vec::new()
     });

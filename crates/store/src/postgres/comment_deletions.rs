@@ -88,6 +88,7 @@ async fn run(batch: Vec<Pending>, pool: &Pool, render: PostRenderer) {
     }
     let written = write(&mut conn, &mut posts, &removed, refill, render).await;
     let written = written.unwrap_or_else(|e| {
+        super::pool::note_failure(&e);
         tracing::warn!(error = %e, "a comment deletion batch failed; deciding each alone");
         HashSet::new()
     });

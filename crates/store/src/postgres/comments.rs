@@ -115,6 +115,20 @@ impl PgStore {
         else {
             return Ok(Err(CommentRefusal::NoPost));
         };
+        // Written already by a batch whose connection was lost after its
+        // commit (its answer never came back): the post, read under the
+        // lock, counts it.
+        let written_before: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM comments WHERE id = $1)")
+                .bind(comment.id.as_uuid())
+                .fetch_one(&mut *tx)
+                .await?;
+        if written_before {
+            return Ok(Ok(CreatedComment {
+                comment,
+                post_comment_count: post.comment_count,
+            }));
+        }
         let Some(AcceptedComment { notify, .. }) = post.accept_made_comment(comment.clone()) else {
             return Ok(Err(CommentRefusal::NoPost));
         };

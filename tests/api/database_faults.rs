@@ -1,0 +1,114 @@
+//! The database's side of the network failing: PostgreSQL's connection cut in
+//! the middle of a batch of comments (`crates/store/src/postgres/batches.rs`),
+//! by the fault proxy between the node and the database, before the batch's
+//! commit reaches the server and after it (when the server has committed but
+//! the node never hears so). Each comment must be answered and written
+//! exactly once, its author told of it once, without gaps, and a keyed retry
+//! must replay its answer. The embedded database has no connection to lose.
+
+use fault_proxy::PgCut;
+use serde_json::{Value, json};
+
+use crate::events::Sse;
+use crate::helpers::{Backend, backend};
+use crate::statements::proxied_node;
+
+/// The batch's write statement, as its SQL reads (`comment_batches.rs`).
+const BATCH_WRITE: &str = "comment AS (INSERT INTO comments";
+
+#[tokio::test]
+async fn a_comment_batch_cut_off_from_postgresql_is_answered_and_written_once() {
+    if backend() != Backend::PostgresS3 {
+        return;
+    }
+    for when in [PgCut::BeforeCommit, PgCut::AfterCommit] {
+        cut_batch_then_retry(when).await;
+    }
+}
+
+async fn cut_batch_then_retry(when: PgCut) {
+    let (app, proxy) = proxied_node(false).await;
+    let author = app.register("cut_author").await;
+    let commenters = [
+        app.register("cut_one").await,
+        app.register("cut_two").await,
+        app.register("cut_three").await,
+    ];
+    let post = app.ready_post_id(&author, "cut off").await;
+    const COMMENTS: usize = 12;
+    let send = |n: usize| {
+        app.client
+            .post(app.url(&format!("/v1/posts/{post}/comments")))
+            .bearer_auth(&commenters[n % commenters.len()])
+            .header("idempotency-key", format!("cut-key-{n}"))
+            .json(&json!({"body": format!("cut {n}")}))
+            .send()
+    };
+    proxy.cut_postgres_statement(BATCH_WRITE, when);
+    let first = futures_util::future::join_all((0..COMMENTS).map(send)).await;
+    assert_eq!(proxy.postgres_cuts(), 1, "{when:?}: the cut happened");
+    // The node recovers on its own: the cut batch's comments are written
+    // again under the row lock (or, committed before the cut, found there),
+    // on a connection that works; no client sees the fault.
+    let mut ids = Vec::new();
+    for resp in first {
+        let resp = resp.unwrap();
+        assert_eq!(resp.status(), 201, "{when:?}");
+        let c: Value = resp.json().await.unwrap();
+        ids.push(c["id"].as_str().unwrap().to_owned());
+    }
+    // Retries replay the answers: nothing is written twice.
+    for (n, id) in ids.iter().enumerate() {
+        let resp = send(n).await.unwrap();
+        assert_eq!(resp.status(), 201, "{when:?}");
+        assert_eq!(resp.headers()["idempotent-replayed"], "true");
+        let c: Value = resp.json().await.unwrap();
+        assert_eq!(c["id"], id.as_str(), "{when:?}");
+    }
+
+    let p = app.get_json(&format!("/v1/posts/{post}"), None).await;
+    assert_eq!(p["comment_count"], COMMENTS, "{when:?}: {p}");
+    let listed = app
+        .get_json(&format!("/v1/posts/{post}/comments?limit=100"), None)
+        .await;
+    let mut listed: Vec<String> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect();
+    listed.sort();
+    let mut answered = ids.clone();
+    answered.sort();
+    answered.dedup();
+    assert_eq!(listed, answered, "{when:?}: each comment exactly once");
+
+    // The post's author is told of each once, numbered without gaps (the
+    // first event is the post's `post.ready`).
+    let mut events = Sse::open(&app, &author, Some("0")).await;
+    let mut seqs = Vec::new();
+    let mut told = Vec::new();
+    for _ in 0..1 + COMMENTS {
+        let e = events
+            .next(std::time::Duration::from_secs(20))
+            .await
+            .expect("an event for every comment");
+        seqs.push(e.id.parse::<u64>().unwrap());
+        if e.kind == "comment.created" {
+            told.push(e.data["comment_id"].as_str().unwrap().to_owned());
+        }
+    }
+    assert!(
+        events
+            .next(std::time::Duration::from_millis(500))
+            .await
+            .is_none(),
+        "{when:?}: no duplicates"
+    );
+    told.sort();
+    assert_eq!(told, answered, "{when:?}");
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "gapless: {seqs:?}"
+    );
+}
