@@ -25,6 +25,9 @@ elif kind == "first":
 elif kind == "deep":
     for _ in range(n):
         call("GET", "/v1/posts?limit=20&cursor=" + state["cursor"])
+elif kind == "deep-blocks":
+    for _ in range(n):
+        call("GET", "/v1/posts?limit=20&cursor=" + state["cursor"], token=state["token"])
 elif kind == "create":
     ids = [call("POST", f"/v1/posts/{post}/comments", {"body": "a comment"}, state["token"])["id"] for _ in range(n)]
     json.dump(ids, open(sys.argv[4] + ".comments", "w"))

@@ -92,8 +92,11 @@ impl Hiding {
         self.blocked.hides(user) || self.gone.hides(user)
     }
 
-    fn may_show_in(&self, rendering: &str) -> bool {
-        self.blocked.may_show_in(rendering) || self.gone.may_show_in(rendering)
+    /// Whether a stored rendering shows a comment by someone hidden among
+    /// its newest (its post's author is checked apart, from the feed entry).
+    fn hides_a_shown_commenter(&self, rendering: &str) -> bool {
+        !self.is_empty()
+            && domain::rendering::rendered_comment_authors(rendering).any(|u| self.hides(u))
     }
 
     fn hides_any_of(&self, comments: &[Comment]) -> bool {
@@ -204,24 +207,42 @@ impl super::Services {
     }
 
     /// Rewrites the renderings that may show someone hidden (a hidden id in
-    /// the text) or count comments of gone accounts: their newest comments by
-    /// others, their count without those.
+    /// the text; their newest comments `read` with the page) or count
+    /// comments of gone accounts: their newest comments by others, their
+    /// count without those.
     async fn patch_renderings(
         &self,
         entries: &mut [domain::rendering::FeedEntry],
         hiding: &Hiding,
+        read: &store::FeedWithNewest,
     ) -> super::ServiceResult<()> {
         let ids: Vec<domain::PostId> = entries.iter().map(|e| e.id).collect();
         let recounted = self.gone_comments(hiding, &ids).await?;
-        let look = needing_patches(entries, hiding, &recounted);
+        let look: Vec<usize> = (0..entries.len())
+            .filter(|&i| {
+                let id = entries[i].id;
+                read.wanted.contains(&id) || recounted.iter().any(|(r, _)| *r == id)
+            })
+            .collect();
         if look.is_empty() {
             return Ok(());
         }
-        let wanted: Vec<domain::PostId> = look.iter().map(|&i| entries[i].id).collect();
-        let newest = self
-            .store
-            .newest_comments_of(&wanted, PER_PATCHED_POST)
-            .await?;
+        // Posts patched only for their count (a gone account's comment below
+        // their newest two) were not read with the page.
+        let unread: Vec<domain::PostId> = look
+            .iter()
+            .map(|&i| entries[i].id)
+            .filter(|id| !read.wanted.contains(id))
+            .collect();
+        let more = if unread.is_empty() {
+            Vec::new()
+        } else {
+            self.store
+                .newest_comments_of(&unread, PER_PATCHED_POST)
+                .await?
+        };
+        let newest: Vec<(domain::PostId, Vec<Comment>)> =
+            read.newest.iter().cloned().chain(more).collect();
         self.splice(
             entries,
             &look,
@@ -388,11 +409,35 @@ impl super::Services {
         let want = limit.get() + 1;
         // A little more than a page, so that a few hidden posts need no second read.
         let fetch = want + want / 8 + 2;
+        // The renderings to patch, picked where the page is read so that their
+        // newest comments come with it: one store read per page. Entries are
+        // offered in feed order; past the page's room none is wanted.
+        let room = std::sync::atomic::AtomicUsize::new(want as usize);
+        let to_patch: store::NewestWanted = {
+            let hiding = hiding.clone();
+            Arc::new(move |e| {
+                use std::sync::atomic::Ordering::Relaxed;
+                !hiding.hides(e.author)
+                    && room
+                        .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
+                        .is_ok()
+                    && hiding.hides_a_shown_commenter(&e.json)
+            })
+        };
         let mut after = after;
         let mut shown: Vec<FeedEntry> = Vec::new();
         let mut exhausted = false;
         for _ in 0..MAX_ROUNDS {
-            let batch = self.store.feed(after, fetch, domain::now()).await?;
+            let window = store::FeedWindow {
+                after,
+                limit: fetch,
+                now: domain::now(),
+            };
+            let mut read = self
+                .store
+                .feed_with_newest(window, PER_PATCHED_POST, to_patch.clone())
+                .await?;
+            let batch = std::mem::take(&mut read.entries);
             exhausted = (batch.len() as u32) < fetch;
             after = batch.last().map(FeedEntry::position);
             let room = want as usize - shown.len();
@@ -405,7 +450,7 @@ impl super::Services {
                 // The page ends inside this batch: go on after its last post.
                 after = kept.last().map(FeedEntry::position);
             }
-            self.patch_renderings(&mut kept, hiding).await?;
+            self.patch_renderings(&mut kept, hiding, &read).await?;
             shown.extend(kept);
             if shown.len() as u32 >= want || exhausted {
                 break;
@@ -435,21 +480,6 @@ const PER_PATCHED_POST: u32 = 4;
 /// Comments read per post for a cached first page: read once for every reader
 /// of the page, so with more room for readers who hide many.
 const PER_CACHED_POST: u32 = 8;
-
-/// The indexes of the entries whose rendering `hiding` changes: naming
-/// someone hidden, or counting comments of gone accounts.
-fn needing_patches(
-    entries: &[domain::rendering::FeedEntry],
-    hiding: &Hiding,
-    recounted: &[(domain::PostId, i64)],
-) -> Vec<usize> {
-    (0..entries.len())
-        .filter(|&i| {
-            hiding.may_show_in(&entries[i].json)
-                || recounted.iter().any(|(id, _)| *id == entries[i].id)
-        })
-        .collect()
-}
 
 /// The posts at the top of the feed as the cache keeps them: enough to make
 /// the first page for any reader (see `page_from_first_posts`).

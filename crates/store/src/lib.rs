@@ -156,6 +156,28 @@ pub struct DeletedPost {
     pub blob_keys: Vec<String>,
 }
 
+/// Which feed entries `PostStore::feed_with_newest` reads newest comments
+/// for: asked once per entry read, in feed order.
+pub type NewestWanted = std::sync::Arc<dyn Fn(&FeedEntry) -> bool + Send + Sync>;
+
+/// A window of the feed: `limit` entries after `after`, as ranked at `now`.
+#[derive(Debug, Clone, Copy)]
+pub struct FeedWindow {
+    pub after: Option<FeedCursor>,
+    pub limit: u32,
+    pub now: Timestamp,
+}
+
+/// What `PostStore::feed_with_newest` read.
+#[derive(Debug, Default)]
+pub struct FeedWithNewest {
+    pub entries: Vec<FeedEntry>,
+    /// The entries `wanted` picked, in feed order.
+    pub wanted: Vec<PostId>,
+    /// Their newest comments, newest first (those without comments left out).
+    pub newest: Vec<(PostId, Vec<Comment>)>,
+}
+
 #[async_trait]
 pub trait PostStore: Send + Sync {
     /// Inserts the post (status processing) and its processing job in one
@@ -177,6 +199,17 @@ pub trait PostStore: Send + Sync {
         limit: u32,
         now: Timestamp,
     ) -> StoreResult<Vec<FeedEntry>>;
+    /// `feed`, and the newest `per_post` comments of the entries `wanted`
+    /// picks, as `newest_comments_of` reads them: for a reader who hides
+    /// someone, whose page patches the renderings that show them. One read
+    /// where the backend can do both in one (the embedded database: one
+    /// hand-off to a reader thread and one snapshot, not two).
+    async fn feed_with_newest(
+        &self,
+        window: FeedWindow,
+        per_post: u32,
+        wanted: NewestWanted,
+    ) -> StoreResult<FeedWithNewest>;
     /// A user's ready, unexpired posts, newest first, after `after`.
     async fn posts_by_author(
         &self,

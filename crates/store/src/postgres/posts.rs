@@ -10,7 +10,10 @@ use super::rows::{
 };
 use super::uploads::queue_chunk_deletions;
 use super::{JOBS_CHANNEL, PgStore};
-use crate::{DeletedPost, FeedEntry, KeyAnswer, PostStore, StoreError, StoreResult};
+use crate::{
+    DeletedPost, FeedEntry, FeedWindow, FeedWithNewest, KeyAnswer, NewestWanted, PostStore,
+    StoreError, StoreResult,
+};
 use domain::{
     EditRefusal, EditRequest, FeedCursor, IdCursor, NewPost, Post, PostId, Timestamp, UploadId,
     UserId, derived_blob_key,
@@ -112,6 +115,29 @@ impl PostStore for PgStore {
             });
         }
         Ok(entries)
+    }
+
+    async fn feed_with_newest(
+        &self,
+        window: FeedWindow,
+        per_post: u32,
+        wanted: NewestWanted,
+    ) -> StoreResult<FeedWithNewest> {
+        // Two reads, each answered with the batch of its kind that other
+        // readers' requests make (read_batches.rs); a statement of both would
+        // be a kind of its own, batched with nothing.
+        let entries = self.feed(window.after, window.limit, window.now).await?;
+        let wanted: Vec<PostId> = entries.iter().filter(|e| wanted(e)).map(|e| e.id).collect();
+        let newest = if wanted.is_empty() {
+            Vec::new()
+        } else {
+            crate::CommentStore::newest_comments_of(self, &wanted, per_post).await?
+        };
+        Ok(FeedWithNewest {
+            entries,
+            wanted,
+            newest,
+        })
     }
 
     async fn posts_by_author(

@@ -101,24 +101,8 @@ impl CommentStore for SqliteStore {
         per_post: u32,
     ) -> StoreResult<Vec<(PostId, Vec<Comment>)>> {
         let posts = posts.to_vec();
-        self.read(move |conn| {
-            let sql = format!(
-                "SELECT {COMMENT_COLUMNS} FROM comments c JOIN users u ON u.id = c.author_id \
-                 WHERE c.post_id = ?1 ORDER BY c.id DESC LIMIT ?2"
-            );
-            let mut statement = conn.prepare_cached(&sql)?;
-            let mut found = Vec::with_capacity(posts.len());
-            for post in posts {
-                let comments = statement
-                    .query_map(params![post.as_bytes(), per_post], comment_from_row)?
-                    .collect::<Result<Vec<_>, _>>()?;
-                if !comments.is_empty() {
-                    found.push((post, comments));
-                }
-            }
-            Ok(found)
-        })
-        .await
+        self.read(move |conn| Ok(read_newest_comments(conn, &posts, per_post)?))
+            .await
     }
 
     async fn delete_comment(
@@ -154,4 +138,31 @@ impl CommentStore for SqliteStore {
         })
         .await
     }
+}
+
+/// The newest `per_post` comments of each post, newest first (posts without
+/// comments left out).
+pub(super) fn read_newest_comments(
+    conn: &rusqlite::Connection,
+    posts: &[PostId],
+    per_post: u32,
+) -> rusqlite::Result<Vec<(PostId, Vec<Comment>)>> {
+    if posts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT {COMMENT_COLUMNS} FROM comments c JOIN users u ON u.id = c.author_id \
+         WHERE c.post_id = ?1 ORDER BY c.id DESC LIMIT ?2"
+    );
+    let mut statement = conn.prepare_cached(&sql)?;
+    let mut found = Vec::with_capacity(posts.len());
+    for post in posts {
+        let comments = statement
+            .query_map(params![post.as_bytes(), per_post], comment_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        if !comments.is_empty() {
+            found.push((*post, comments));
+        }
+    }
+    Ok(found)
 }

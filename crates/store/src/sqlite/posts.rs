@@ -8,7 +8,10 @@ use super::rows::{
     POST_COLUMNS, load_post, ms, post_from_row, queue_blob_deletion, save_edit, uuid_col,
 };
 use super::uploads::queue_chunk_deletions;
-use crate::{DeletedPost, FeedEntry, KeyAnswer, PostRenderer, PostStore, StoreError, StoreResult};
+use crate::{
+    DeletedPost, FeedEntry, FeedWindow, FeedWithNewest, KeyAnswer, NewestWanted, PostRenderer,
+    PostStore, StoreError, StoreResult,
+};
 use domain::{
     EditRefusal, EditRequest, FeedCursor, IdCursor, NewPost, Post, PostId, Timestamp, UploadId,
     UserId, derived_blob_key,
@@ -26,6 +29,40 @@ const LOWER_COUNTS: &str = "WHERE p.status = 'ready' AND p.comment_count < ?1 \
 /// Feed posts matching `filter` (a WHERE … LIMIT clause), walking `posts_feed`:
 /// their stored renderings, or for those without one in `render`'s format,
 /// renderings made from their rows now.
+/// Ready, unexpired posts in feed order, after the window's cursor.
+fn read_feed(
+    conn: &rusqlite::Connection,
+    window: FeedWindow,
+    render: PostRenderer,
+) -> rusqlite::Result<Vec<FeedEntry>> {
+    let FeedWindow { after, limit, now } = window;
+    let now = ms(now);
+    let Some(c) = after else {
+        return query_feed(conn, FIRST_PAGE, params![now, limit], render);
+    };
+    // A page after (count, id) is the rest of that count's posts, then the
+    // lower counts: two index walks that each come out in feed order, so
+    // neither needs a sort, and the second runs only when the first ends
+    // short. (As one statement, SQLite can seek a row-value comparison on
+    // its first column only, and a UNION ALL needs a sort to be ordered.)
+    let mut posts = query_feed(
+        conn,
+        SAME_COUNT,
+        params![c.comment_count, c.post_id.as_bytes(), now, limit],
+        render,
+    )?;
+    let missing = limit.saturating_sub(posts.len() as u32);
+    if missing > 0 {
+        posts.extend(query_feed(
+            conn,
+            LOWER_COUNTS,
+            params![c.comment_count, now, missing],
+            render,
+        )?);
+    }
+    Ok(posts)
+}
+
 fn query_feed(
     conn: &rusqlite::Connection,
     filter: &str,
@@ -126,32 +163,27 @@ impl PostStore for SqliteStore {
         now: Timestamp,
     ) -> StoreResult<Vec<FeedEntry>> {
         let render = self.render;
+        let window = FeedWindow { after, limit, now };
+        self.read(move |conn| Ok(read_feed(conn, window, render)?))
+            .await
+    }
+
+    async fn feed_with_newest(
+        &self,
+        window: FeedWindow,
+        per_post: u32,
+        wanted: NewestWanted,
+    ) -> StoreResult<FeedWithNewest> {
+        let render = self.render;
         self.read(move |conn| {
-            let now = ms(now);
-            let Some(c) = after else {
-                return Ok(query_feed(conn, FIRST_PAGE, params![now, limit], render)?);
-            };
-            // A page after (count, id) is the rest of that count's posts, then the
-            // lower counts: two index walks that each come out in feed order, so
-            // neither needs a sort, and the second runs only when the first ends
-            // short. (As one statement, SQLite can seek a row-value comparison on
-            // its first column only, and a UNION ALL needs a sort to be ordered.)
-            let mut posts = query_feed(
-                conn,
-                SAME_COUNT,
-                params![c.comment_count, c.post_id.as_bytes(), now, limit],
-                render,
-            )?;
-            let missing = limit.saturating_sub(posts.len() as u32);
-            if missing > 0 {
-                posts.extend(query_feed(
-                    conn,
-                    LOWER_COUNTS,
-                    params![c.comment_count, now, missing],
-                    render,
-                )?);
-            }
-            Ok(posts)
+            let entries = read_feed(conn, window, render)?;
+            let wanted: Vec<PostId> = entries.iter().filter(|e| wanted(e)).map(|e| e.id).collect();
+            let newest = super::comments::read_newest_comments(conn, &wanted, per_post)?;
+            Ok(FeedWithNewest {
+                entries,
+                wanted,
+                newest,
+            })
         })
         .await
     }
