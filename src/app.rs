@@ -75,6 +75,12 @@ pub async fn services(config: &Config) -> anyhow::Result<Services> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let (store, rate_limits) = open_backend(&config.database, config.database_pool).await?;
+    if store.has_set_aside().await? {
+        anyhow::bail!(
+            "this database is the target of an unfinished `imagegram migrate` (its indexes are \
+             set aside until the copy ends): run the same migrate again to finish it"
+        );
+    }
     let blobs = open_blobs(&config.blobs)?;
     let settings = ServiceSettings {
         image_limits: config.image_limits,

@@ -7,6 +7,10 @@
 //! blobs already present at the same size are not copied again. The target
 //! must be empty or hold an earlier, interrupted copy of the same source, and
 //! the source should not take writes while it is copied.
+//!
+//! A table that starts empty is filled as a bulk load: the target may set
+//! aside indexes and foreign keys first and rebuild them once all rows are in
+//! (`Transfer::set_aside_for_load`); until then it refuses to be served.
 
 use std::sync::Arc;
 
@@ -52,6 +56,8 @@ pub async fn run(from: Instance, to: Instance, options: Options) -> anyhow::Resu
             bail!("stopped after the requested number of rows; run again to resume");
         }
     }
+    eprintln!("rebuilding the indexes and foreign keys set aside for the copy");
+    target.store.restore_set_aside().await?;
     let keys = blob_keys(&source, options.batch_size).await?;
     copy_blobs(&source, &target, &keys).await?;
     verify(&source, &target, &keys).await
@@ -65,6 +71,9 @@ async fn copy_table(
     budget: &mut Option<u64>,
 ) -> anyhow::Result<()> {
     let total = source.store.count_rows(table).await?;
+    if total > 0 && target.store.count_rows(table).await? == 0 {
+        target.store.set_aside_for_load(table).await?;
+    }
     // Text keys may sort differently on the two backends (collations), so those
     // small tables are copied whole every time; inserts skip rows already there.
     let key_kind = table.columns[table.key_index()].1;
@@ -148,27 +157,54 @@ async fn blob_keys(source: &Side, batch: u32) -> anyhow::Result<Vec<String>> {
     Ok(keys)
 }
 
+/// Blobs copied or checked at once: a blob store answers each request after
+/// a round trip (S3: tens of ms), so one at a time leaves it idle; each blob in
+/// flight is held whole in memory (originals are up to 100 MiB).
+const BLOBS_AT_ONCE: usize = 8;
+
+/// Whether `key` is missing at the source, already at the target (same
+/// size), or copied now.
+async fn copy_blob(source: &Side, target: &Side, key: &str) -> anyhow::Result<BlobCopy> {
+    let Some(size) = source.blobs.size(key).await? else {
+        return Ok(BlobCopy::Missing);
+    };
+    if target.blobs.size(key).await? == Some(size) {
+        return Ok(BlobCopy::AlreadyThere);
+    }
+    let bytes = source
+        .blobs
+        .get(key)
+        .await?
+        .with_context(|| format!("blob {key} vanished"))?;
+    target.blobs.put_bytes(key, bytes).await?;
+    Ok(BlobCopy::Copied)
+}
+
+enum BlobCopy {
+    Copied,
+    AlreadyThere,
+    Missing,
+}
+
 async fn copy_blobs(source: &Side, target: &Side, keys: &[String]) -> anyhow::Result<()> {
+    use futures_util::{StreamExt, TryStreamExt};
     let (mut copied, mut skipped, mut missing) = (0u64, 0u64, 0u64);
-    for (n, key) in keys.iter().enumerate() {
-        let size = source.blobs.size(key).await?;
-        if size.is_none() {
-            missing += 1;
-        } else if target.blobs.size(key).await? == size {
-            skipped += 1;
-        } else {
-            let bytes = source
-                .blobs
-                .get(key)
-                .await?
-                .with_context(|| format!("blob {key} vanished"))?;
-            target.blobs.put_bytes(key, bytes).await?;
-            copied += 1;
+    let mut done = futures_util::stream::iter(keys)
+        .map(|key| copy_blob(source, target, key))
+        .buffer_unordered(BLOBS_AT_ONCE);
+    // About a hundred progress lines, however many blobs.
+    let every = (keys.len() / 100).max(100);
+    let mut n = 0;
+    while let Some(outcome) = done.try_next().await? {
+        match outcome {
+            BlobCopy::Copied => copied += 1,
+            BlobCopy::AlreadyThere => skipped += 1,
+            BlobCopy::Missing => missing += 1,
         }
-        if (n + 1) % 100 == 0 || n + 1 == keys.len() {
+        n += 1;
+        if n % every == 0 || n == keys.len() {
             eprintln!(
-                "blobs: {}/{} (copied {copied}, already there {skipped}, missing at source {missing})",
-                n + 1,
+                "blobs: {n}/{} (copied {copied}, already there {skipped}, missing at source {missing})",
                 keys.len()
             );
         }
@@ -178,6 +214,11 @@ async fn copy_blobs(source: &Side, target: &Side, keys: &[String]) -> anyhow::Re
 
 async fn digest(blobs: &Arc<dyn BlobStore>, key: &str) -> anyhow::Result<Option<[u8; 32]>> {
     Ok(blobs.get(key).await?.map(|b| Sha256::digest(&b).into()))
+}
+
+/// Whether the blob reads the same on both sides.
+async fn same_blob(source: &Side, target: &Side, key: &str) -> anyhow::Result<bool> {
+    Ok(digest(&source.blobs, key).await? == digest(&target.blobs, key).await?)
 }
 
 async fn verify(source: &Side, target: &Side, keys: &[String]) -> anyhow::Result<()> {
@@ -195,9 +236,17 @@ async fn verify(source: &Side, target: &Side, keys: &[String]) -> anyhow::Result
             ));
         }
     }
-    for key in keys {
-        if digest(&source.blobs, key).await? != digest(&target.blobs, key).await? {
-            problems.push(format!("blob {key} differs"));
+    {
+        use futures_util::{StreamExt, TryStreamExt};
+        let mut checked = futures_util::stream::iter(keys)
+            .map(|key| async move {
+                Ok::<_, anyhow::Error>((key, same_blob(source, target, key).await?))
+            })
+            .buffer_unordered(BLOBS_AT_ONCE);
+        while let Some((key, same)) = checked.try_next().await? {
+            if !same {
+                problems.push(format!("blob {key} differs"));
+            }
         }
     }
     eprintln!("verify blobs: {} checked by SHA-256", keys.len());

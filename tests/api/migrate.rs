@@ -123,11 +123,30 @@ async fn an_embedded_instance_migrates_completely_and_resumably() {
         !out.status.success(),
         "the interrupted run reports it did not finish"
     );
+    let target_db = target_args
+        .iter()
+        .position(|a| a == "--to-database-url")
+        .map(|i| target_args[i + 1].clone());
+    if let Some(db) = &target_db {
+        // Its indexes are set aside until the copy ends: no node serves it.
+        let refusal = serve_and_fail(&["--database-url", db, "--blob-url", &target_args[3]]);
+        assert!(
+            refusal.contains("unfinished `imagegram migrate`"),
+            "{refusal}"
+        );
+    }
     let out = migrate(&args);
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
     assert!(log.contains("already copied"), "{log}");
     assert!(log.contains("migration complete and verified"), "{log}");
+    if let Some(db) = &target_db {
+        assert_eq!(
+            schema_objects(db).await,
+            schema_objects(&backend_urls().await.unwrap().0).await,
+            "the copy's target has every index and foreign key a new database has"
+        );
+    }
     // Running it again changes nothing and still verifies.
     assert!(migrate(&args).status.success());
 
@@ -227,6 +246,53 @@ async fn an_embedded_instance_migrates_completely_and_resumably() {
     writes_after_migrating(&client, &node.base, &alice, &bob, &ids[0]).await;
 }
 
+/// Runs `imagegram serve` on `backend`, which must refuse to start; what it said.
+fn serve_and_fail(backend: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_imagegram"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "0",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .args(backend)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..600 {
+        if child.try_wait().unwrap().is_some() {
+            let out = child.wait_with_output().unwrap();
+            assert!(!out.status.success(), "it started");
+            return String::from_utf8_lossy(&out.stderr).into_owned();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    panic!("it kept running for a minute");
+}
+
+/// The names of every index and foreign key of a PostgreSQL database, after
+/// its migrations ran (opening it runs them).
+async fn schema_objects(database: &str) -> Vec<String> {
+    use sqlx::Connection;
+    let url = imagegram::config::parse_database_url(database).unwrap();
+    drop(imagegram::app::open_store(&url).await.unwrap());
+    let mut conn = sqlx::PgConnection::connect(database).await.unwrap();
+    sqlx::query_scalar(
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' \
+         UNION ALL SELECT conname::text || ' ' || pg_get_constraintdef(oid) FROM pg_constraint \
+         WHERE connamespace = 'public'::regnamespace ORDER BY 1",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap()
+}
+
 /// A comment that notifies a user who already had events, a new post that
 /// becomes ready, and an event stream resumed from the start: each needs the
 /// per-user event sequence, which a copy once forgot.
@@ -308,7 +374,8 @@ async fn writes_after_migrating(
 /// `migrate` copies what `TABLES` lists; a column a PostgreSQL migration adds but
 /// the list lacks would be lost in every copy to or from PostgreSQL (the SQLite
 /// schema has the same check as a unit test). Rate-limit state is not copied:
-/// it is kept in memory by the embedded default and is worthless after a move.
+/// it is kept in memory by the embedded default and is worthless after a move;
+/// `migrate_set_aside` is the copy's own note of what it set aside.
 #[tokio::test]
 async fn the_copy_covers_every_table_and_column_of_the_postgres_schema() {
     use std::collections::BTreeSet;
@@ -330,7 +397,7 @@ async fn the_copy_covers_every_table_and_column_of_the_postgres_schema() {
     let mut conn = sqlx::PgConnection::connect(&database).await.unwrap();
     let rows: Vec<(String, String)> = sqlx::query_as(
         "SELECT table_name::text, column_name::text FROM information_schema.columns \
-         WHERE table_schema = 'public' AND table_name NOT IN ('_sqlx_migrations', 'rate_limits')",
+         WHERE table_schema = 'public' AND table_name NOT IN ('_sqlx_migrations', 'rate_limits', 'migrate_set_aside')",
     )
     .fetch_all(&mut conn)
     .await

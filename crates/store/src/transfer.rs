@@ -291,4 +291,20 @@ pub trait Transfer: Send + Sync {
     async fn count_rows(&self, table: &'static Table) -> StoreResult<u64>;
     /// The largest key present, where a resumed copy continues.
     async fn last_key(&self, table: &'static Table) -> StoreResult<Option<Value>>;
+    /// Before a copy fills the table, which is empty: sets aside what a bulk
+    /// load is faster without (indexes maintained row by row), durably noted
+    /// so that `restore_set_aside` rebuilds it, in this run or, after an
+    /// interruption, the next. A backend without that gain sets nothing aside.
+    async fn set_aside_for_load(&self, _table: &'static Table) -> StoreResult<()> {
+        Ok(())
+    }
+    /// Rebuilds all that was set aside; once every row is copied.
+    async fn restore_set_aside(&self) -> StoreResult<()> {
+        Ok(())
+    }
+    /// Whether anything is set aside: this database is the target of an
+    /// unfinished copy, not to be served.
+    async fn has_set_aside(&self) -> StoreResult<bool> {
+        Ok(false)
+    }
 }

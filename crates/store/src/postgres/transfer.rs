@@ -81,6 +81,28 @@ fn copy_line(out: &mut String, row: TransferRow) {
     out.push('\n');
 }
 
+/// Sends `rows` into `table` with one `COPY … FROM STDIN`.
+async fn copy_in(
+    conn: &mut sqlx::PgConnection,
+    table: &str,
+    columns: &str,
+    rows: Vec<TransferRow>,
+) -> sqlx::Result<()> {
+    let mut copy = conn
+        .copy_in_raw(&format!("COPY {table} ({columns}) FROM STDIN"))
+        .await?;
+    let mut text = String::new();
+    for row in rows {
+        copy_line(&mut text, row);
+        if text.len() > 1 << 20 {
+            copy.send(std::mem::take(&mut text).into_bytes()).await?;
+        }
+    }
+    copy.send(text.into_bytes()).await?;
+    copy.finish().await?;
+    Ok(())
+}
+
 /// Binds `value` with the Rust type matching `kind`, so NULLs are typed too.
 fn bind<'q>(
     q: Query<'q, Postgres, PgArguments>,
@@ -133,10 +155,22 @@ impl Transfer for PgStore {
     }
 
     /// Rows go in with `COPY` (one round trip for the batch, parsed by the
-    /// server in bulk) into a temporary table, then one `INSERT … SELECT`
-    /// applies the conflict rule `COPY` cannot: a resumed copy skips (or, for
+    /// server in bulk). A table keyed by UUID or bytes is copied in key
+    /// order after the largest key the target holds (`migrate`), which both
+    /// backends order alike (bytewise), so none of its rows can be there
+    /// already: they are copied straight into the table. Any other goes
+    /// through a temporary table, then one `INSERT … SELECT` applies the
+    /// conflict rule `COPY` cannot: a copy run again skips (or, for
     /// `replace` tables, overwrites) what is already there.
     async fn import_rows(&self, table: &'static Table, rows: Vec<TransferRow>) -> StoreResult<()> {
+        let key_kind = table.columns[table.key_index()].1;
+        if !table.replace && matches!(key_kind, Kind::Uuid | Kind::Bytes) {
+            let mut conn = self.conn().await?;
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            copy_in(&mut tx, table.name, &table.column_list(), rows).await?;
+            tx.commit().await?;
+            return Ok(());
+        }
         let conflict = if table.replace {
             let sets: Vec<String> = table
                 .columns
@@ -158,18 +192,7 @@ impl Transfer for PgStore {
         )))
         .execute(&mut *tx)
         .await?;
-        let mut copy = tx
-            .copy_in_raw(&format!("COPY incoming ({columns}) FROM STDIN"))
-            .await?;
-        let mut text = String::new();
-        for row in rows {
-            copy_line(&mut text, row);
-            if text.len() > 1 << 20 {
-                copy.send(std::mem::take(&mut text).into_bytes()).await?;
-            }
-        }
-        copy.send(text.into_bytes()).await?;
-        copy.finish().await?;
+        copy_in(&mut tx, "incoming", &columns, rows).await?;
         sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO {name} ({columns}) SELECT {columns} FROM incoming \
              ORDER BY {key} ON CONFLICT ({key}) {conflict}",
@@ -179,6 +202,89 @@ impl Transfer for PgStore {
         .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Sets aside the table's indexes that back no constraint (a primary
+    /// key, a unique constraint or another table's foreign key needs its
+    /// index; the primary key also serves the copy's conflict rule) and its
+    /// foreign keys, in one transaction with the notes that rebuild them.
+    async fn set_aside_for_load(&self, table: &'static Table) -> StoreResult<()> {
+        let mut conn = self.conn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let name = table.name;
+        sqlx::query(AssertSqlSafe(format!(
+            "LOCK TABLE {name} IN ACCESS EXCLUSIVE MODE"
+        )))
+        .execute(&mut *tx)
+        .await?;
+        let found: Vec<(String, String, String, String)> = sqlx::query_as(
+            "SELECT i.indexname::text, 'index', i.indexdef,                     format('DROP INDEX %I.%I', i.schemaname, i.indexname)              FROM pg_indexes i              WHERE i.schemaname = current_schema() AND i.tablename = $1                AND NOT EXISTS (SELECT 1 FROM pg_constraint c                    WHERE c.conindid = format('%I.%I', i.schemaname, i.indexname)::regclass)              UNION ALL              SELECT c.conname::text, 'foreign key',                     format('ALTER TABLE %I ADD CONSTRAINT %I %s', $1, c.conname, pg_get_constraintdef(c.oid)),                     format('ALTER TABLE %I DROP CONSTRAINT %I', $1, c.conname)              FROM pg_constraint c              WHERE c.conrelid = format('%I.%I', current_schema(), $1)::regclass AND c.contype = 'f'",
+        )
+        .bind(name)
+        .fetch_all(&mut *tx)
+        .await?;
+        for (object, kind, restore, drop) in found {
+            sqlx::query(
+                "INSERT INTO migrate_set_aside (table_name, name, kind, restore)                  VALUES ($1, $2, $3, $4)",
+            )
+            .bind(name)
+            .bind(&object)
+            .bind(&kind)
+            .bind(&restore)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(AssertSqlSafe(drop)).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Indexes first, then foreign keys: each key is then checked once, by
+    /// one join over the whole table, instead of once per row inserted.
+    async fn restore_set_aside(&self) -> StoreResult<()> {
+        let mut conn = self.conn().await?;
+        let notes: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT table_name, name, restore FROM migrate_set_aside              ORDER BY kind = 'foreign key', table_name, name",
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut tables: Vec<String> = notes.iter().map(|(t, ..)| t.clone()).collect();
+        tables.sort();
+        tables.dedup();
+        for (table, name, restore) in notes {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            // An index sorts in memory up to this much, instead of in many
+            // runs on disk (for this transaction only).
+            sqlx::query("SET LOCAL maintenance_work_mem = '256MB'")
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(AssertSqlSafe(restore))
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM migrate_set_aside WHERE table_name = $1 AND name = $2")
+                .bind(&table)
+                .bind(&name)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        // Fresh statistics for the planner, which would otherwise plan the
+        // first statements on the loaded tables blind, until autovacuum
+        // gets to them.
+        for table in tables {
+            sqlx::query(AssertSqlSafe(format!("ANALYZE {table}")))
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn has_set_aside(&self) -> StoreResult<bool> {
+        Ok(
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM migrate_set_aside)")
+                .fetch_one(&mut *self.conn().await?)
+                .await?,
+        )
     }
 
     async fn count_rows(&self, table: &'static Table) -> StoreResult<u64> {
