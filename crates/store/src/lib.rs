@@ -203,7 +203,7 @@ pub trait PostStore: Send + Sync {
     /// picks, as `newest_comments_of` reads them: for a reader who hides
     /// someone, whose page patches the renderings that show them. One read
     /// where the backend can do both in one (the embedded database: one
-    /// hand-off to a reader thread and one snapshot, not two).
+    /// hand-off to a reader thread, not two).
     async fn feed_with_newest(
         &self,
         window: FeedWindow,
