@@ -71,7 +71,8 @@ async fn copy_table(
     budget: &mut Option<u64>,
 ) -> anyhow::Result<()> {
     let total = source.store.count_rows(table).await?;
-    if total > 0 && target.store.count_rows(table).await? == 0 {
+    let present = target.store.count_rows(table).await?;
+    if total > 0 && present == 0 {
         target.store.set_aside_for_load(table).await?;
     }
     // Text keys may sort differently on the two backends (collations), so those
@@ -81,11 +82,7 @@ async fn copy_table(
         Kind::Uuid | Kind::Bytes => target.store.last_key(table).await?,
         _ => None,
     };
-    let mut done = if after.is_some() {
-        target.store.count_rows(table).await?
-    } else {
-        0
-    };
+    let mut done = if after.is_some() { present } else { 0 };
     eprintln!("{}: {done}/{total} rows already copied", table.name);
     loop {
         let limit = match budget {

@@ -39,6 +39,10 @@ pub enum Batched {
     /// Accepted, but its post changed before the batch wrote: to be written
     /// again under the post's row lock, with the same comment and answer.
     PostChanged(Comment, Option<RenderedAnswer>),
+    /// Accepted, but the batch's write failed: to be written again under the
+    /// post's row lock, like `PostChanged`. A write whose connection was lost
+    /// may have committed all the same, so that write looks for it first.
+    WriteFailed(Comment, Option<RenderedAnswer>),
 }
 
 pub type CommentBatcher = Batcher<(NewComment, Option<KeyAnswer<Comment>>), Batched>;
@@ -111,23 +115,25 @@ async fn run(batch: Vec<Pending>, pool: &Pool, render: PostRenderer) {
     }
     .write(&mut *conn, render)
     .await;
-    // A write that failed wrote nothing (one statement, one transaction):
-    // each comment is tried again alone, so that one comment's fault (its
-    // author deleted meanwhile, say) fails only that comment.
-    //
-    // A write whose connection was lost may have committed all the same;
-    // the row-lock path finds such comments already there (by id).
-    let written = written.unwrap_or_else(|e| {
-        super::pool::note_failure(&e);
-        tracing::warn!(error = %e, comments = accepted.len(), "a comment batch failed; writing each alone");
-        Vec::new()
-    });
+    // A write that failed is one statement, all or nothing: each comment is
+    // tried again alone, so that one comment's fault (its author deleted
+    // meanwhile, say) fails only that comment.
+    let (written, failed) = match written {
+        Ok(written) => (written, false),
+        Err(e) => {
+            super::pool::note_failure(&e);
+            tracing::warn!(error = %e, comments = accepted.len(), "a comment batch failed; writing each alone");
+            (Vec::new(), true)
+        }
+    };
     for a in accepted {
         let outcome = if written.contains(&a.comment.post_id) {
             Batched::Done(Ok(CreatedComment {
                 comment: a.comment,
                 post_comment_count: a.post_comment_count,
             }))
+        } else if failed {
+            Batched::WriteFailed(a.comment, a.answer)
         } else {
             Batched::PostChanged(a.comment, a.answer)
         };

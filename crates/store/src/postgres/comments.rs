@@ -34,7 +34,10 @@ impl CommentStore for PgStore {
         match self.comment_batches.submit((new, answer)).await? {
             Batched::Done(outcome) => Ok(outcome),
             Batched::PostChanged(comment, answer) => {
-                self.create_comment_locked(comment, answer).await
+                self.create_comment_locked(comment, answer, false).await
+            }
+            Batched::WriteFailed(comment, answer) => {
+                self.create_comment_locked(comment, answer, true).await
             }
         }
     }
@@ -102,11 +105,13 @@ impl CommentStore for PgStore {
 
 impl PgStore {
     /// Writes a comment the rule accepted, under its post's row lock,
-    /// applying the rule again to the post as it now is.
+    /// applying the rule again to the post as it now is; unless, after a
+    /// failed batch write (`may_be_written`), it is there already.
     async fn create_comment_locked(
         &self,
         comment: Comment,
         answer: Option<RenderedAnswer>,
+        may_be_written: bool,
     ) -> StoreResult<Result<CreatedComment, CommentRefusal>> {
         let mut conn = self.conn().await?;
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
@@ -117,13 +122,9 @@ impl PgStore {
         };
         // Written already by a batch whose connection was lost after its
         // commit (its answer never came back): the post, read under the
-        // lock, counts it.
-        let written_before: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM comments WHERE id = $1)")
-                .bind(comment.id.as_uuid())
-                .fetch_one(&mut *tx)
-                .await?;
-        if written_before {
+        // lock, counts it. Only then is it looked for: a post another writer
+        // changed is the contended path, and it pays no extra statement.
+        if may_be_written && comment_exists(&mut tx, comment.id).await? {
             return Ok(Ok(CreatedComment {
                 comment,
                 post_comment_count: post.comment_count,
@@ -190,6 +191,13 @@ impl PgStore {
         .await?;
         Ok((!written.is_empty()).then_some(decision))
     }
+}
+
+async fn comment_exists(conn: &mut sqlx::PgConnection, id: CommentId) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM comments WHERE id = $1)")
+        .bind(id.as_uuid())
+        .fetch_one(conn)
+        .await
 }
 
 /// A write under the post's row lock found the row changed: it cannot

@@ -26,9 +26,6 @@ const SAME_COUNT: &str = "WHERE p.status = 'ready' AND p.comment_count = ?1 AND 
 const LOWER_COUNTS: &str = "WHERE p.status = 'ready' AND p.comment_count < ?1 \
      AND (p.expires_at IS NULL OR p.expires_at > ?2) ORDER BY p.comment_count DESC, p.id DESC LIMIT ?3";
 
-/// Feed posts matching `filter` (a WHERE … LIMIT clause), walking `posts_feed`:
-/// their stored renderings, or for those without one in `render`'s format,
-/// renderings made from their rows now.
 /// Ready, unexpired posts in feed order, after the window's cursor.
 fn read_feed(
     conn: &rusqlite::Connection,
@@ -63,6 +60,9 @@ fn read_feed(
     Ok(posts)
 }
 
+/// Feed posts matching `filter` (a WHERE … LIMIT clause), walking `posts_feed`:
+/// their stored renderings, or for those without one in `render`'s format,
+/// renderings made from their rows now.
 fn query_feed(
     conn: &rusqlite::Connection,
     filter: &str,
