@@ -43,6 +43,10 @@ async fn seen(app: &TestApp, token: Option<&str>, post: &str) -> (i64, Vec<Strin
         last,
         "and on the newest two"
     );
+    // Pages past the first are read otherwise: a page of one post each.
+    let deep = app.whole_feed(token, 1).await;
+    let in_pages = deep.iter().find(|p| p["id"] == post).expect("in the pages");
+    assert_eq!(in_pages, &page, "every page agrees with the post's own");
     let listed = app
         .get_json(&format!("/v1/posts/{post}/comments?limit=100"), token)
         .await;
@@ -95,7 +99,15 @@ async fn a_deleted_account_vanishes_at_once_and_is_purged() {
         .as_str()
         .unwrap()
         .to_owned();
+    // Its only comment here is below the newest two.
+    let quiet = app.ready_post(&bob, "quiet").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     for (token, post, body) in [
+        (&doomed, &quiet, "d0"),
+        (&alice, &quiet, "a2"),
+        (&alice, &quiet, "a3"),
         (&alice, &alices, "a1"),
         (&doomed, &alices, "d1"),
         (&bob, &alices, "b1"),
@@ -167,6 +179,10 @@ async fn a_deleted_account_vanishes_at_once_and_is_purged() {
             (2, vec!["b1".into(), "a1".into()])
         );
         assert_eq!(seen(&app, reader, &bobs).await, (0, vec![]));
+        assert_eq!(
+            seen(&app, reader, &quiet).await,
+            (2, vec!["a3".into(), "a2".into()])
+        );
     }
     problem(app.get("/v1/users/doomed/posts", None).await, 404).await;
 
@@ -194,6 +210,10 @@ async fn a_deleted_account_vanishes_at_once_and_is_purged() {
             (2, vec!["b1".into(), "a1".into()])
         );
         assert_eq!(seen(&app, reader, &bobs).await, (0, vec![]));
+        assert_eq!(
+            seen(&app, reader, &quiet).await,
+            (2, vec!["a3".into(), "a2".into()])
+        );
     }
     assert!(
         app.blob(&format!("derived/{image}")).await.is_none(),
@@ -207,7 +227,7 @@ async fn a_deleted_account_vanishes_at_once_and_is_purged() {
     let feed = page_ids(&app.get_json("/v1/posts?limit=100", None).await);
     assert_eq!(
         feed.len(),
-        2,
+        3,
         "only alice's and bob's posts are left: {feed:?}"
     );
 }

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, comment_bodies as bodies, error_fields, page_ids as ids, problem};
 
-async fn put_block(app: &TestApp, token: &str, username: &str) -> reqwest::Response {
+pub async fn put_block(app: &TestApp, token: &str, username: &str) -> reqwest::Response {
     app.client
         .put(app.url(&format!("/v1/me/blocks/{username}")))
         .bearer_auth(token)
@@ -232,4 +232,75 @@ async fn a_blockers_first_page_is_exact_whether_or_not_the_cached_top_suffices()
     }
     let shared = app.get_json("/v1/posts?limit=1", None).await;
     assert_eq!(bodies(&shared["items"][0]["last_comments"]), ["b1", "m1"]);
+}
+
+/// Pages past the first are read with the comments that replace the hidden
+/// ones among each post's newest: the visible ones stay as stored, older ones
+/// fill in, and where more are hidden than were read, the page reads on.
+#[tokio::test]
+async fn a_blockers_deeper_pages_replace_hidden_comments_exactly() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let mallory = app.register("mallory").await;
+    let bob = app.register("bob").await;
+    let carol = app.register("carol").await;
+    assert_eq!(put_block(&app, &alice, "mallory").await.status(), 204);
+    // Ranked by their counts: 7, 6, 3, 1, 0.
+    let top = app.ready_post_id(&bob, "top").await;
+    let many = app.ready_post_id(&bob, "hidden three deep").await;
+    let mixed = app.ready_post_id(&carol, "one hidden").await;
+    let only = app.ready_post_id(&bob, "only hidden").await;
+    let none = app.ready_post_id(&carol, "no comments").await;
+    let comments: [(&str, &[(&String, &str)]); 4] = [
+        (&top, &[(&bob, "t"); 7]),
+        (
+            &many,
+            &[
+                (&bob, "b0"),
+                (&mallory, "m0"),
+                (&bob, "b1"),
+                (&mallory, "m1"),
+                (&mallory, "m2"),
+                (&mallory, "m3"),
+            ],
+        ),
+        (&mixed, &[(&carol, "c0"), (&bob, "b2"), (&mallory, "m4")]),
+        (&only, &[(&mallory, "m5")]),
+    ];
+    for (post, list) in comments {
+        for (token, body) in list {
+            assert_eq!(app.comment(token, post, body).await.status(), 201);
+        }
+    }
+
+    let feed = app.whole_feed(Some(&alice), 1).await;
+    let seen: Vec<&str> = feed.iter().map(|p| p["id"].as_str().unwrap()).collect();
+    assert_eq!(seen, [&top, &many, &mixed, &only, &none]);
+    let newest: Vec<Vec<String>> = feed.iter().map(|p| bodies(&p["last_comments"])).collect();
+    assert_eq!(
+        newest,
+        [
+            vec!["t", "t"],
+            vec!["b1", "b0"],
+            vec!["b2", "c0"],
+            vec![],
+            vec![]
+        ]
+    );
+    for post in &feed {
+        let id = post["id"].as_str().unwrap();
+        let page = app.get_json(&format!("/v1/posts/{id}"), Some(&alice)).await;
+        assert_eq!(post, &page, "the feed shows {id} as its own page does");
+    }
+    let counts: Vec<i64> = feed
+        .iter()
+        .map(|p| p["comment_count"].as_i64().unwrap())
+        .collect();
+    assert_eq!(counts, [7, 6, 3, 1, 0], "counts are the posts'");
+    let anyone = app.whole_feed(None, 1).await;
+    let shown: Vec<Vec<String>> = anyone.iter().map(|p| bodies(&p["last_comments"])).collect();
+    assert_eq!(
+        shown[1..4],
+        [vec!["m3", "m2"], vec!["m4", "b2"], vec!["m5"]]
+    );
 }

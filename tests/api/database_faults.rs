@@ -112,3 +112,93 @@ async fn cut_batch_then_retry(when: PgCut) {
         "gapless: {seqs:?}"
     );
 }
+
+/// The deletion batch's write statement, as its SQL reads (`rows.rs`).
+const DELETION_WRITE: &str = "gone AS (DELETE FROM comments";
+
+/// Deletions cut off the same two ways: each comment is deleted once, the
+/// count and the newest two stay exact. Cut before the commit, every
+/// deletion is redone under the row lock and answered 204; cut after it,
+/// a deletion found already done under the row lock is answered 404 (it
+/// leaves nothing to tell it was this request's own; see README).
+#[tokio::test]
+async fn a_deletion_batch_cut_off_from_postgresql_deletes_each_once() {
+    if backend() != Backend::PostgresS3 {
+        return;
+    }
+    for when in [PgCut::BeforeCommit, PgCut::AfterCommit] {
+        cut_deletions(when).await;
+    }
+}
+
+async fn cut_deletions(when: PgCut) {
+    let (app, proxy) = proxied_node(false).await;
+    let author = app.register("del_author").await;
+    let commenters = [
+        app.register("del_one").await,
+        app.register("del_two").await,
+        app.register("del_three").await,
+    ];
+    let post = app.ready_post_id(&author, "deletions cut off").await;
+    // Oldest first: (id, body, whose).
+    let mut comments = Vec::new();
+    for n in 0..12 {
+        let token = &commenters[n % commenters.len()];
+        let resp = app.comment(token, &post, &format!("del {n}")).await;
+        assert_eq!(resp.status(), 201);
+        let c: Value = resp.json().await.unwrap();
+        comments.push((
+            c["id"].as_str().unwrap().to_owned(),
+            format!("del {n}"),
+            token,
+        ));
+    }
+    // The newest two (their post's newest are refilled) and four older.
+    let doomed = [11, 10, 7, 5, 2, 0];
+    let path = |id: &str| format!("/v1/posts/{post}/comments/{id}");
+    proxy.cut_postgres_statement(DELETION_WRITE, when);
+    let paths: Vec<String> = doomed.iter().map(|&n| path(&comments[n].0)).collect();
+    let answers = futures_util::future::join_all(
+        doomed
+            .iter()
+            .zip(&paths)
+            .map(|(&n, at)| app.delete(at, comments[n].2)),
+    )
+    .await;
+    assert_eq!(proxy.postgres_cuts(), 1, "{when:?}: the cut happened");
+    for (n, resp) in doomed.iter().zip(answers) {
+        let status = resp.status().as_u16();
+        match when {
+            PgCut::BeforeCommit => assert_eq!(status, 204, "{when:?}: comment {n}"),
+            PgCut::AfterCommit => assert!([204, 404].contains(&status), "{when:?}: {status}"),
+        }
+    }
+    for &n in &doomed {
+        let again = app.delete(&path(&comments[n].0), comments[n].2).await;
+        assert_eq!(again.status(), 404, "{when:?}: comment {n} is gone");
+    }
+
+    let left: Vec<&(String, String, &String)> = comments
+        .iter()
+        .enumerate()
+        .filter(|(n, _)| !doomed.contains(n))
+        .map(|(_, c)| c)
+        .collect();
+    let p = app.get_json(&format!("/v1/posts/{post}"), None).await;
+    assert_eq!(p["comment_count"], left.len(), "{when:?}: {p}");
+    let newest: Vec<&str> = left.iter().rev().take(2).map(|c| c.1.as_str()).collect();
+    assert_eq!(
+        crate::helpers::comment_bodies(&p["last_comments"]),
+        newest,
+        "{when:?}"
+    );
+    let listed = app
+        .get_json(&format!("/v1/posts/{post}/comments?limit=100"), None)
+        .await;
+    let listed: Vec<String> = crate::helpers::comment_bodies(&listed["items"]);
+    let expected: Vec<&str> = left.iter().rev().map(|c| c.1.as_str()).collect();
+    assert_eq!(
+        listed, expected,
+        "{when:?}: each deleted once, the rest kept"
+    );
+}

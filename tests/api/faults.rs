@@ -654,3 +654,74 @@ async fn comment_deletions_finish_once_when_their_clients_vanish() {
     }
     assert_eq!(shown().await, (2, vec!["c2".to_owned(), "c1".to_owned()]));
 }
+
+/// Readers who block someone and lose coverage right after asking for a page
+/// deep in the feed (the phone's side goes quiet: no FIN, no RST, nothing
+/// read): their pages, each read with the comments that replace the hidden
+/// ones, hold nothing the next reader needs. More of them than the embedded
+/// database has reader threads, all held open at once; then a reader's
+/// page is exact and a write lands, and the same pages answer again.
+#[tokio::test]
+async fn a_blockers_deep_pages_hold_nothing_when_their_readers_go_silent() {
+    let app = TestApp::spawn().await;
+    let reader = app.register("silent_blocker").await;
+    let hidden = app.register("hidden_one").await;
+    let writer = app.register("still_writes").await;
+    let mut posts = Vec::new();
+    for n in 0..3 {
+        let post = app.ready_post_id(&writer, &format!("post {n}")).await;
+        // Each shows the hidden user among its newest; ranked 3, 2, 1.
+        for m in 0..=n {
+            let by = if m == n { &hidden } else { &writer };
+            assert_eq!(
+                app.comment(by, &post, &format!("c{n}.{m}")).await.status(),
+                201
+            );
+        }
+        posts.push(post);
+    }
+    let block = crate::blocks::put_block(&app, &reader, "hidden_one").await;
+    assert_eq!(block.status(), 204);
+    let first = app.get_json("/v1/posts?limit=1", Some(&reader)).await;
+    let path = format!(
+        "/v1/posts?limit=1&cursor={}",
+        first["next_cursor"].as_str().unwrap()
+    );
+    let expected = app.get_json(&path, Some(&reader)).await;
+    assert_eq!(
+        crate::helpers::comment_bodies(&expected["items"][0]["last_comments"]),
+        ["c1.0"],
+        "the deep page shows only what is not hidden"
+    );
+
+    let head = format!("GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {reader}\r\n\r\n");
+    let proxy = FaultProxy::start(
+        addr_of(&app.base),
+        Faults {
+            silent_drop_after: Some(head.len() as u64),
+            ..Faults::default()
+        },
+    )
+    .await
+    .unwrap();
+    const SILENT: usize = 12;
+    futures_util::future::join_all(
+        (0..SILENT).map(|_| send_raw(proxy.addr(), head.clone(), Vec::new())),
+    )
+    .await;
+    assert_eq!(
+        proxy.silent_drops(),
+        SILENT as u64,
+        "every reader went quiet"
+    );
+
+    // Their connections are still open and unread; others go on.
+    assert_eq!(app.get_json(&path, Some(&reader)).await, expected);
+    assert_eq!(app.comment(&writer, &posts[1], "after").await.status(), 201);
+    let again = app.get_json(&path, Some(&reader)).await;
+    assert_eq!(
+        crate::helpers::comment_bodies(&again["items"][0]["last_comments"]),
+        ["after", "c1.0"]
+    );
+    drop(proxy);
+}

@@ -158,18 +158,56 @@ pub fn rendered_authors(rendering: &str) -> impl Iterator<Item = crate::UserId> 
 /// The field a rendering in `POST_RENDERER`'s format ends with.
 const LAST_COMMENTS_FIELD: &str = r#""last_comments":"#;
 
-/// The users a rendering names as the authors of its newest comments: as
-/// `rendered_authors`, without the post's, reading only the rendering's last
-/// field (found from the end) instead of all of it.
-pub fn rendered_comment_authors(rendering: &str) -> impl Iterator<Item = crate::UserId> + '_ {
-    // The first match is the field: in text a user wrote, its quotes are
-    // escaped, so the name cannot appear there followed by a bare quote.
+/// A comment among a rendering's newest, as the rendering shows it.
+#[derive(Debug, Clone, Copy)]
+pub struct ShownComment<'a> {
+    pub id: CommentId,
+    pub author: crate::UserId,
+    /// Its JSON, to keep as it is when the comments around it change.
+    pub json: &'a str,
+}
+
+/// Where one comment ends and the next begins in a rendering's newest
+/// comments: the only place a `}` is followed by `,{"id":"` in the tail of a
+/// rendering (a quote in text a user wrote is escaped; an author object is
+/// followed by `,"body"`).
+const BETWEEN_COMMENTS: &str = r#"},{"id":""#;
+
+/// The newest comments a rendering in `POST_RENDERER`'s format shows,
+/// newest first. Found by reading only its last field (from the first
+/// `"last_comments":` outside a string, which is the field), without parsing
+/// the JSON: for readers who hide someone, every rendering on their page is
+/// read (the format is pinned by a test below).
+pub fn rendered_last_comments(rendering: &str) -> impl Iterator<Item = ShownComment<'_>> + '_ {
     static FIELD: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
         std::sync::LazyLock::new(|| memchr::memmem::Finder::new(LAST_COMMENTS_FIELD));
-    let tail = FIELD
+    static BETWEEN: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(BETWEEN_COMMENTS));
+    // The array's elements, without its brackets and the post's closing brace.
+    let list = FIELD
         .find(rendering.as_bytes())
-        .map_or("", |at| &rendering[at..]);
-    rendered_authors(tail)
+        .and_then(|at| rendering.get(at + LAST_COMMENTS_FIELD.len() + 1..rendering.len() - 2))
+        .unwrap_or("");
+    let mut rest = (!list.is_empty()).then_some(list);
+    std::iter::from_fn(move || {
+        let here = rest?;
+        let json = match BETWEEN.find(here.as_bytes()) {
+            Some(at) => {
+                rest = Some(&here[at + 2..]);
+                &here[..at + 1]
+            }
+            None => {
+                rest = None;
+                here
+            }
+        };
+        Some(json)
+    })
+    .filter_map(|json| {
+        let id = json.get(7..43)?.parse().ok()?;
+        let author = rendered_authors(json).next()?;
+        Some(ShownComment { id, author, json })
+    })
 }
 
 /// A rendering in `POST_RENDERER`'s format with `last` as its newest
@@ -184,6 +222,35 @@ pub fn with_last_comments(rendering: &str, last: &[Comment]) -> String {
     out.push_str(&rendering[..at + FIELD.len()]);
     out.push_str(&serde_json::to_string(&views).expect("comments serialise"));
     out.push('}');
+    out
+}
+
+/// A rendering in `POST_RENDERER`'s format whose newest comments are
+/// `kept` (some it shows, as `rendered_last_comments` found them), then
+/// `older` ones: the comments kept are not rendered again.
+pub fn with_comments_kept(rendering: &str, kept: &[ShownComment<'_>], older: &[Comment]) -> String {
+    const FIELD: &str = LAST_COMMENTS_FIELD;
+    let at = rendering
+        .rfind(FIELD)
+        .expect("a rendering ends with its last comments");
+    let mut out = String::with_capacity(rendering.len());
+    out.push_str(&rendering[..at + FIELD.len()]);
+    out.push('[');
+    let older = older
+        .iter()
+        .map(|c| serde_json::to_string(&CommentView::from(c)).expect("comments serialise"));
+    let mut first = true;
+    for json in kept
+        .iter()
+        .map(|c| std::borrow::Cow::Borrowed(c.json))
+        .chain(older.map(Into::into))
+    {
+        if !std::mem::take(&mut first) {
+            out.push(',');
+        }
+        out.push_str(&json);
+    }
+    out.push_str("]}");
     out
 }
 
@@ -295,10 +362,10 @@ mod tests {
             .map(|u| u.as_uuid().as_u128())
             .collect();
         assert_eq!(authors, [1, 2], "the post's author, then its comments'");
-        let commenters: Vec<u128> = rendered_comment_authors(&rendered)
-            .map(|u| u.as_uuid().as_u128())
+        let shown: Vec<(u128, u128)> = rendered_last_comments(&rendered)
+            .map(|c| (c.id.as_uuid().as_u128(), c.author.as_uuid().as_u128()))
             .collect();
-        assert_eq!(commenters, [2], "its comments' only");
+        assert_eq!(shown, [(20, 2)], "its comments' only");
         let mut quoted = post.clone();
         quoted.caption = Caption::from_trusted(
             r#""author":{"id":"00000000-0000-0000-0000-000000000009""#.into(),
@@ -322,5 +389,47 @@ mod tests {
             with_last_comments(&rendered, &again.last_comments),
             (POST_RENDERER.render)(&again)
         );
+    }
+
+    #[test]
+    fn shown_comments_are_split_exactly_and_kept_as_they_are() {
+        let comment = |n: u128, author: u128, body: &str| {
+            let mut c = sample().last_comments[0].clone();
+            c.id = CommentId::from_uuid(uuid::Uuid::from_u128(n));
+            c.author.id = UserId::from_uuid(uuid::Uuid::from_u128(author));
+            c.body = CommentBody::from_trusted(body.into());
+            c
+        };
+        let tricky = r#"},{"id":"00000000-0000-0000-0000-000000000009","author":{"id":"x"}]}"#;
+        let mut post = sample();
+        post.last_comments = vec![comment(23, 3, tricky), comment(22, 2, "plain")];
+        let rendered = (POST_RENDERER.render)(&post);
+        let shown: Vec<ShownComment<'_>> = rendered_last_comments(&rendered).collect();
+        let found: Vec<(u128, u128)> = shown
+            .iter()
+            .map(|c| (c.id.as_uuid().as_u128(), c.author.as_uuid().as_u128()))
+            .collect();
+        assert_eq!(
+            found,
+            [(23, 3), (22, 2)],
+            "text a user wrote splits nothing"
+        );
+        for (c, kept) in post.last_comments.iter().zip(&shown) {
+            assert_eq!(
+                kept.json,
+                serde_json::to_string(&CommentView::from(c)).unwrap()
+            );
+        }
+        let older = comment(21, 4, "older");
+        let mut expected = post.clone();
+        expected.last_comments = vec![post.last_comments[1].clone(), older.clone()];
+        assert_eq!(
+            with_comments_kept(&rendered, &shown[1..], std::slice::from_ref(&older)),
+            (POST_RENDERER.render)(&expected)
+        );
+        expected.last_comments.clear();
+        let bare = (POST_RENDERER.render)(&expected);
+        assert_eq!(rendered_last_comments(&bare).count(), 0);
+        assert_eq!(with_comments_kept(&rendered, &[], &[]), bare);
     }
 }

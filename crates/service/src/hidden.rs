@@ -92,11 +92,25 @@ impl Hiding {
         self.blocked.hides(user) || self.gone.hides(user)
     }
 
-    /// Whether a stored rendering shows a comment by someone hidden among
-    /// its newest (its post's author is checked apart, from the feed entry).
-    fn hides_a_shown_commenter(&self, rendering: &str) -> bool {
-        !self.is_empty()
-            && domain::rendering::rendered_comment_authors(rendering).any(|u| self.hides(u))
+    /// What to read to replace the comments by someone hidden that a stored
+    /// rendering shows among its newest: as many comments older than the
+    /// oldest it shows, and `SPARE_REPLACEMENTS` more in case some of those
+    /// are hidden too. None when it shows no one hidden (its post's author is
+    /// checked apart, from the feed entry).
+    fn replacements_for(&self, rendering: &str) -> Option<store::OlderComments> {
+        if self.is_empty() {
+            return None;
+        }
+        let (mut hidden, mut oldest) = (0, None);
+        for shown in domain::rendering::rendered_last_comments(rendering) {
+            hidden += u32::from(self.hides(shown.author));
+            oldest = Some(shown.id);
+        }
+        let before = oldest.filter(|_| hidden > 0)?;
+        Some(store::OlderComments {
+            before,
+            limit: hidden + SPARE_REPLACEMENTS,
+        })
     }
 
     fn hides_any_of(&self, comments: &[Comment]) -> bool {
@@ -206,52 +220,67 @@ impl super::Services {
             .await?)
     }
 
-    /// Rewrites the renderings that may show someone hidden (a hidden id in
-    /// the text; their newest comments `read` with the page) or count
-    /// comments of gone accounts: their newest comments by others, their
-    /// count without those.
+    /// Rewrites the renderings that show someone hidden among their newest
+    /// comments (`read` with the page: the comments to replace them with) or
+    /// count comments of gone accounts: without those, and with their count
+    /// less those.
     async fn patch_renderings(
         &self,
         entries: &mut [domain::rendering::FeedEntry],
         hiding: &Hiding,
-        read: &store::FeedWithNewest,
+        read: &store::FeedWithComments,
     ) -> super::ServiceResult<()> {
         let ids: Vec<domain::PostId> = entries.iter().map(|e| e.id).collect();
         let recounted = self.gone_comments(hiding, &ids).await?;
-        let look: Vec<usize> = (0..entries.len())
-            .filter(|&i| {
-                let id = entries[i].id;
-                read.wanted.contains(&id) || recounted.iter().any(|(r, _)| *r == id)
-            })
-            .collect();
-        if look.is_empty() {
-            return Ok(());
+        for entry in entries.iter_mut() {
+            if let Some((_, asked)) = read.wanted.iter().find(|(id, _)| *id == entry.id) {
+                let older = read
+                    .comments
+                    .iter()
+                    .find(|(id, _)| *id == entry.id)
+                    .map_or(&[][..], |(_, c)| c.as_slice());
+                entry.json = self.replace_hidden(entry, hiding, older, asked).await?;
+            }
+            if let Some((_, minus)) = recounted.iter().find(|(id, _)| *id == entry.id) {
+                // Its newest show no gone account (it would have been wanted),
+                // so only the count changes.
+                entry.json = patched(&entry.json, None, *minus);
+            }
         }
-        // Posts patched only for their count (a gone account's comment below
-        // their newest two) were not read with the page.
-        let unread: Vec<domain::PostId> = look
-            .iter()
-            .map(|&i| entries[i].id)
-            .filter(|id| !read.wanted.contains(id))
+        Ok(())
+    }
+
+    /// An entry's rendering without the hidden comments among its newest:
+    /// the visible ones kept as rendered, then visible ones from `older`
+    /// (read as `asked`), or read on past them when too many are hidden.
+    async fn replace_hidden(
+        &self,
+        entry: &domain::rendering::FeedEntry,
+        hiding: &Hiding,
+        older: &[Comment],
+        asked: &store::OlderComments,
+    ) -> super::ServiceResult<String> {
+        use domain::rendering::{ShownComment, rendered_last_comments, with_comments_kept};
+        let kept: Vec<ShownComment<'_>> = rendered_last_comments(&entry.json)
+            .filter(|c| !hiding.hides(c.author))
             .collect();
-        let more = if unread.is_empty() {
-            Vec::new()
-        } else {
-            self.store
-                .newest_comments_of(&unread, PER_PATCHED_POST)
-                .await?
-        };
-        let newest: Vec<(domain::PostId, Vec<Comment>)> =
-            read.newest.iter().cloned().chain(more).collect();
-        self.splice(
-            entries,
-            &look,
-            hiding,
-            &newest,
-            PER_PATCHED_POST,
-            &recounted,
-        )
-        .await
+        let missing = domain::LAST_COMMENTS.saturating_sub(kept.len());
+        let mut more: Vec<Comment> = older
+            .iter()
+            .filter(|c| !hiding.hides(c.author.id))
+            .take(missing)
+            .cloned()
+            .collect();
+        if more.len() < missing && older.len() == asked.limit as usize {
+            // More of them hidden than the spare covered: read on past them.
+            let after = older.last().map(|c| domain::IdCursor(*c.id.as_bytes()));
+            let wanted = (missing - more.len()) as u32;
+            more.extend(
+                self.visible_comments(entry.id, hiding, after, wanted)
+                    .await?,
+            );
+        }
+        Ok(with_comments_kept(&entry.json, &kept, &more))
     }
 
     /// Patches `entries[look]` from `newest` (each post's newest `per_post`
@@ -287,7 +316,7 @@ impl super::Services {
                 .iter()
                 .find(|(id, _)| *id == entry.id)
                 .map_or(0, |(_, n)| *n);
-            entry.json = patched(&entry.json, &last, minus);
+            entry.json = patched(&entry.json, Some(last.as_slice()), minus);
         }
         Ok(())
     }
@@ -413,15 +442,18 @@ impl super::Services {
         // newest comments come with it: one store read per page. Entries are
         // offered in feed order; past the page's room none is wanted.
         let room = std::sync::atomic::AtomicUsize::new(want as usize);
-        let to_patch: store::NewestWanted = {
+        let to_patch: store::CommentsWanted = {
             let hiding = hiding.clone();
             Arc::new(move |e| {
                 use std::sync::atomic::Ordering::Relaxed;
-                !hiding.hides(e.author)
-                    && room
+                if hiding.hides(e.author)
+                    || room
                         .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
-                        .is_ok()
-                    && hiding.hides_a_shown_commenter(&e.json)
+                        .is_err()
+                {
+                    return None;
+                }
+                hiding.replacements_for(&e.json)
             })
         };
         let mut after = after;
@@ -435,7 +467,7 @@ impl super::Services {
             };
             let mut read = self
                 .store
-                .feed_with_newest(window, PER_PATCHED_POST, to_patch.clone())
+                .feed_with_comments(window, to_patch.clone())
                 .await?;
             let batch = std::mem::take(&mut read.entries);
             exhausted = (batch.len() as u32) < fetch;
@@ -470,12 +502,10 @@ impl super::Services {
     }
 }
 
-/// Comments read per post to patch it on a page of its own: the two it shows
-/// (one or both hidden, or it would not be patched) and two more, so that two
-/// visible ones are nearly always among them (with a tenth of all authors
-/// hidden, all but one of four are hidden for 0.4% of patched posts; those
-/// read on).
-const PER_PATCHED_POST: u32 = 4;
+/// Comments read to replace the hidden ones a rendering shows, beyond one
+/// for each: with a tenth of all authors hidden, one spare leaves 1% of
+/// patched posts to read on.
+const SPARE_REPLACEMENTS: u32 = 1;
 
 /// Comments read per post for a cached first page: read once for every reader
 /// of the page, so with more room for readers who hide many.
@@ -510,10 +540,13 @@ impl FirstPosts {
     }
 }
 
-/// A stored rendering with other newest comments, and `minus` fewer counted
-/// (only while an account's comments await the purge).
-fn patched(rendering: &str, last: &[Comment], minus: i64) -> String {
-    let spliced = domain::rendering::with_last_comments(rendering, last);
+/// A stored rendering with other newest comments (`last`, when given), and
+/// `minus` fewer counted (only while an account's comments await the purge).
+fn patched(rendering: &str, last: Option<&[Comment]>, minus: i64) -> String {
+    let spliced = match last {
+        Some(last) => domain::rendering::with_last_comments(rendering, last),
+        None => rendering.to_owned(),
+    };
     if minus == 0 {
         return spliced;
     }

@@ -156,9 +156,17 @@ pub struct DeletedPost {
     pub blob_keys: Vec<String>,
 }
 
-/// Which feed entries `PostStore::feed_with_newest` reads newest comments
-/// for: asked once per entry read, in feed order.
-pub type NewestWanted = std::sync::Arc<dyn Fn(&FeedEntry) -> bool + Send + Sync>;
+/// Comments a feed page reads for one of its entries: its post's newest
+/// that are older than `before`, at most `limit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OlderComments {
+    pub before: CommentId,
+    pub limit: u32,
+}
+
+/// Which feed entries `PostStore::feed_with_comments` reads comments for,
+/// and which: asked once per entry read, in feed order.
+pub type CommentsWanted = std::sync::Arc<dyn Fn(&FeedEntry) -> Option<OlderComments> + Send + Sync>;
 
 /// A window of the feed: `limit` entries after `after`, as ranked at `now`.
 #[derive(Debug, Clone, Copy)]
@@ -168,14 +176,14 @@ pub struct FeedWindow {
     pub now: Timestamp,
 }
 
-/// What `PostStore::feed_with_newest` read.
+/// What `PostStore::feed_with_comments` read.
 #[derive(Debug, Default)]
-pub struct FeedWithNewest {
+pub struct FeedWithComments {
     pub entries: Vec<FeedEntry>,
-    /// The entries `wanted` picked, in feed order.
-    pub wanted: Vec<PostId>,
-    /// Their newest comments, newest first (those without comments left out).
-    pub newest: Vec<(PostId, Vec<Comment>)>,
+    /// The entries `wanted` picked, in feed order, with what it asked.
+    pub wanted: Vec<(PostId, OlderComments)>,
+    /// The comments read for them, newest first (those without any left out).
+    pub comments: Vec<(PostId, Vec<Comment>)>,
 }
 
 #[async_trait]
@@ -199,17 +207,15 @@ pub trait PostStore: Send + Sync {
         limit: u32,
         now: Timestamp,
     ) -> StoreResult<Vec<FeedEntry>>;
-    /// `feed`, and the newest `per_post` comments of the entries `wanted`
-    /// picks, as `newest_comments_of` reads them: for a reader who hides
-    /// someone, whose page patches the renderings that show them. One read
-    /// where the backend can do both in one (the embedded database: one
-    /// hand-off to a reader thread, not two).
-    async fn feed_with_newest(
+    /// `feed`, and for each entry `wanted` picks, the comments it asks for:
+    /// for a reader who hides someone, whose page patches the renderings
+    /// that show them. One read where the backend can do both in one (the
+    /// embedded database: one hand-off to a reader thread, not two).
+    async fn feed_with_comments(
         &self,
         window: FeedWindow,
-        per_post: u32,
-        wanted: NewestWanted,
-    ) -> StoreResult<FeedWithNewest>;
+        wanted: CommentsWanted,
+    ) -> StoreResult<FeedWithComments>;
     /// A user's ready, unexpired posts, newest first, after `after`.
     async fn posts_by_author(
         &self,

@@ -11,8 +11,8 @@ use super::rows::{
 use super::uploads::queue_chunk_deletions;
 use super::{JOBS_CHANNEL, PgStore};
 use crate::{
-    DeletedPost, FeedEntry, FeedWindow, FeedWithNewest, KeyAnswer, NewestWanted, PostStore,
-    StoreError, StoreResult,
+    CommentsWanted, DeletedPost, FeedEntry, FeedWindow, FeedWithComments, KeyAnswer, OlderComments,
+    PostStore, StoreError, StoreResult,
 };
 use domain::{
     EditRefusal, EditRequest, FeedCursor, IdCursor, NewPost, Post, PostId, Timestamp, UploadId,
@@ -117,26 +117,28 @@ impl PostStore for PgStore {
         Ok(entries)
     }
 
-    async fn feed_with_newest(
+    async fn feed_with_comments(
         &self,
         window: FeedWindow,
-        per_post: u32,
-        wanted: NewestWanted,
-    ) -> StoreResult<FeedWithNewest> {
-        // Two reads, each answered with the batch of its kind that other
+        wanted: CommentsWanted,
+    ) -> StoreResult<FeedWithComments> {
+        // Two reads, the feed's answered with the batch of its kind that other
         // readers' requests make (read_batches.rs); a statement of both would
         // be a kind of its own, batched with nothing.
         let entries = self.feed(window.after, window.limit, window.now).await?;
-        let wanted: Vec<PostId> = entries.iter().filter(|e| wanted(e)).map(|e| e.id).collect();
-        let newest = if wanted.is_empty() {
+        let asks: Vec<(PostId, OlderComments)> = entries
+            .iter()
+            .filter_map(|e| wanted(e).map(|ask| (e.id, ask)))
+            .collect();
+        let comments = if asks.is_empty() {
             Vec::new()
         } else {
-            crate::CommentStore::newest_comments_of(self, &wanted, per_post).await?
+            super::rows::older_comments(&mut *self.conn().await?, &asks).await?
         };
-        Ok(FeedWithNewest {
+        Ok(FeedWithComments {
             entries,
-            wanted,
-            newest,
+            wanted: asks,
+            comments,
         })
     }
 

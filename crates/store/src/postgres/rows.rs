@@ -318,6 +318,41 @@ pub async fn newest_comments<'e>(
         .try_map(|r: PgRow| comment_from_row(&r))
         .fetch_all(conn)
         .await?;
+    Ok(grouped_by_post(rows))
+}
+
+/// The comments each ask wants (`OlderComments`), per post (those with none
+/// left out), in one statement.
+pub async fn older_comments<'e>(
+    conn: impl sqlx::PgExecutor<'e>,
+    asks: &[(PostId, crate::OlderComments)],
+) -> sqlx::Result<Vec<(PostId, Vec<Comment>)>> {
+    let sql = format!(
+        "SELECT {COMMENT_COLUMNS} FROM unnest($1::uuid[], $2::uuid[], $3::int8[]) AS wanted(post_id, before, n) \
+         CROSS JOIN LATERAL (SELECT * FROM comments x WHERE x.post_id = wanted.post_id \
+         AND x.id < wanted.before ORDER BY x.id DESC LIMIT wanted.n) c JOIN users u ON u.id = c.author_id \
+         ORDER BY c.post_id, c.id DESC"
+    );
+    let rows = sqlx::query(AssertSqlSafe(sql))
+        .bind(asks.iter().map(|(p, _)| *p.as_uuid()).collect::<Vec<_>>())
+        .bind(
+            asks.iter()
+                .map(|(_, a)| *a.before.as_uuid())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            asks.iter()
+                .map(|(_, a)| i64::from(a.limit))
+                .collect::<Vec<_>>(),
+        )
+        .try_map(|r: PgRow| comment_from_row(&r))
+        .fetch_all(conn)
+        .await?;
+    Ok(grouped_by_post(rows))
+}
+
+/// Comments ordered by post, as (post, its comments) in that order.
+fn grouped_by_post(rows: Vec<Comment>) -> Vec<(PostId, Vec<Comment>)> {
     let mut found: Vec<(PostId, Vec<Comment>)> = Vec::new();
     for comment in rows {
         match found.last_mut() {
@@ -325,7 +360,7 @@ pub async fn newest_comments<'e>(
             _ => found.push((comment.post_id, vec![comment])),
         }
     }
-    Ok(found)
+    found
 }
 
 /// Writes what an edit changes (`Post::apply_edit`), with the rendering.

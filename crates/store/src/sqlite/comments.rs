@@ -78,21 +78,8 @@ impl CommentStore for SqliteStore {
         limit: u32,
     ) -> StoreResult<Vec<Comment>> {
         let before = after.map(|c| c.0).unwrap_or([0xFF; 16]);
-
-        self.read(move |conn| {
-            let sql = format!(
-                "SELECT {COMMENT_COLUMNS} FROM comments c JOIN users u ON u.id = c.author_id \
-                 WHERE c.post_id = ?1 AND c.id < ?2 ORDER BY c.id DESC LIMIT ?3"
-            );
-            Ok(conn
-                .prepare_cached(&sql)?
-                .query_map(
-                    params![post_id.as_bytes(), before.as_slice(), limit],
-                    comment_from_row,
-                )?
-                .collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
+        self.read(move |conn| Ok(comments_before(conn, post_id, &before, limit)?))
+            .await
     }
 
     async fn newest_comments_of(
@@ -160,6 +147,40 @@ pub(super) fn read_newest_comments(
         let comments = statement
             .query_map(params![post.as_bytes(), per_post], comment_from_row)?
             .collect::<Result<Vec<_>, _>>()?;
+        if !comments.is_empty() {
+            found.push((*post, comments));
+        }
+    }
+    Ok(found)
+}
+
+/// Up to `limit` of the post's comments older than `before`, newest first.
+fn comments_before(
+    conn: &rusqlite::Connection,
+    post_id: PostId,
+    before: &[u8; 16],
+    limit: u32,
+) -> rusqlite::Result<Vec<Comment>> {
+    let sql = format!(
+        "SELECT {COMMENT_COLUMNS} FROM comments c JOIN users u ON u.id = c.author_id \
+         WHERE c.post_id = ?1 AND c.id < ?2 ORDER BY c.id DESC LIMIT ?3"
+    );
+    conn.prepare_cached(&sql)?
+        .query_map(
+            params![post_id.as_bytes(), before.as_slice(), limit],
+            comment_from_row,
+        )?
+        .collect()
+}
+
+/// The comments each ask wants, per post (those with none left out).
+pub(super) fn read_older_comments(
+    conn: &rusqlite::Connection,
+    asks: &[(PostId, crate::OlderComments)],
+) -> rusqlite::Result<Vec<(PostId, Vec<Comment>)>> {
+    let mut found = Vec::with_capacity(asks.len());
+    for (post, ask) in asks {
+        let comments = comments_before(conn, *post, ask.before.as_bytes(), ask.limit)?;
         if !comments.is_empty() {
             found.push((*post, comments));
         }

@@ -9,8 +9,8 @@ use super::rows::{
 };
 use super::uploads::queue_chunk_deletions;
 use crate::{
-    DeletedPost, FeedEntry, FeedWindow, FeedWithNewest, KeyAnswer, NewestWanted, PostRenderer,
-    PostStore, StoreError, StoreResult,
+    CommentsWanted, DeletedPost, FeedEntry, FeedWindow, FeedWithComments, KeyAnswer, OlderComments,
+    PostRenderer, PostStore, StoreError, StoreResult,
 };
 use domain::{
     EditRefusal, EditRequest, FeedCursor, IdCursor, NewPost, Post, PostId, Timestamp, UploadId,
@@ -168,21 +168,23 @@ impl PostStore for SqliteStore {
             .await
     }
 
-    async fn feed_with_newest(
+    async fn feed_with_comments(
         &self,
         window: FeedWindow,
-        per_post: u32,
-        wanted: NewestWanted,
-    ) -> StoreResult<FeedWithNewest> {
+        wanted: CommentsWanted,
+    ) -> StoreResult<FeedWithComments> {
         let render = self.render;
         self.read(move |conn| {
             let entries = read_feed(conn, window, render)?;
-            let wanted: Vec<PostId> = entries.iter().filter(|e| wanted(e)).map(|e| e.id).collect();
-            let newest = super::comments::read_newest_comments(conn, &wanted, per_post)?;
-            Ok(FeedWithNewest {
+            let asks: Vec<(PostId, OlderComments)> = entries
+                .iter()
+                .filter_map(|e| wanted(e).map(|ask| (e.id, ask)))
+                .collect();
+            let comments = super::comments::read_older_comments(conn, &asks)?;
+            Ok(FeedWithComments {
                 entries,
-                wanted,
-                newest,
+                wanted: asks,
+                comments,
             })
         })
         .await
