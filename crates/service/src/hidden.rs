@@ -11,13 +11,18 @@ use domain::{Comment, Post, UserId};
 #[derive(Debug, Default)]
 pub struct HiddenAuthors {
     ids: Vec<UserId>,
+    /// The same ids as integers, in the same order: a lookup compares two
+    /// words per step, not 16 bytes one by one (callgrind: a blocker's page
+    /// looks up some fifty authors).
+    keys: Vec<u128>,
 }
 
 impl HiddenAuthors {
     pub fn new(mut ids: Vec<UserId>) -> Self {
         ids.sort();
         ids.dedup();
-        HiddenAuthors { ids }
+        let keys = ids.iter().map(|u| u.as_uuid().as_u128()).collect();
+        HiddenAuthors { ids, keys }
     }
 
     pub fn none() -> Arc<Self> {
@@ -33,7 +38,7 @@ impl HiddenAuthors {
     }
 
     pub fn hides(&self, user: UserId) -> bool {
-        self.ids.binary_search(&user).is_ok()
+        !self.keys.is_empty() && self.keys.binary_search(&user.as_uuid().as_u128()).is_ok()
     }
 
     /// Whether a stored rendering names someone hidden as an author (the
@@ -104,9 +109,9 @@ impl Hiding {
         let (mut hidden, mut oldest) = (0, None);
         for shown in domain::rendering::rendered_last_comments(rendering) {
             hidden += u32::from(self.hides(shown.author));
-            oldest = Some(shown.id);
+            oldest = Some(shown);
         }
-        let before = oldest.filter(|_| hidden > 0)?;
+        let before = oldest.filter(|_| hidden > 0)?.id()?;
         Some(store::OlderComments {
             before,
             limit: hidden + SPARE_REPLACEMENTS,
