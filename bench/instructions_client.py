@@ -25,6 +25,9 @@ elif kind == "first":
 elif kind == "deep":
     for _ in range(n):
         call("GET", "/v1/posts?limit=20&cursor=" + state["cursor"])
+elif kind == "first-blocks":
+    for _ in range(n):
+        call("GET", "/v1/posts?limit=20", token=state["token"])
 elif kind == "deep-blocks":
     for _ in range(n):
         call("GET", "/v1/posts?limit=20&cursor=" + state["cursor"], token=state["token"])

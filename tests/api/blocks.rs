@@ -232,6 +232,40 @@ async fn a_blockers_first_page_is_exact_whether_or_not_the_cached_top_suffices()
     }
     let shared = app.get_json("/v1/posts?limit=1", None).await;
     assert_eq!(bodies(&shared["items"][0]["last_comments"]), ["b1", "m1"]);
+
+    // A page made for her is kept with the cached posts, by whom she hides:
+    // when that changes, so does her page, at once.
+    let again = app.get_json("/v1/posts?limit=20", Some(&alice)).await;
+    assert_eq!(ids(&again), [newer.as_str(), older.as_str()]);
+    assert_eq!(put_block(&app, &alice, "bob").await.status(), 204);
+    let page = app.get_json("/v1/posts?limit=20", Some(&alice)).await;
+    assert_eq!(page["items"], json!([]), "bob's posts go too");
+    let carol = app.register("carol").await;
+    assert_eq!(put_block(&app, &carol, "mallory").await.status(), 204);
+    let hers = app.get_json("/v1/posts?limit=20", Some(&carol)).await;
+    assert_eq!(
+        ids(&hers),
+        [newer.as_str(), older.as_str()],
+        "another reader, the same blocks"
+    );
+    assert_eq!(bodies(&hers["items"][0]["last_comments"]), ["b1", "b0"]);
+    for name in ["bob", "mallory"] {
+        let resp = app
+            .client
+            .delete(app.url(&format!("/v1/me/blocks/{name}")))
+            .bearer_auth(&alice)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 204);
+    }
+    let all = app.get_json("/v1/posts?limit=20", Some(&alice)).await;
+    assert_eq!(
+        all["items"].as_array().unwrap().len(),
+        13,
+        "nothing hidden now"
+    );
+    assert_eq!(bodies(&all["items"][0]["last_comments"]), ["b1", "m1"]);
 }
 
 /// Pages past the first are read with the comments that replace the hidden

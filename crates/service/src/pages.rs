@@ -1,7 +1,7 @@
 //! A page of results and the cursor to the next one.
 
 /// One page of a listing and the cursor for the next (None on the last page).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,
