@@ -226,38 +226,30 @@ fn last_comments_at(rendering: &str) -> Option<usize> {
 /// A rendering in `POST_RENDERER`'s format with `last` as its newest
 /// comments: `last_comments` is its last field, so it is spliced, not parsed.
 pub fn with_last_comments(rendering: &str, last: &[Comment]) -> String {
-    const FIELD: &str = LAST_COMMENTS_FIELD;
-    let at = last_comments_at(rendering).expect("a rendering ends with its last comments");
-    let views: Vec<CommentView<'_>> = last.iter().map(Into::into).collect();
-    let mut out = String::with_capacity(rendering.len());
-    out.push_str(&rendering[..at + FIELD.len()]);
-    out.push_str(&serde_json::to_string(&views).expect("comments serialise"));
-    out.push('}');
-    out
+    with_comments_kept(rendering, &[], last)
 }
 
 /// A rendering in `POST_RENDERER`'s format whose newest comments are
 /// `kept` (some it shows, as `rendered_last_comments` found them), then
 /// `older` ones: the comments kept are not rendered again.
 pub fn with_comments_kept(rendering: &str, kept: &[ShownComment<'_>], older: &[Comment]) -> String {
-    const FIELD: &str = LAST_COMMENTS_FIELD;
     let at = last_comments_at(rendering).expect("a rendering ends with its last comments");
+    let older: Vec<String> = older
+        .iter()
+        .map(|c| serde_json::to_string(&CommentView::from(c)).expect("comments serialise"))
+        .collect();
+    let comments = kept
+        .iter()
+        .map(|c| c.json)
+        .chain(older.iter().map(String::as_str));
     let mut out = String::with_capacity(rendering.len());
-    out.push_str(&rendering[..at + FIELD.len()]);
+    out.push_str(&rendering[..at + LAST_COMMENTS_FIELD.len()]);
     out.push('[');
-    let older = older
-        .iter()
-        .map(|c| serde_json::to_string(&CommentView::from(c)).expect("comments serialise"));
-    let mut first = true;
-    for json in kept
-        .iter()
-        .map(|c| std::borrow::Cow::Borrowed(c.json))
-        .chain(older.map(Into::into))
-    {
-        if !std::mem::take(&mut first) {
+    for (n, json) in comments.enumerate() {
+        if n > 0 {
             out.push(',');
         }
-        out.push_str(&json);
+        out.push_str(json);
     }
     out.push_str("]}");
     out

@@ -134,24 +134,21 @@ pub(super) fn read_newest_comments(
     posts: &[PostId],
     per_post: u32,
 ) -> rusqlite::Result<Vec<(PostId, Vec<Comment>)>> {
-    if posts.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
-        "SELECT {COMMENT_COLUMNS} FROM comments c JOIN users u ON u.id = c.author_id \
-         WHERE c.post_id = ?1 ORDER BY c.id DESC LIMIT ?2"
-    );
-    let mut statement = conn.prepare_cached(&sql)?;
-    let mut found = Vec::with_capacity(posts.len());
-    for post in posts {
-        let comments = statement
-            .query_map(params![post.as_bytes(), per_post], comment_from_row)?
-            .collect::<Result<Vec<_>, _>>()?;
-        if !comments.is_empty() {
-            found.push((*post, comments));
-        }
-    }
-    Ok(found)
+    // The largest possible id stands in for "no bound", as in `comments`.
+    let before = CommentId::from_slice(&[0xFF; 16]).expect("16 bytes");
+    let asks: Vec<(PostId, crate::OlderComments)> = posts
+        .iter()
+        .map(|p| {
+            (
+                *p,
+                crate::OlderComments {
+                    before,
+                    limit: per_post,
+                },
+            )
+        })
+        .collect();
+    read_older_comments(conn, &asks)
 }
 
 /// Up to `limit` of the post's comments older than `before`, newest first.
