@@ -13,6 +13,39 @@ use crate::events::Sse;
 use crate::helpers::{Backend, backend};
 use crate::statements::proxied_node;
 
+/// A node behind the fault proxy, its database link proxied, and a post by
+/// `author` with three users to comment on it.
+struct Scene {
+    app: crate::helpers::TestApp,
+    proxy: fault_proxy::FaultProxy,
+    author: String,
+    commenters: [String; 3],
+    post: String,
+}
+
+impl Scene {
+    /// Users are named after `prefix`, so scenes in one database do not meet.
+    async fn new(prefix: &str) -> Scene {
+        let (app, proxy) = proxied_node(false).await;
+        let author = app.register(&format!("{prefix}_author")).await;
+        let commenters = [
+            app.register(&format!("{prefix}_one")).await,
+            app.register(&format!("{prefix}_two")).await,
+            app.register(&format!("{prefix}_three")).await,
+        ];
+        let post = app
+            .ready_post_id(&author, &format!("{prefix}: cut off"))
+            .await;
+        Scene {
+            app,
+            proxy,
+            author,
+            commenters,
+            post,
+        }
+    }
+}
+
 /// The batch's write statement, as its SQL reads (`comment_batches.rs`).
 const BATCH_WRITE: &str = "comment AS (INSERT INTO comments";
 
@@ -27,14 +60,13 @@ async fn a_comment_batch_cut_off_from_postgresql_is_answered_and_written_once() 
 }
 
 async fn cut_batch_then_retry(when: PgCut) {
-    let (app, proxy) = proxied_node(false).await;
-    let author = app.register("cut_author").await;
-    let commenters = [
-        app.register("cut_one").await,
-        app.register("cut_two").await,
-        app.register("cut_three").await,
-    ];
-    let post = app.ready_post_id(&author, "cut off").await;
+    let Scene {
+        app,
+        proxy,
+        author,
+        commenters,
+        post,
+    } = Scene::new("cut").await;
     const COMMENTS: usize = 12;
     let send = |n: usize| {
         app.client
@@ -132,14 +164,13 @@ async fn a_deletion_batch_cut_off_from_postgresql_deletes_each_once() {
 }
 
 async fn cut_deletions(when: PgCut) {
-    let (app, proxy) = proxied_node(false).await;
-    let author = app.register("del_author").await;
-    let commenters = [
-        app.register("del_one").await,
-        app.register("del_two").await,
-        app.register("del_three").await,
-    ];
-    let post = app.ready_post_id(&author, "deletions cut off").await;
+    let Scene {
+        app,
+        proxy,
+        commenters,
+        post,
+        ..
+    } = Scene::new("del").await;
     // Oldest first: (id, body, whose).
     let mut comments = Vec::new();
     for n in 0..12 {
