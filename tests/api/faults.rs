@@ -655,16 +655,24 @@ async fn comment_deletions_finish_once_when_their_clients_vanish() {
     assert_eq!(shown().await, (2, vec!["c2".to_owned(), "c1".to_owned()]));
 }
 
-/// Readers who block someone and lose coverage right after asking for a page
-/// deep in the feed (the phone's side goes quiet: no FIN, no RST, nothing
-/// read): their pages, each read with the comments that replace the hidden
-/// ones, hold nothing the next reader needs. More of them than the embedded
-/// database has reader threads, all held open at once; then a reader's
-/// page is exact and a write lands, and the same pages answer again.
-#[tokio::test]
-async fn a_blockers_deep_pages_hold_nothing_when_their_readers_go_silent() {
+/// How a blocker's readers leave, in the tests below.
+#[derive(Clone, Copy)]
+enum Leaving {
+    /// Coverage lost right after asking: no FIN, no RST, nothing read.
+    Silent,
+    /// Gone the moment the request is sent: the server's side is closed.
+    Vanished,
+}
+
+/// Readers who block someone and leave right after asking for a page (the
+/// first, made from the cached posts and kept per hiding; or one deep in the
+/// feed, read with the comments that replace the hidden ones): their pages
+/// hold nothing the next reader needs. More of them than the embedded
+/// database has reader threads, all at once; then a reader's page is exact
+/// and a write lands, and the same page shows it.
+async fn a_blockers_page_outlives_readers_who_leave(deep: bool, leaving: Leaving) {
     let app = TestApp::spawn().await;
-    let reader = app.register("silent_blocker").await;
+    let reader = app.register("leaving_blocker").await;
     let hidden = app.register("hidden_one").await;
     let writer = app.register("still_writes").await;
     let mut posts = Vec::new();
@@ -683,45 +691,77 @@ async fn a_blockers_deep_pages_hold_nothing_when_their_readers_go_silent() {
     let block = crate::blocks::put_block(&app, &reader, "hidden_one").await;
     assert_eq!(block.status(), 204);
     let first = app.get_json("/v1/posts?limit=1", Some(&reader)).await;
-    let path = format!(
-        "/v1/posts?limit=1&cursor={}",
-        first["next_cursor"].as_str().unwrap()
-    );
+    let (path, post, shown) = if deep {
+        let path = format!(
+            "/v1/posts?limit=1&cursor={}",
+            first["next_cursor"].as_str().unwrap()
+        );
+        (path, &posts[1], vec!["c1.0"])
+    } else {
+        (
+            "/v1/posts?limit=1".to_owned(),
+            &posts[2],
+            vec!["c2.1", "c2.0"],
+        )
+    };
     let expected = app.get_json(&path, Some(&reader)).await;
     assert_eq!(
         crate::helpers::comment_bodies(&expected["items"][0]["last_comments"]),
-        ["c1.0"],
-        "the deep page shows only what is not hidden"
+        shown,
+        "the page shows only what is not hidden"
     );
 
     let head = format!("GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {reader}\r\n\r\n");
-    let proxy = FaultProxy::start(
-        addr_of(&app.base),
-        Faults {
-            silent_drop_after: Some(head.len() as u64),
+    let sent = Some(head.len() as u64);
+    let faults = match leaving {
+        Leaving::Silent => Faults {
+            silent_drop_after: sent,
             ..Faults::default()
         },
-    )
-    .await
-    .unwrap();
-    const SILENT: usize = 12;
+        Leaving::Vanished => Faults {
+            vanish_after: sent,
+            ..Faults::default()
+        },
+    };
+    let proxy = FaultProxy::start(addr_of(&app.base), faults).await.unwrap();
+    const LEAVING: usize = 12;
     futures_util::future::join_all(
-        (0..SILENT).map(|_| send_raw(proxy.addr(), head.clone(), Vec::new())),
+        (0..LEAVING).map(|_| send_raw(proxy.addr(), head.clone(), Vec::new())),
     )
     .await;
-    assert_eq!(
-        proxy.silent_drops(),
-        SILENT as u64,
-        "every reader went quiet"
-    );
+    let left = match leaving {
+        Leaving::Silent => proxy.silent_drops(),
+        Leaving::Vanished => proxy.resets(),
+    };
+    assert_eq!(left, LEAVING as u64, "every reader left");
 
-    // Their connections are still open and unread; others go on.
+    // Silent readers' connections are still open and unread; others go on.
     assert_eq!(app.get_json(&path, Some(&reader)).await, expected);
-    assert_eq!(app.comment(&writer, &posts[1], "after").await.status(), 201);
+    assert_eq!(app.comment(&writer, post, "after").await.status(), 201);
     let again = app.get_json(&path, Some(&reader)).await;
     assert_eq!(
         crate::helpers::comment_bodies(&again["items"][0]["last_comments"]),
-        ["after", "c1.0"]
+        [&["after"], &shown[..1]].concat()
     );
     drop(proxy);
+}
+
+#[tokio::test]
+async fn a_blockers_deep_pages_hold_nothing_when_their_readers_go_silent() {
+    a_blockers_page_outlives_readers_who_leave(true, Leaving::Silent).await;
+}
+
+#[tokio::test]
+async fn a_blockers_deep_pages_hold_nothing_when_their_readers_vanish() {
+    a_blockers_page_outlives_readers_who_leave(true, Leaving::Vanished).await;
+}
+
+#[tokio::test]
+async fn a_blockers_first_pages_hold_nothing_when_their_readers_go_silent() {
+    a_blockers_page_outlives_readers_who_leave(false, Leaving::Silent).await;
+}
+
+#[tokio::test]
+async fn a_blockers_first_pages_hold_nothing_when_their_readers_vanish() {
+    a_blockers_page_outlives_readers_who_leave(false, Leaving::Vanished).await;
 }
