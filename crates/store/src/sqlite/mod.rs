@@ -17,6 +17,7 @@ mod rows;
 mod safety;
 #[cfg(feature = "bench")]
 mod seed;
+mod shared_map;
 mod transfer;
 mod uploads;
 mod writer;
@@ -77,28 +78,34 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
         true,
     )?;
-    // mmap_size: readers map the file instead of copying each page in with
-    // pread (a tenth of a deep feed page's CPU at 256 MiB); the build raises
-    // SQLite's cap on it (see .cargo/config.toml).
+    // mmap_size: pages are handed out of the file's map instead of copied in
+    // with pread (a tenth of a deep feed page's CPU at 256 MiB). The map is
+    // the shared one of shared_map.rs, which sets its size; any mmap_size
+    // above zero turns its use on.
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = ON;
          PRAGMA cache_size = -65536;
-         PRAGMA mmap_size = 17179869184;
+         PRAGMA mmap_size = 1073741824;
          PRAGMA temp_store = MEMORY;",
     )
 }
 
+/// Opens the database at `path` through the shared-map VFS (`shared_map.rs`).
+fn open_connection(path: &Path, flags: OpenFlags) -> anyhow::Result<Connection> {
+    Connection::open_with_flags_and_vfs(path, flags, shared_map::vfs())
+        .with_context(|| format!("opening {}", path.display()))
+}
+
 /// A read connection to the open database at `path`.
 fn open_reader(path: &Path) -> anyhow::Result<Connection> {
-    let conn = Connection::open_with_flags(
+    let conn = open_connection(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
             | OpenFlags::SQLITE_OPEN_URI,
-    )
-    .with_context(|| format!("opening {}", path.display()))?;
+    )?;
     configure(&conn)?;
     Ok(conn)
 }
@@ -106,8 +113,7 @@ fn open_reader(path: &Path) -> anyhow::Result<Connection> {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and runs migrations.
     pub fn open(path: &Path, readers: u32) -> anyhow::Result<Self> {
-        let mut writer =
-            Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let mut writer = open_connection(path, OpenFlags::default())?;
         configure(&writer)?;
         let migrations = Migrations::new(MIGRATIONS.iter().map(|sql| M::up(sql)).collect());
         migrations
