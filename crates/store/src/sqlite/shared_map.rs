@@ -21,6 +21,10 @@
 //! are the same terms SQLite's own map relies on. A page past the end of the
 //! file as last seen is checked against the file's size first, so the map is
 //! never read past the end of the file.
+//!
+//! The file never shrinks under a page handed out: nothing here runs VACUUM,
+//! `auto_vacuum` is off, and a truncation through this VFS lowers the size
+//! known before it happens.
 
 use std::collections::HashMap;
 use std::ffi::{CStr, OsStr, c_char, c_int, c_void};
