@@ -30,7 +30,8 @@ use std::collections::HashMap;
 use std::ffi::{CStr, OsStr, c_char, c_int, c_void};
 use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::ptr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -146,7 +147,7 @@ struct SharedMap {
     /// is handed out (reading there would be SIGBUS).
     known: AtomicU64,
     file: File,
-    path: PathBuf,
+    key: FileKey,
     /// Pages handed out, for the tests to see the map in use.
     #[cfg(test)]
     served: AtomicU64,
@@ -156,24 +157,30 @@ struct SharedMap {
 unsafe impl Send for SharedMap {}
 unsafe impl Sync for SharedMap {}
 
-static MAPS: Mutex<Option<HashMap<PathBuf, Weak<SharedMap>>>> = Mutex::new(None);
+/// A file by device and inode, not by name: a database deleted and made
+/// again at the same path while a connection to the old one is open must not
+/// be read through the old one's map.
+type FileKey = (u64, u64);
+
+static MAPS: Mutex<Option<HashMap<FileKey, Weak<SharedMap>>>> = Mutex::new(None);
 
 impl SharedMap {
     /// The map of the file at `path`, made when no connection has one.
     fn of(path: &Path) -> Option<Arc<SharedMap>> {
+        let file = File::open(path).ok()?;
+        let meta = file.metadata().ok()?;
+        let key = (meta.dev(), meta.ino());
         let mut maps = MAPS.lock().unwrap_or_else(|e| e.into_inner());
         let maps = maps.get_or_insert_with(HashMap::new);
-        if let Some(map) = maps.get(path).and_then(Weak::upgrade) {
+        if let Some(map) = maps.get(&key).and_then(Weak::upgrade) {
             return Some(map);
         }
-        let map = Arc::new(Self::new(path)?);
-        maps.insert(path.to_owned(), Arc::downgrade(&map));
+        let map = Arc::new(Self::new(path, file, key, meta.len())?);
+        maps.insert(key, Arc::downgrade(&map));
         Some(map)
     }
 
-    fn new(path: &Path) -> Option<SharedMap> {
-        let file = File::open(path).ok()?;
-        let known = file.metadata().ok()?.len();
+    fn new(path: &Path, file: File, key: FileKey, known: u64) -> Option<SharedMap> {
         // SAFETY: a fresh read-only shared mapping; pages past the end of the
         // file are never touched (see `page`).
         let at = unsafe {
@@ -194,7 +201,7 @@ impl SharedMap {
             at: at.cast(),
             known: AtomicU64::new(known),
             file,
-            path: path.to_owned(),
+            key,
             #[cfg(test)]
             served: AtomicU64::new(0),
         })
@@ -233,9 +240,9 @@ impl Drop for SharedMap {
         unsafe { libc::munmap(self.at.cast(), RESERVED as usize) };
         let mut maps = MAPS.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(maps) = maps.as_mut()
-            && maps.get(&self.path).is_some_and(|w| w.strong_count() == 0)
+            && maps.get(&self.key).is_some_and(|w| w.strong_count() == 0)
         {
-            maps.remove(&self.path);
+            maps.remove(&self.key);
         }
     }
 }
@@ -474,6 +481,36 @@ mod tests {
         assert!(
             mappings(&path).is_empty(),
             "unmapped with the last connection"
+        );
+    }
+
+    #[test]
+    fn a_database_made_again_at_the_same_path_is_read_through_its_own_map() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let make = |value: &str| {
+            let conn = open(&path);
+            conn.execute_batch(&format!(
+                "CREATE TABLE t (v TEXT); INSERT INTO t VALUES ('{value}');"
+            ))
+            .unwrap();
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                .unwrap();
+            conn
+        };
+        let value = |c: &Connection| -> String {
+            c.query_row("SELECT v FROM t", [], |r| r.get(0)).unwrap()
+        };
+        let old = make("old");
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        let _new = make("new");
+        assert_eq!(value(&open(&path)), "new");
+        assert_eq!(
+            value(&old),
+            "old",
+            "the old file is still read through its own map"
         );
     }
 }
