@@ -146,7 +146,6 @@ struct SharedMap {
     /// How much of the file is known to exist, so that no page past its end
     /// is handed out (reading there would be SIGBUS).
     known: AtomicU64,
-    file: File,
     key: FileKey,
     /// Pages handed out, for the tests to see the map in use.
     #[cfg(test)]
@@ -162,25 +161,54 @@ unsafe impl Sync for SharedMap {}
 /// be read through the old one's map.
 type FileKey = (u64, u64);
 
-static MAPS: Mutex<Option<HashMap<FileKey, Weak<SharedMap>>>> = Mutex::new(None);
+/// The maps by file; `None` for a file that could not be mapped, which is
+/// then never tried again (see `new`).
+static MAPS: Mutex<Option<HashMap<FileKey, Option<Weak<SharedMap>>>>> = Mutex::new(None);
 
 impl SharedMap {
     /// The map of the file at `path`, made when no connection has one.
     fn of(path: &Path) -> Option<Arc<SharedMap>> {
-        let file = File::open(path).ok()?;
-        let meta = file.metadata().ok()?;
+        let meta = std::fs::metadata(path).ok()?;
         let key = (meta.dev(), meta.ino());
         let mut maps = MAPS.lock().unwrap_or_else(|e| e.into_inner());
         let maps = maps.get_or_insert_with(HashMap::new);
-        if let Some(map) = maps.get(&key).and_then(Weak::upgrade) {
-            return Some(map);
+        match maps.get(&key) {
+            Some(None) => return None,
+            Some(Some(map)) => {
+                if let Some(map) = map.upgrade() {
+                    return Some(map);
+                }
+            }
+            None => {}
         }
-        let map = Arc::new(Self::new(path, file, key, meta.len())?);
-        maps.insert(key, Arc::downgrade(&map));
+        let Some(map) = Self::new(path, key).map(Arc::new) else {
+            maps.insert(key, None);
+            return None;
+        };
+        maps.insert(key, Some(Arc::downgrade(&map)));
         Some(map)
     }
 
-    fn new(path: &Path, file: File, key: FileKey, known: u64) -> Option<SharedMap> {
+    /// Maps the file through a descriptor of its own, closed at once.
+    ///
+    /// Closing any descriptor of a file drops every POSIX lock the process
+    /// holds on it, SQLite's included (another process would then think the
+    /// database unused, and delete its WAL on closing). It is closed here,
+    /// while no connection of this process can hold a lock on the file: the
+    /// map is made only when no open connection has one, for a connection
+    /// that has just opened the file and locked nothing yet (a file that could
+    /// not be mapped is not tried again, so no connection without a map is
+    /// open either). Afterwards the file's size is asked of SQLite's own
+    /// descriptor (`xFileSize`). When it cannot be mapped, the descriptor is
+    /// left open, as nothing then says that closing it is safe.
+    fn new(path: &Path, key: FileKey) -> Option<SharedMap> {
+        let file = File::open(path).ok()?;
+        let meta = file.metadata().ok()?;
+        if (meta.dev(), meta.ino()) != key {
+            // Replaced in between: read by copy.
+            std::mem::forget(file);
+            return None;
+        }
         // SAFETY: a fresh read-only shared mapping; pages past the end of the
         // file are never touched (see `page`).
         let at = unsafe {
@@ -194,28 +222,35 @@ impl SharedMap {
             )
         };
         if at == libc::MAP_FAILED {
+            std::mem::forget(file);
             tracing::warn!(path = %path.display(), "mapping the database failed; pages are read by copy");
             return None;
         }
         Some(SharedMap {
             at: at.cast(),
-            known: AtomicU64::new(known),
-            file,
+            known: AtomicU64::new(meta.len()),
             key,
             #[cfg(test)]
             served: AtomicU64::new(0),
         })
     }
 
-    /// The page at `offset`, when it is within the map and the file.
-    fn page(&self, offset: i64, len: c_int) -> Option<*mut c_void> {
+    /// The page at `offset`, when it is within the map and the file
+    /// (`file_size` asks the file's size when the page is past its end as
+    /// last seen).
+    fn page(
+        &self,
+        offset: i64,
+        len: c_int,
+        file_size: impl FnOnce() -> Option<u64>,
+    ) -> Option<*mut c_void> {
         let end = u64::try_from(offset).ok()? + u64::try_from(len).ok()?;
         if end > RESERVED {
             return None;
         }
         if end > self.known.load(Ordering::Acquire) {
             // The file grew (a checkpoint wrote past its old end): look again.
-            let size = self.file.metadata().ok()?.len();
+            let size = file_size()?;
             self.known.fetch_max(size, Ordering::AcqRel);
             if end > size {
                 return None;
@@ -240,7 +275,8 @@ impl Drop for SharedMap {
         unsafe { libc::munmap(self.at.cast(), RESERVED as usize) };
         let mut maps = MAPS.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(maps) = maps.as_mut()
-            && maps.get(&self.key).is_some_and(|w| w.strong_count() == 0)
+            && let Some(Some(map)) = maps.get(&self.key)
+            && map.strong_count() == 0
         {
             maps.remove(&self.key);
         }
@@ -391,10 +427,17 @@ unsafe extern "C" fn fetch(
     n: c_int,
     out: *mut *mut c_void,
 ) -> c_int {
+    let file_size = || {
+        let mut size: i64 = 0;
+        let rc = forward!(f, xFileSize, &mut size);
+        (rc == ffi::SQLITE_OK)
+            .then(|| u64::try_from(size).ok())
+            .flatten()
+    };
     // SAFETY: `out` is SQLite's to fill; a null page tells it to read by copy.
     unsafe {
         *out = map_of(f)
-            .and_then(|map| map.page(at, n))
+            .and_then(|map| map.page(at, n, file_size))
             .unwrap_or(ptr::null_mut());
     }
     ffi::SQLITE_OK
