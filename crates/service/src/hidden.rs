@@ -561,6 +561,12 @@ struct MadePage {
     page: super::Page<domain::rendering::FeedEntry>,
 }
 
+impl MadePage {
+    fn is_for(&self, hiding: &Hiding, limit: domain::Limit) -> bool {
+        self.limit == limit.get() && self.hiding.same_as(hiding)
+    }
+}
+
 /// Pages `FirstPosts` keeps made at most: past that, pages are made afresh.
 const MADE_PAGES: usize = 64;
 
@@ -573,7 +579,7 @@ impl FirstPosts {
     ) -> Option<super::Page<domain::rendering::FeedEntry>> {
         let made = self.made.lock().unwrap_or_else(|p| p.into_inner());
         made.iter()
-            .find(|m| m.limit == limit.get() && m.hiding.same_as(hiding))
+            .find(|m| m.is_for(hiding, limit))
             .map(|m| m.page.clone())
     }
 
@@ -588,11 +594,7 @@ impl FirstPosts {
             return;
         }
         let mut made = self.made.lock().unwrap_or_else(|p| p.into_inner());
-        if made.len() < MADE_PAGES
-            && !made
-                .iter()
-                .any(|m| m.limit == limit.get() && m.hiding.same_as(hiding))
-        {
+        if made.len() < MADE_PAGES && !made.iter().any(|m| m.is_for(hiding, limit)) {
             made.push(MadePage {
                 hiding: hiding.clone(),
                 limit: limit.get(),

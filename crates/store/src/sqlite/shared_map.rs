@@ -27,14 +27,14 @@
 //! known before it happens.
 
 use std::collections::HashMap;
-use std::ffi::{CStr, OsStr, c_char, c_int, c_void};
+use std::ffi::{CStr, OsStr, c_int, c_void};
 use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::ptr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, Weak};
 
 use rusqlite::ffi;
 
@@ -42,11 +42,13 @@ use rusqlite::ffi;
 /// whose every page is served from the map. Pages past it are read by copy.
 const RESERVED: u64 = 16 << 30;
 
-/// The name connections open the database with (`open_with_flags_and_vfs`).
+const NAME: &CStr = c"imagegram-shared-map";
+
+/// The name connections open the database with (`open_with_flags_and_vfs`),
+/// registered on first use.
 pub fn vfs() -> &'static CStr {
-    static REGISTERED: OnceLock<()> = OnceLock::new();
-    REGISTERED.get_or_init(register);
-    c"imagegram-shared-map"
+    inner_vfs();
+    NAME
 }
 
 /// SQLite's default VFS, which does all the work.
@@ -54,32 +56,29 @@ struct Inner(*mut ffi::sqlite3_vfs);
 // SAFETY: a registered VFS is immutable and meant to be used from any thread.
 unsafe impl Send for Inner {}
 unsafe impl Sync for Inner {}
-static INNER: OnceLock<Inner> = OnceLock::new();
 
+/// The default VFS, this one registered beside it the first time it is asked for.
 fn inner_vfs() -> *mut ffi::sqlite3_vfs {
-    INNER.get().expect("registered before use").0
+    static INNER: OnceLock<Inner> = OnceLock::new();
+    INNER.get_or_init(register).0
 }
 
-fn register() {
+fn register() -> Inner {
     // SAFETY: sqlite3_vfs_find initialises SQLite and returns the default VFS,
     // which lives as long as the process; the copy is leaked, as SQLite keeps
     // a pointer to a registered VFS for good.
     unsafe {
         let inner = ffi::sqlite3_vfs_find(ptr::null());
         assert!(!inner.is_null(), "SQLite has a default VFS");
-        INNER.get_or_init(|| Inner(inner));
         let mut vfs = *inner;
         vfs.pNext = ptr::null_mut();
-        vfs.zName = vfs_name_ptr();
+        vfs.zName = NAME.as_ptr();
         vfs.szOsFile = (*inner).szOsFile + std::mem::size_of::<MappedFile>() as c_int;
         vfs.xOpen = Some(open);
         let rc = ffi::sqlite3_vfs_register(Box::into_raw(Box::new(vfs)), 0);
         assert_eq!(rc, ffi::SQLITE_OK, "registering the shared-map VFS");
+        Inner(inner)
     }
-}
-
-fn vfs_name_ptr() -> *const c_char {
-    c"imagegram-shared-map".as_ptr()
 }
 
 /// A main database file: this header, then the default VFS's file. Other
@@ -163,7 +162,8 @@ type FileKey = (u64, u64);
 
 /// The maps by file; `None` for a file that could not be mapped, which is
 /// then never tried again (see `new`).
-static MAPS: Mutex<Option<HashMap<FileKey, Option<Weak<SharedMap>>>>> = Mutex::new(None);
+static MAPS: LazyLock<Mutex<HashMap<FileKey, Option<Weak<SharedMap>>>>> =
+    LazyLock::new(Mutex::default);
 
 impl SharedMap {
     /// The map of the file at `path`, made when no connection has one.
@@ -171,7 +171,6 @@ impl SharedMap {
         let meta = std::fs::metadata(path).ok()?;
         let key = (meta.dev(), meta.ino());
         let mut maps = MAPS.lock().unwrap_or_else(|e| e.into_inner());
-        let maps = maps.get_or_insert_with(HashMap::new);
         match maps.get(&key) {
             Some(None) => return None,
             Some(Some(map)) => {
@@ -274,8 +273,7 @@ impl Drop for SharedMap {
         // any more (each held an Arc while open).
         unsafe { libc::munmap(self.at.cast(), RESERVED as usize) };
         let mut maps = MAPS.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(maps) = maps.as_mut()
-            && let Some(Some(map)) = maps.get(&self.key)
+        if let Some(Some(map)) = maps.get(&self.key)
             && map.strong_count() == 0
         {
             maps.remove(&self.key);
