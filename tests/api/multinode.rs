@@ -511,3 +511,106 @@ async fn ready_post_at(
     }
     id
 }
+
+/// A deep feed page on one API node shows every change another node made to
+/// its posts: comments added and deleted, a caption edited. (On PostgreSQL a
+/// node keeps the renderings it has read, by post and version; nothing tells
+/// it of the other node's writes but the versions the page reads.)
+#[tokio::test]
+async fn deep_pages_on_one_node_show_what_another_node_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = backend_args().await;
+    // No first-page cache on `a`: its first page, which gives the cursor,
+    // is then as fresh as the deep page (the cache's bound is tested above).
+    let a = Node::serve(
+        dir.path(),
+        &backend,
+        &["--workers", "1", "--feed-cache-ms", "0"],
+    );
+    let b = Node::serve(dir.path(), &backend, &["--workers", "0"]);
+    let client = reqwest::Client::new();
+    let author = register_at(&a.base, "kept_author").await;
+    let reader = register_at(&b.base, "kept_reader").await;
+    let mut ids = Vec::new();
+    for caption in ["top", "one", "two"] {
+        ids.push(ready_post_at(&client, [&a.base, &b.base], &author, caption).await);
+    }
+    let comment_on = |id: String, via: &str, body: &str| {
+        let (client, url, reader) = (
+            client.clone(),
+            format!("{via}/v1/posts/{id}/comments"),
+            reader.clone(),
+        );
+        let body = json!({ "body": body });
+        async move {
+            let made = client
+                .post(url)
+                .bearer_auth(&reader)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(made.status(), 201);
+            made.json::<Value>().await.unwrap()
+        }
+    };
+    // Two comments keep "top" alone on the first page of one.
+    for body in ["first", "second"] {
+        comment_on(ids[0].clone(), &b.base, body).await;
+    }
+    // The page after the first post, as node `a` shows it: each item must be
+    // the post as node `a` reads it alone. Returns the items' ids.
+    let deep_page_is_fresh = |step: &'static str| {
+        let (client, base, author) = (&client, &a.base, &author);
+        async move {
+            let first = read(client, format!("{base}/v1/posts?limit=1"), author).await;
+            let cursor = first["next_cursor"].as_str().unwrap().to_owned();
+            let path = format!("{base}/v1/posts?limit=20&cursor={cursor}");
+            let page = read(client, path, author).await;
+            let items = page["items"].as_array().unwrap();
+            assert_eq!(items.len(), 2, "{step}: {page}");
+            for item in items {
+                let id = item["id"].as_str().unwrap();
+                let post = read(client, format!("{base}/v1/posts/{id}"), author).await;
+                assert_eq!(item, &post, "{step}");
+            }
+            let ids = items.iter().map(|i| i["id"].as_str().unwrap().to_owned());
+            ids.collect::<Vec<_>>()
+        }
+    };
+    let deep = deep_page_is_fresh("read on a").await;
+    assert_eq!(deep, [ids[2].clone(), ids[1].clone()]);
+
+    // A comment on b moves "one" up the deep page and changes its rendering.
+    let comment = comment_on(ids[1].clone(), &b.base, "from node b").await;
+    let deep = deep_page_is_fresh("commented on b").await;
+    assert_eq!(deep, [ids[1].clone(), ids[2].clone()]);
+    let cid = comment["id"].as_str().unwrap();
+    let deleted = client
+        .delete(format!("{}/v1/posts/{}/comments/{cid}", b.base, ids[1]))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    deep_page_is_fresh("comment deleted on b").await;
+
+    let edited = client
+        .patch(format!("{}/v1/posts/{}", b.base, ids[2]))
+        .bearer_auth(&author)
+        .json(&json!({"caption": "edited on b"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(edited.status(), 200);
+    deep_page_is_fresh("edited on b").await;
+    let first = read(&client, format!("{}/v1/posts?limit=1", a.base), &author).await;
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let page = read(
+        &client,
+        format!("{}/v1/posts?cursor={cursor}", a.base),
+        &author,
+    )
+    .await;
+    assert_eq!(page["items"][0]["caption"], "edited on b", "{page}");
+}

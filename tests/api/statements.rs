@@ -64,30 +64,46 @@ pub(crate) async fn proxied_node(reuse_statements: bool) -> (TestApp, FaultProxy
 
 /// Statements and round trips of `request`, which must answer `status`: the
 /// fewest over three tries (a sweeper pass or a session lookup may fall into
-/// one of them). Round trips leave out the one a statement's first use on a
-/// connection adds to prepare it.
+/// one of them).
 async fn cost_of<F, Fut>(proxy: &FaultProxy, status: u16, mut request: F) -> Cost
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = reqwest::Response>,
 {
-    let mut fewest = Cost {
-        statements: u64::MAX,
-        round_trips: u64::MAX,
-    };
-    for _ in 0..3 {
-        let (s0, r0, p0) = (
-            proxy.pg_statements(),
-            proxy.pg_round_trips(),
-            proxy.pg_messages(b'P'),
-        );
-        assert_eq!(request().await.status(), status);
-        let statements = proxy.pg_statements() - s0;
-        let round_trips = (proxy.pg_round_trips() - r0) - (proxy.pg_messages(b'P') - p0);
-        fewest.statements = fewest.statements.min(statements);
-        fewest.round_trips = fewest.round_trips.min(round_trips);
+    let mut fewest = cost_once(proxy, status, request()).await;
+    for _ in 1..3 {
+        fewest = fewest.fewest(cost_once(proxy, status, request()).await);
     }
     fewest
+}
+
+/// Statements and round trips of one request, which must answer `status`.
+/// Round trips leave out the one a statement's first use on a connection
+/// adds to prepare it.
+async fn cost_once(
+    proxy: &FaultProxy,
+    status: u16,
+    request: impl std::future::Future<Output = reqwest::Response>,
+) -> Cost {
+    let (s0, r0, p0) = (
+        proxy.pg_statements(),
+        proxy.pg_round_trips(),
+        proxy.pg_messages(b'P'),
+    );
+    assert_eq!(request.await.status(), status);
+    Cost {
+        statements: proxy.pg_statements() - s0,
+        round_trips: (proxy.pg_round_trips() - r0) - (proxy.pg_messages(b'P') - p0),
+    }
+}
+
+impl Cost {
+    fn fewest(self, other: Cost) -> Cost {
+        Cost {
+            statements: self.statements.min(other.statements),
+            round_trips: self.round_trips.min(other.round_trips),
+        }
+    }
 }
 
 #[tokio::test]
@@ -119,6 +135,28 @@ async fn each_request_costs_postgresql_the_fewest_statements_and_round_trips() {
         "deep page",
         cost_of(&proxy, 200, || app.get(&deep_path, None)).await,
     ));
+    // A post on the page edited before each try: its new version's rendering
+    // is not among the node's kept ones (postgres/renderings.rs), so the
+    // page reads it after the page's rows.
+    let deep_page: Value = app.get_json(&deep_path, None).await;
+    let edited = deep_page["items"][0]["id"].as_str().unwrap().to_owned();
+    let mut edits = 0;
+    let mut fewest = None;
+    for _ in 0..3 {
+        edits += 1;
+        let resp = app
+            .client
+            .patch(app.url(&format!("/v1/posts/{edited}")))
+            .bearer_auth(&author)
+            .json(&json!({"caption": format!("edited {edits}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let cost = cost_once(&proxy, 200, app.get(&deep_path, None)).await;
+        fewest = Some(fewest.map_or(cost, |f: Cost| f.fewest(cost)));
+    }
+    costs.push(("deep page, one post changed", fewest.unwrap()));
     costs.push((
         "comment (notifies the post's author)",
         cost_of(&proxy, 201, || app.comment(&reader, &post_id, "counted")).await,
@@ -171,6 +209,7 @@ async fn each_request_costs_postgresql_the_fewest_statements_and_round_trips() {
     let expected = [
         ("single post", 1, 1),
         ("deep page", 1, 1),
+        ("deep page, one post changed", 2, 2),
         ("comment (notifies the post's author)", 2, 2),
         ("comment on one's own post", 2, 2),
         ("comment delete (not among the newest two)", 2, 2),

@@ -15,6 +15,7 @@ mod pool;
 mod posts;
 mod rate_limits;
 mod read_batches;
+mod renderings;
 mod rows;
 mod safety;
 mod transfer;
@@ -41,9 +42,13 @@ pub struct PgStore {
     comment_batches: comment_batches::CommentBatcher,
     /// Comment deletions likewise (`comment_deletions`).
     deletion_batches: comment_deletions::DeletionBatcher,
-    /// Single posts and feed pages are read through these (`read_batches`).
+    /// Single posts, feed pages and renderings are read through these
+    /// (`read_batches`).
     post_reads: read_batches::PostReader,
     page_reads: read_batches::PageReader,
+    rendering_reads: read_batches::RenderingReader,
+    /// Renderings of feed posts this node has read (`renderings`).
+    kept_renderings: renderings::KeptRenderings,
     jobs_queued: Arc<Notify>,
     event_wakers: Arc<super::wakers::EventWakers>,
     /// Writes the rendering kept beside each post.
@@ -107,7 +112,9 @@ impl PgStore {
             comment_batches: comment_batches::comment_batcher(pool.clone(), POST_RENDERER),
             deletion_batches: comment_deletions::deletion_batcher(pool.clone(), POST_RENDERER),
             post_reads: read_batches::post_reader(pool.clone()),
-            page_reads: read_batches::page_reader(pool.clone(), POST_RENDERER.version),
+            page_reads: read_batches::page_reader(pool.clone()),
+            rendering_reads: read_batches::rendering_reader(pool.clone(), POST_RENDERER.version),
+            kept_renderings: renderings::KeptRenderings::new(renderings::KEPT_BYTES),
             pool,
             jobs_queued,
             event_wakers,

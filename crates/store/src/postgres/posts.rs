@@ -1,10 +1,12 @@
 //! Posts and the feed on PostgreSQL.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgRow;
 
-use super::read_batches::PageAsk;
+use super::read_batches::{PageAsk, StoredRendering};
 use super::rows::{
     POST_COLUMNS, load_post, lock_post, post_from_row, queue_blob_deletion, save_edit,
 };
@@ -97,20 +99,55 @@ impl PostStore for PgStore {
             .page_reads
             .submit(PageAsk { after, limit, now })
             .await?;
+        let kept: Vec<_> = rows
+            .iter()
+            .map(|row| self.kept_renderings.get(row.id, row.version))
+            .collect();
+        let missing: Vec<uuid::Uuid> = rows
+            .iter()
+            .zip(&kept)
+            .filter(|(_, kept)| kept.is_none())
+            .map(|(row, _)| row.id)
+            .collect();
+        let mut stored: HashMap<uuid::Uuid, StoredRendering> = if missing.is_empty() {
+            HashMap::new()
+        } else {
+            let read = self.rendering_reads.submit(missing).await?;
+            read.into_iter().map(|r| (r.id, r)).collect()
+        };
         let mut entries = Vec::with_capacity(rows.len());
-        for (id, comment_count, rendered, author) in rows {
-            let id = PostId::from_uuid(id);
-            let json = match rendered {
-                Some(json) => json,
-                None => match load_post(&mut *self.conn().await?, id).await? {
+        for (row, kept) in rows.into_iter().zip(kept) {
+            let id = PostId::from_uuid(row.id);
+            let json = match (kept, stored.remove(&row.id)) {
+                (Some(json), _) => String::from(&*json),
+                (None, None) => continue, // deleted since the page was read
+                // Read a moment after the page: the version may be newer
+                // than the page's, and is kept as what it is.
+                (
+                    None,
+                    Some(StoredRendering {
+                        rendering: Some(json),
+                        version,
+                        ..
+                    }),
+                ) => {
+                    self.kept_renderings.keep(row.id, version, &json);
+                    json
+                }
+                (
+                    None,
+                    Some(StoredRendering {
+                        rendering: None, ..
+                    }),
+                ) => match load_post(&mut *self.conn().await?, id).await? {
                     Some(post) => (self.render.render)(&post),
-                    None => continue, // deleted since the page was read
+                    None => continue,
                 },
             };
             entries.push(FeedEntry {
                 id,
-                author: UserId::from_uuid(author),
-                comment_count,
+                author: UserId::from_uuid(row.author),
+                comment_count: row.comment_count,
                 json,
             });
         }

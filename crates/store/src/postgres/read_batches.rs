@@ -1,5 +1,7 @@
-//! Coalesced reads on PostgreSQL (`batches`): the single posts, and the feed
-//! pages, asked for while earlier ones are out are read by one statement.
+//! Coalesced reads on PostgreSQL (`batches`): the single posts, the feed
+//! pages, and the renderings of feed posts a node has not kept
+//! (`renderings`), asked for while earlier ones are out, are read by one
+//! statement.
 //! Each request gets exactly what its own statement would have returned; a
 //! request alone is the same one statement as before.
 
@@ -66,27 +68,30 @@ pub struct PageAsk {
     pub now: Timestamp,
 }
 
-/// A feed row as stored: id, count, the rendering (`None` when stored in
-/// another format) and the author.
-pub type FeedRow = (uuid::Uuid, i64, Option<String>, uuid::Uuid);
+/// A feed row as the index holds it: id, count, version and author. The
+/// rendering is the node's kept one for (id, version) or read with
+/// `RenderingReader` (`renderings.rs`).
+#[derive(Clone, Copy)]
+pub struct FeedRow {
+    pub id: uuid::Uuid,
+    pub comment_count: i64,
+    pub version: i64,
+    pub author: uuid::Uuid,
+}
 
 pub type PageReader = Batcher<PageAsk, Vec<FeedRow>>;
 
-pub fn page_reader(pool: Pool, rendered_version: i64) -> PageReader {
+pub fn page_reader(pool: Pool) -> PageReader {
     Batcher::start(
         "feed_page",
         READS_AT_ONCE,
         MOST_PER_READ,
         pool,
-        move |batch, pool| async move { read_pages(batch, &pool, rendered_version).await },
+        move |batch, pool| async move { read_pages(batch, &pool).await },
     )
 }
 
-async fn read_pages(
-    batch: Vec<Waiting<PageAsk, Vec<FeedRow>>>,
-    pool: &Pool,
-    rendered_version: i64,
-) {
+async fn read_pages(batch: Vec<Waiting<PageAsk, Vec<FeedRow>>>, pool: &Pool) {
     let from = |ask: &PageAsk| match ask.after {
         Some(c) => (c.comment_count, *c.post_id.as_uuid()),
         None => (i64::MAX, uuid::Uuid::max()),
@@ -94,12 +99,12 @@ async fn read_pages(
     let read = async {
         // Each page is one backward range on posts_feed (comment_count, id),
         // as a page alone reads it, its rows tagged with the page's place.
+        // Every column is in the index (migration 0018): an index-only scan.
         sqlx::query(
-            "SELECT w.ord, p.id, p.comment_count, \
-             CASE WHEN p.rendered_version = $5 THEN p.rendered END AS rendered, p.author_id \
+            "SELECT w.ord, p.id, p.comment_count, p.version, p.author_id \
              FROM unnest($1::bigint[], $2::uuid[], $3::timestamptz[], $4::bigint[]) \
                WITH ORDINALITY AS w(comment_count, id, now, page_size, ord) \
-             CROSS JOIN LATERAL (SELECT p.id, p.comment_count, p.rendered_version, p.rendered, p.author_id \
+             CROSS JOIN LATERAL (SELECT p.id, p.comment_count, p.version, p.author_id \
                FROM posts p WHERE p.status = 'ready' AND (p.comment_count, p.id) < (w.comment_count, w.id) \
                AND (p.expires_at IS NULL OR p.expires_at > w.now) \
                ORDER BY p.comment_count DESC, p.id DESC LIMIT w.page_size) p",
@@ -108,16 +113,15 @@ async fn read_pages(
         .bind(batch.iter().map(|w| from(&w.input).1).collect::<Vec<_>>())
         .bind(batch.iter().map(|w| w.input.now).collect::<Vec<_>>())
         .bind(batch.iter().map(|w| i64::from(w.input.limit)).collect::<Vec<_>>())
-        .bind(rendered_version)
         .try_map(|r: PgRow| {
             Ok((
-                r.try_get::<i64, _>("ord")?,
-                (
-                    r.try_get("id")?,
-                    r.try_get("comment_count")?,
-                    r.try_get("rendered")?,
-                    r.try_get("author_id")?,
-                ),
+                r.try_get::<i64, _>(0)?,
+                FeedRow {
+                    id: r.try_get(1)?,
+                    comment_count: r.try_get(2)?,
+                    version: r.try_get(3)?,
+                    author: r.try_get(4)?,
+                },
             ))
         })
         .fetch_all(&mut *pool::get(pool).await?)
@@ -131,8 +135,72 @@ async fn read_pages(
             }
             for (waiting, mut page) in batch.into_iter().zip(pages) {
                 // In feed order whatever order the join returned them in.
-                page.sort_by_key(|row| std::cmp::Reverse((row.1, row.0)));
+                page.sort_by_key(|row| std::cmp::Reverse((row.comment_count, row.id)));
                 waiting.answer(Ok(page));
+            }
+        }
+        Err(e) => fail_all(batch, e),
+    }
+}
+
+/// A post's rendering as stored: its id, its version, and the rendering
+/// (`None` when stored by another renderer).
+#[derive(Clone)]
+pub struct StoredRendering {
+    pub id: uuid::Uuid,
+    pub version: i64,
+    pub rendering: Option<String>,
+}
+
+/// Reads the renderings of posts a page found that the node has not kept;
+/// one request is one page's posts. Posts deleted since are left out.
+pub type RenderingReader = Batcher<Vec<uuid::Uuid>, Vec<StoredRendering>>;
+
+pub fn rendering_reader(pool: Pool, rendered_version: i64) -> RenderingReader {
+    Batcher::start(
+        "rendering",
+        READS_AT_ONCE,
+        MOST_PER_READ,
+        pool,
+        move |batch, pool| async move { read_renderings(batch, &pool, rendered_version).await },
+    )
+}
+
+async fn read_renderings(
+    batch: Vec<Waiting<Vec<uuid::Uuid>, Vec<StoredRendering>>>,
+    pool: &Pool,
+    rendered_version: i64,
+) {
+    let ids: Vec<uuid::Uuid> = batch.iter().flat_map(|w| w.input.iter().copied()).collect();
+    let read = async {
+        sqlx::query(
+            "SELECT id, version, CASE WHEN rendered_version = $2 THEN rendered END \
+             FROM posts WHERE id = ANY($1)",
+        )
+        .bind(ids)
+        .bind(rendered_version)
+        .try_map(|r: PgRow| {
+            Ok(StoredRendering {
+                id: r.try_get(0)?,
+                version: r.try_get(1)?,
+                rendering: r.try_get(2)?,
+            })
+        })
+        .fetch_all(&mut *pool::get(pool).await?)
+        .await
+    };
+    match read.await {
+        Ok(rows) => {
+            let found: HashMap<uuid::Uuid, StoredRendering> =
+                rows.into_iter().map(|r| (r.id, r)).collect();
+            for waiting in batch {
+                // Two pages of a batch may share posts: each gets its own copy.
+                let mine = waiting
+                    .input
+                    .iter()
+                    .filter_map(|id| found.get(id).cloned())
+                    .collect();
+                waiting.answer(Ok(mine));
             }
         }
         Err(e) => fail_all(batch, e),

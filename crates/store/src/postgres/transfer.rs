@@ -270,9 +270,11 @@ impl Transfer for PgStore {
         }
         // Fresh statistics for the planner, which would otherwise plan the
         // first statements on the loaded tables blind, until autovacuum
-        // gets to them.
+        // gets to them; and the visibility map and hint bits set at once,
+        // not by the first readers: index-only scans (the feed's, migration
+        // 0018) then read no table page, and no reader writes one.
         for table in tables {
-            sqlx::query(AssertSqlSafe(format!("ANALYZE {table}")))
+            sqlx::query(AssertSqlSafe(format!("VACUUM (ANALYZE) {table}")))
                 .execute(&mut *conn)
                 .await?;
         }
