@@ -66,8 +66,13 @@ impl From<sqlx::Error> for StoreError {
 
 impl PgStore {
     /// Connects, runs the migrations and starts listening for job
-    /// notifications.
-    pub async fn connect(url: &str, max_connections: usize) -> anyhow::Result<Self> {
+    /// notifications. Feed pages keep up to `rendering_cache_bytes` of
+    /// renderings (`renderings`).
+    pub async fn connect(
+        url: &str,
+        max_connections: usize,
+        rendering_cache_bytes: u64,
+    ) -> anyhow::Result<Self> {
         let options: PgConnectOptions = url.parse().context("the PostgreSQL URL")?;
         // Every statement here is an index lookup whose best plan does not
         // depend on its parameters, and sqlx prepares each once per
@@ -114,7 +119,7 @@ impl PgStore {
             post_reads: read_batches::post_reader(pool.clone()),
             page_reads: read_batches::page_reader(pool.clone()),
             rendering_reads: read_batches::rendering_reader(pool.clone(), POST_RENDERER.version),
-            kept_renderings: renderings::KeptRenderings::new(renderings::KEPT_BYTES),
+            kept_renderings: renderings::KeptRenderings::new(rendering_cache_bytes),
             pool,
             jobs_queued,
             event_wakers,

@@ -18,11 +18,6 @@ use std::sync::Arc;
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 
-/// How many bytes of renderings a node keeps. A rendering is ~1.4 kB with its
-/// two newest comments, so this holds about 45,000 posts: the feed's top and
-/// every page in recent use. Its cost is bounded memory per API node.
-pub const KEPT_BYTES: u64 = 64 * 1024 * 1024;
-
 type Key = (uuid::Uuid, i64);
 
 #[derive(Clone)]
@@ -35,20 +30,24 @@ impl Weighter<Key, Arc<str>> for ByLength {
     }
 }
 
-pub struct KeptRenderings(Cache<Key, Arc<str>, ByLength>);
+/// `None` when the node keeps none (`--rendering-cache-mib 0`).
+pub struct KeptRenderings(Option<Cache<Key, Arc<str>, ByLength>>);
 
 impl KeptRenderings {
+    /// Keeps up to `bytes` of renderings (none for 0).
     pub fn new(bytes: u64) -> Self {
         let estimated_items = (bytes / 1_500).max(1) as usize;
-        KeptRenderings(Cache::with_weighter(estimated_items, bytes, ByLength))
+        KeptRenderings((bytes > 0).then(|| Cache::with_weighter(estimated_items, bytes, ByLength)))
     }
 
     pub fn get(&self, id: uuid::Uuid, version: i64) -> Option<Arc<str>> {
-        self.0.get(&(id, version))
+        self.0.as_ref()?.get(&(id, version))
     }
 
     pub fn keep(&self, id: uuid::Uuid, version: i64, rendering: &str) {
-        self.0.insert((id, version), Arc::from(rendering));
+        if let Some(cache) = &self.0 {
+            cache.insert((id, version), Arc::from(rendering));
+        }
     }
 }
 
@@ -64,6 +63,14 @@ mod tests {
         assert_eq!(kept.get(id, 3).as_deref(), Some("{\"v\":3}"));
         assert_eq!(kept.get(id, 4), None, "a newer version is not the kept one");
         assert_eq!(kept.get(uuid::Uuid::now_v7(), 3), None);
+    }
+
+    #[test]
+    fn a_node_told_to_keep_none_keeps_none() {
+        let kept = KeptRenderings::new(0);
+        let id = uuid::Uuid::now_v7();
+        kept.keep(id, 0, "{}");
+        assert_eq!(kept.get(id, 0), None);
     }
 
     #[test]
