@@ -219,7 +219,18 @@ async fn feed_items(app: &TestApp) -> Vec<Value> {
 /// its row. Either way an item is exactly the post as `GET` shows it.
 #[tokio::test]
 async fn feed_items_are_the_posts_as_they_are_now() {
-    let app = TestApp::spawn().await;
+    items_are_the_posts_as_they_are_now(TestApp::spawn().await).await;
+}
+
+/// As above, on a node that keeps no renderings (on PostgreSQL its pages are
+/// then read with their renderings, not from the index alone).
+#[tokio::test]
+async fn feed_items_are_the_posts_as_they_are_now_with_no_renderings_kept() {
+    let app = TestApp::spawn_with(|a| a.rendering_cache_mib = Some(0)).await;
+    items_are_the_posts_as_they_are_now(app).await;
+}
+
+async fn items_are_the_posts_as_they_are_now(app: TestApp) {
     let token = app.register("renderer").await;
     let other = app.register("commenter").await;
     let mut ids = Vec::new();

@@ -46,9 +46,12 @@ pub struct PgStore {
     /// (`read_batches`).
     post_reads: read_batches::PostReader,
     page_reads: read_batches::PageReader,
+    rendered_page_reads: read_batches::PageReader,
     rendering_reads: read_batches::RenderingReader,
-    /// Renderings of feed posts this node has read (`renderings`).
+    /// Renderings of feed posts this node has read, and how many of its
+    /// pages' posts it had (`renderings`).
     kept_renderings: renderings::KeptRenderings,
+    kept_hits: renderings::Hits,
     jobs_queued: Arc<Notify>,
     event_wakers: Arc<super::wakers::EventWakers>,
     /// Writes the rendering kept beside each post.
@@ -117,9 +120,19 @@ impl PgStore {
             comment_batches: comment_batches::comment_batcher(pool.clone(), POST_RENDERER),
             deletion_batches: comment_deletions::deletion_batcher(pool.clone(), POST_RENDERER),
             post_reads: read_batches::post_reader(pool.clone()),
-            page_reads: read_batches::page_reader(pool.clone()),
+            page_reads: read_batches::page_reader(
+                pool.clone(),
+                read_batches::PageRead::IndexOnly,
+                POST_RENDERER.version,
+            ),
+            rendered_page_reads: read_batches::page_reader(
+                pool.clone(),
+                read_batches::PageRead::WithRenderings,
+                POST_RENDERER.version,
+            ),
             rendering_reads: read_batches::rendering_reader(pool.clone(), POST_RENDERER.version),
             kept_renderings: renderings::KeptRenderings::new(rendering_cache_bytes),
+            kept_hits: renderings::Hits::default(),
             pool,
             jobs_queued,
             event_wakers,

@@ -95,18 +95,33 @@ impl PostStore for PgStore {
         limit: u32,
         now: Timestamp,
     ) -> StoreResult<Vec<FeedEntry>> {
-        let rows = self
-            .page_reads
-            .submit(PageAsk { after, limit, now })
-            .await?;
-        let kept: Vec<_> = rows
-            .iter()
-            .map(|row| self.kept_renderings.get(row.id, row.version))
-            .collect();
+        // From the index alone while most posts are kept, else with their
+        // renderings (renderings.rs says why).
+        let reader = if self.kept_renderings.any() && self.kept_hits.mostly_kept() {
+            &self.page_reads
+        } else {
+            &self.rendered_page_reads
+        };
+        let mut rows = reader.submit(PageAsk { after, limit, now }).await?;
+        let mut renderings: Vec<Option<String>> = Vec::with_capacity(rows.len());
+        let mut kept = 0;
+        for row in &mut rows {
+            let rendering = match self.kept_renderings.get(row.id, row.version) {
+                Some(json) => {
+                    kept += 1;
+                    Some(String::from(&*json))
+                }
+                None => row.rendering.take().inspect(|json| {
+                    self.kept_renderings.keep(row.id, row.version, json);
+                }),
+            };
+            renderings.push(rendering);
+        }
+        self.kept_hits.note(kept, rows.len() as u64);
         let missing: Vec<uuid::Uuid> = rows
             .iter()
-            .zip(&kept)
-            .filter(|(_, kept)| kept.is_none())
+            .zip(&renderings)
+            .filter(|(_, json)| json.is_none())
             .map(|(row, _)| row.id)
             .collect();
         let mut stored: HashMap<uuid::Uuid, StoredRendering> = if missing.is_empty() {
@@ -116,10 +131,10 @@ impl PostStore for PgStore {
             read.into_iter().map(|r| (r.id, r)).collect()
         };
         let mut entries = Vec::with_capacity(rows.len());
-        for (row, kept) in rows.into_iter().zip(kept) {
+        for (row, json) in rows.into_iter().zip(renderings) {
             let id = PostId::from_uuid(row.id);
-            let json = match (kept, stored.remove(&row.id)) {
-                (Some(json), _) => String::from(&*json),
+            let json = match (json, stored.remove(&row.id)) {
+                (Some(json), _) => json,
                 (None, None) => continue, // deleted since the page was read
                 // Read a moment after the page: the version may be newer
                 // than the page's, and is kept as what it is.

@@ -61,6 +61,23 @@ async fn read_posts(batch: Vec<Waiting<PostId, Option<Post>>>, pool: &Pool) {
     }
 }
 
+/// The FROM of a batch of feed pages, each a backward range on posts_feed
+/// selecting `$inner` columns; $1–$4 are the pages' places and sizes.
+macro_rules! page_ranges {
+    ($inner:literal) => {
+        concat!(
+            "FROM unnest($1::bigint[], $2::uuid[], $3::timestamptz[], $4::bigint[]) \
+               WITH ORDINALITY AS w(comment_count, id, now, page_size, ord) \
+             CROSS JOIN LATERAL (SELECT ",
+            $inner,
+            " FROM posts p WHERE p.status = 'ready' \
+               AND (p.comment_count, p.id) < (w.comment_count, w.id) \
+               AND (p.expires_at IS NULL OR p.expires_at > w.now) \
+               ORDER BY p.comment_count DESC, p.id DESC LIMIT w.page_size) p"
+        )
+    };
+}
+
 /// A feed page as asked for: posts after `after` in feed order.
 pub struct PageAsk {
     pub after: Option<FeedCursor>,
@@ -68,64 +85,93 @@ pub struct PageAsk {
     pub now: Timestamp,
 }
 
-/// A feed row as the index holds it: id, count, version and author. The
-/// rendering is the node's kept one for (id, version) or read with
-/// `RenderingReader` (`renderings.rs`).
-#[derive(Clone, Copy)]
+/// A feed row: id, count, version and author, and the rendering when the
+/// page was read with them (`None` also when stored by another renderer).
 pub struct FeedRow {
     pub id: uuid::Uuid,
     pub comment_count: i64,
     pub version: i64,
     pub author: uuid::Uuid,
+    pub rendering: Option<String>,
 }
 
 pub type PageReader = Batcher<PageAsk, Vec<FeedRow>>;
 
-pub fn page_reader(pool: Pool) -> PageReader {
+/// How a page's rows are read: from the `posts_feed` index alone (every
+/// column is in it, migration 0018: an index-only scan), or with each post's
+/// rendering from the table.
+#[derive(Clone, Copy)]
+pub enum PageRead {
+    IndexOnly,
+    WithRenderings,
+}
+
+pub fn page_reader(pool: Pool, how: PageRead, rendered_version: i64) -> PageReader {
+    let kind = match how {
+        PageRead::IndexOnly => "feed_page",
+        PageRead::WithRenderings => "feed_page_rendered",
+    };
     Batcher::start(
-        "feed_page",
+        kind,
         READS_AT_ONCE,
         MOST_PER_READ,
         pool,
-        move |batch, pool| async move { read_pages(batch, &pool).await },
+        move |batch, pool| async move { read_pages(batch, &pool, how, rendered_version).await },
     )
 }
 
-async fn read_pages(batch: Vec<Waiting<PageAsk, Vec<FeedRow>>>, pool: &Pool) {
+async fn read_pages(
+    batch: Vec<Waiting<PageAsk, Vec<FeedRow>>>,
+    pool: &Pool,
+    how: PageRead,
+    rendered_version: i64,
+) {
     let from = |ask: &PageAsk| match ask.after {
         Some(c) => (c.comment_count, *c.post_id.as_uuid()),
         None => (i64::MAX, uuid::Uuid::max()),
     };
+    // Each page is one backward range on posts_feed (comment_count, id), as
+    // a page alone reads it, its rows tagged with the page's place. The two
+    // differ only in the rendering's column, which only the table holds.
+    let sql = match how {
+        PageRead::IndexOnly => concat!(
+            "SELECT w.ord, p.id, p.comment_count, p.version, p.author_id, NULL::text ",
+            page_ranges!("p.id, p.comment_count, p.version, p.author_id")
+        ),
+        PageRead::WithRenderings => concat!(
+            "SELECT w.ord, p.id, p.comment_count, p.version, p.author_id, \
+             CASE WHEN p.rendered_version = $5 THEN p.rendered END ",
+            page_ranges!(
+                "p.id, p.comment_count, p.version, p.author_id, p.rendered_version, p.rendered"
+            )
+        ),
+    };
     let read = async {
-        // Each page is one backward range on posts_feed (comment_count, id),
-        // as a page alone reads it, its rows tagged with the page's place.
-        // Every column is in the index (migration 0018): an index-only scan.
-        sqlx::query(
-            "SELECT w.ord, p.id, p.comment_count, p.version, p.author_id \
-             FROM unnest($1::bigint[], $2::uuid[], $3::timestamptz[], $4::bigint[]) \
-               WITH ORDINALITY AS w(comment_count, id, now, page_size, ord) \
-             CROSS JOIN LATERAL (SELECT p.id, p.comment_count, p.version, p.author_id \
-               FROM posts p WHERE p.status = 'ready' AND (p.comment_count, p.id) < (w.comment_count, w.id) \
-               AND (p.expires_at IS NULL OR p.expires_at > w.now) \
-               ORDER BY p.comment_count DESC, p.id DESC LIMIT w.page_size) p",
-        )
-        .bind(batch.iter().map(|w| from(&w.input).0).collect::<Vec<_>>())
-        .bind(batch.iter().map(|w| from(&w.input).1).collect::<Vec<_>>())
-        .bind(batch.iter().map(|w| w.input.now).collect::<Vec<_>>())
-        .bind(batch.iter().map(|w| i64::from(w.input.limit)).collect::<Vec<_>>())
-        .try_map(|r: PgRow| {
-            Ok((
-                r.try_get::<i64, _>(0)?,
-                FeedRow {
-                    id: r.try_get(1)?,
-                    comment_count: r.try_get(2)?,
-                    version: r.try_get(3)?,
-                    author: r.try_get(4)?,
-                },
-            ))
-        })
-        .fetch_all(&mut *pool::get(pool).await?)
-        .await
+        sqlx::query(sql)
+            .bind(batch.iter().map(|w| from(&w.input).0).collect::<Vec<_>>())
+            .bind(batch.iter().map(|w| from(&w.input).1).collect::<Vec<_>>())
+            .bind(batch.iter().map(|w| w.input.now).collect::<Vec<_>>())
+            .bind(
+                batch
+                    .iter()
+                    .map(|w| i64::from(w.input.limit))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(rendered_version)
+            .try_map(|r: PgRow| {
+                Ok((
+                    r.try_get::<i64, _>(0)?,
+                    FeedRow {
+                        id: r.try_get(1)?,
+                        comment_count: r.try_get(2)?,
+                        version: r.try_get(3)?,
+                        author: r.try_get(4)?,
+                        rendering: r.try_get(5)?,
+                    },
+                ))
+            })
+            .fetch_all(&mut *pool::get(pool).await?)
+            .await
     };
     match read.await {
         Ok(rows) => {

@@ -10,10 +10,18 @@
 //! (the read asks for `rendered_version = POST_RENDERER.version`), so nodes
 //! of two releases side by side each keep their own.
 //!
+//! A page whose posts are not kept costs more this way than read with its
+//! renderings at once (a second statement, and an index descent per post
+//! instead of a step along the page's range), as when pages are read
+//! uniformly from a feed far larger than what is kept. So the node watches
+//! how many of its pages' posts it had kept (`Hits`), and while that share is
+//! low it reads pages with their renderings, keeping them as it goes.
+//!
 //! The cache itself is `quick_cache` (bounded by bytes, sharded, scan
 //! resistant); this file only names what is kept.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
@@ -40,6 +48,12 @@ impl KeptRenderings {
         KeptRenderings((bytes > 0).then(|| Cache::with_weighter(estimated_items, bytes, ByLength)))
     }
 
+    /// Whether any are kept: with none, pages are best read with their
+    /// renderings.
+    pub fn any(&self) -> bool {
+        self.0.is_some()
+    }
+
     pub fn get(&self, id: uuid::Uuid, version: i64) -> Option<Arc<str>> {
         self.0.as_ref()?.get(&(id, version))
     }
@@ -48,6 +62,44 @@ impl KeptRenderings {
         if let Some(cache) = &self.0 {
             cache.insert((id, version), Arc::from(rendering));
         }
+    }
+}
+
+/// The share of looked-up posts that were kept, over the last few thousand
+/// lookups (both counts are halved as they pass `WINDOW`).
+#[derive(Default)]
+pub struct Hits {
+    kept: AtomicU64,
+    looked: AtomicU64,
+}
+
+/// Lookups before the share decides anything: a new node reads from the
+/// index alone, and every test that reads a few pages sees that one way.
+const FIRST_LOOKUPS: u64 = 1_000;
+/// Lookups the share is taken over.
+const WINDOW: u64 = 8_192;
+/// The share of kept posts above which reading pages from the index alone
+/// costs PostgreSQL less: a post not kept costs an index descent and a table
+/// page in the second statement, about three times what the same post costs
+/// a page read with its renderings, so below ~2/3 kept the index-only way
+/// loses, and the second statement's own cost moves the line up.
+const INDEX_ONLY_FROM: f64 = 0.8;
+
+impl Hits {
+    pub fn note(&self, kept: u64, looked: u64) {
+        let before = self.looked.fetch_add(looked, Relaxed);
+        self.kept.fetch_add(kept, Relaxed);
+        if before + looked > WINDOW {
+            // Two pages may halve at once; the share stays about right.
+            self.looked.store((before + looked) / 2, Relaxed);
+            self.kept.store(self.kept.load(Relaxed) / 2, Relaxed);
+        }
+    }
+
+    /// Whether the next page is best read from the index alone.
+    pub fn mostly_kept(&self) -> bool {
+        let looked = self.looked.load(Relaxed);
+        looked < FIRST_LOOKUPS || self.kept.load(Relaxed) as f64 >= INDEX_ONLY_FROM * looked as f64
     }
 }
 
@@ -63,6 +115,20 @@ mod tests {
         assert_eq!(kept.get(id, 3).as_deref(), Some("{\"v\":3}"));
         assert_eq!(kept.get(id, 4), None, "a newer version is not the kept one");
         assert_eq!(kept.get(uuid::Uuid::now_v7(), 3), None);
+    }
+
+    #[test]
+    fn pages_are_read_with_renderings_while_few_of_their_posts_were_kept() {
+        let hits = Hits::default();
+        assert!(hits.mostly_kept(), "a new node reads from the index alone");
+        for _ in 0..100 {
+            hits.note(4, 20);
+        }
+        assert!(!hits.mostly_kept(), "1 in 5 kept");
+        for _ in 0..1_000 {
+            hits.note(19, 20);
+        }
+        assert!(hits.mostly_kept(), "19 in 20 kept, the old share forgotten");
     }
 
     #[test]
