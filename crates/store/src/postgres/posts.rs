@@ -109,7 +109,7 @@ impl PostStore for PgStore {
             let rendering = match self.kept_renderings.get(row.id, row.version) {
                 Some(json) => {
                     kept += 1;
-                    Some(String::from(&*json))
+                    Some(json)
                 }
                 None => row.rendering.take().inspect(|json| {
                     self.kept_renderings.keep(row.id, row.version, json);

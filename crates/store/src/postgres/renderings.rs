@@ -20,7 +20,6 @@
 //! The cache itself is `quick_cache` (bounded by bytes, sharded, scan
 //! resistant); this file only names what is kept.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use quick_cache::Weighter;
@@ -31,15 +30,19 @@ type Key = (uuid::Uuid, i64);
 #[derive(Clone)]
 struct ByLength;
 
-impl Weighter<Key, Arc<str>> for ByLength {
-    fn weight(&self, _: &Key, rendering: &Arc<str>) -> u64 {
+impl Weighter<Key, Box<str>> for ByLength {
+    fn weight(&self, _: &Key, rendering: &Box<str>) -> u64 {
         // The key and the map's own entry beside the text.
         rendering.len() as u64 + 64
     }
 }
 
-/// `None` when the node keeps none (`--rendering-cache-mib 0`).
-pub struct KeptRenderings(Option<Cache<Key, Arc<str>, ByLength>>);
+/// `None` when the node keeps none (`--rendering-cache-mib 0`). A kept
+/// rendering is handed out as a copy, made under the shard's read lock: the
+/// page copies it into its answer anyway, and a shared `Arc` would add two
+/// atomic updates of one counter per post, which the cores reading the same
+/// popular posts contend for.
+pub struct KeptRenderings(Option<Cache<Key, Box<str>, ByLength>>);
 
 impl KeptRenderings {
     /// Keeps up to `bytes` of renderings (none for 0).
@@ -54,13 +57,13 @@ impl KeptRenderings {
         self.0.is_some()
     }
 
-    pub fn get(&self, id: uuid::Uuid, version: i64) -> Option<Arc<str>> {
-        self.0.as_ref()?.get(&(id, version))
+    pub fn get(&self, id: uuid::Uuid, version: i64) -> Option<String> {
+        self.0.as_ref()?.get(&(id, version)).map(String::from)
     }
 
     pub fn keep(&self, id: uuid::Uuid, version: i64, rendering: &str) {
         if let Some(cache) = &self.0 {
-            cache.insert((id, version), Arc::from(rendering));
+            cache.insert((id, version), Box::from(rendering));
         }
     }
 }
