@@ -6,7 +6,8 @@ use async_trait::async_trait;
 use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgRow;
 
-use super::read_batches::{PageAsk, StoredRendering};
+use super::read_batches::{FeedRow, PageAsk, StoredRendering};
+use super::renderings::PagePlan;
 use super::rows::{
     POST_COLUMNS, load_post, lock_post, post_from_row, queue_blob_deletion, save_edit,
 };
@@ -97,27 +98,18 @@ impl PostStore for PgStore {
     ) -> StoreResult<Vec<FeedEntry>> {
         // From the index alone while most posts are kept, else with their
         // renderings (renderings.rs says why).
-        let reader = if self.kept_renderings.any() && self.kept_hits.mostly_kept() {
-            &self.page_reads
-        } else {
-            &self.rendered_page_reads
+        let plan = self.kept_hits.plan(self.kept_renderings.any());
+        let reader = match plan {
+            PagePlan::IndexOnly => &self.page_reads,
+            PagePlan::WithRenderings { .. } => &self.rendered_page_reads,
         };
         let mut rows = reader.submit(PageAsk { after, limit, now }).await?;
-        let mut renderings: Vec<Option<String>> = Vec::with_capacity(rows.len());
-        let mut kept = 0;
-        for row in &mut rows {
-            let rendering = match self.kept_renderings.get(row.id, row.version) {
-                Some(json) => {
-                    kept += 1;
-                    Some(json)
-                }
-                None => row.rendering.take().inspect(|json| {
-                    self.kept_renderings.keep(row.id, row.version, json);
-                }),
-            };
-            renderings.push(rendering);
-        }
-        self.kept_hits.note(kept, rows.len() as u64);
+        let renderings: Vec<Option<String>> = match plan {
+            PagePlan::WithRenderings { probe: false } => {
+                rows.iter_mut().map(|row| row.rendering.take()).collect()
+            }
+            _ => self.look_up_kept(&mut rows),
+        };
         let missing: Vec<uuid::Uuid> = rows
             .iter()
             .zip(&renderings)
@@ -263,5 +255,27 @@ impl PostStore for PgStore {
         }
         tx.commit().await?;
         Ok(Some(DeletedPost { blob_keys }))
+    }
+}
+
+impl PgStore {
+    /// Each row's rendering as kept, else as the page read it (then kept);
+    /// `None` for a post to read after. Notes how many were kept.
+    fn look_up_kept(&self, rows: &mut [FeedRow]) -> Vec<Option<String>> {
+        let mut kept = 0;
+        let renderings = rows
+            .iter_mut()
+            .map(|row| match self.kept_renderings.get(row.id, row.version) {
+                Some(json) => {
+                    kept += 1;
+                    Some(json)
+                }
+                None => row.rendering.take().inspect(|json| {
+                    self.kept_renderings.keep(row.id, row.version, json);
+                }),
+            })
+            .collect();
+        self.kept_hits.note(kept, rows.len() as u64);
+        renderings
     }
 }
