@@ -19,7 +19,7 @@
 //! still looks its posts up and keeps their renderings, so the share is
 //! measured and a working set that fits is learnt; the others cost nothing
 //! here (measured at 1M posts: looking up and keeping every post of every
-//! page cost the server ~30 µs a page, 15% of the pages/s).
+//! page cost the server ~20 µs a page, ~8% of the pages/s).
 //!
 //! The cache itself is `quick_cache` (bounded by bytes, sharded, scan
 //! resistant); this file only names what is kept.
