@@ -262,15 +262,7 @@ async fn a_deep_page_cut_off_from_postgresql_fails_cleanly_and_the_next_is_exact
     let page: Value = app.get_json(&deep, None).await;
     for item in page["items"].as_array().unwrap() {
         let id = item["id"].as_str().unwrap();
-        let edited = app
-            .client
-            .patch(app.url(&format!("/v1/posts/{id}")))
-            .bearer_auth(&author)
-            .json(&json!({"caption": "edited before the cut"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(edited.status(), 200);
+        app.edit_caption(&author, id, "edited before the cut").await;
     }
 
     proxy.cut_postgres_statement(RENDERING_READ, PgCut::BeforeCommit);

@@ -237,6 +237,19 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Edits post `id`'s caption as `token`; the answer must be 200.
+    pub async fn edit_caption(&self, token: &str, id: &str, caption: &str) {
+        let resp = self
+            .client
+            .patch(self.url(&format!("/v1/posts/{id}")))
+            .bearer_auth(token)
+            .json(&json!({ "caption": caption }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "editing {id}");
+    }
+
     pub async fn post_json(&self, path: &str, token: Option<&str>, body: Value) -> Response {
         let mut req = self.client.post(self.url(path)).json(&body);
         if let Some(t) = token {

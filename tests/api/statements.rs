@@ -144,15 +144,8 @@ async fn each_request_costs_postgresql_the_fewest_statements_and_round_trips() {
     let mut fewest = None;
     for _ in 0..3 {
         edits += 1;
-        let resp = app
-            .client
-            .patch(app.url(&format!("/v1/posts/{edited}")))
-            .bearer_auth(&author)
-            .json(&json!({"caption": format!("edited {edits}")}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
+        app.edit_caption(&author, &edited, &format!("edited {edits}"))
+            .await;
         let cost = cost_once(&proxy, 200, app.get(&deep_path, None)).await;
         fewest = Some(fewest.map_or(cost, |f: Cost| f.fewest(cost)));
     }
