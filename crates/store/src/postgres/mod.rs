@@ -51,7 +51,6 @@ pub struct PgStore {
     /// Renderings of feed posts this node has read, and how many of its
     /// pages' posts it had (`renderings`).
     kept_renderings: renderings::KeptRenderings,
-    kept_hits: renderings::Hits,
     jobs_queued: Arc<Notify>,
     event_wakers: Arc<super::wakers::EventWakers>,
     /// Writes the rendering kept beside each post.
@@ -132,7 +131,6 @@ impl PgStore {
             ),
             rendering_reads: read_batches::rendering_reader(pool.clone(), POST_RENDERER.version),
             kept_renderings: renderings::KeptRenderings::new(rendering_cache_bytes),
-            kept_hits: renderings::Hits::default(),
             pool,
             jobs_queued,
             event_wakers,

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgRow;
 
-use super::read_batches::{FeedRow, PageAsk, StoredRendering};
+use super::read_batches::{PageAsk, StoredRendering};
 use super::renderings::PagePlan;
 use super::rows::{
     POST_COLUMNS, load_post, lock_post, post_from_row, queue_blob_deletion, save_edit,
@@ -98,7 +98,7 @@ impl PostStore for PgStore {
     ) -> StoreResult<Vec<FeedEntry>> {
         // From the index alone while most posts are kept, else with their
         // renderings (renderings.rs says why).
-        let plan = self.kept_hits.plan(self.kept_renderings.any());
+        let plan = self.kept_renderings.plan();
         let reader = match plan {
             PagePlan::IndexOnly => &self.page_reads,
             PagePlan::WithRenderings { .. } => &self.rendered_page_reads,
@@ -108,47 +108,47 @@ impl PostStore for PgStore {
             PagePlan::WithRenderings { probe: false } => {
                 rows.iter_mut().map(|row| row.rendering.take()).collect()
             }
-            _ => self.look_up_kept(&mut rows),
+            _ => self.kept_renderings.look_up(&mut rows),
         };
+        // Only a page read from the index alone has renderings still to read;
+        // one read with them that came back without is stored by another
+        // renderer, and reading it again would find the same.
         let missing: Vec<uuid::Uuid> = rows
             .iter()
             .zip(&renderings)
             .filter(|(_, json)| json.is_none())
             .map(|(row, _)| row.id)
             .collect();
-        let mut stored: HashMap<uuid::Uuid, StoredRendering> = if missing.is_empty() {
-            HashMap::new()
-        } else {
-            let read = self.rendering_reads.submit(missing).await?;
-            read.into_iter().map(|r| (r.id, r)).collect()
-        };
+        let mut stored: HashMap<uuid::Uuid, StoredRendering> =
+            if plan != PagePlan::IndexOnly || missing.is_empty() {
+                HashMap::new()
+            } else {
+                let read = self.rendering_reads.submit(missing).await?;
+                read.into_iter().map(|r| (r.id, r)).collect()
+            };
         let mut entries = Vec::with_capacity(rows.len());
         for (row, json) in rows.into_iter().zip(renderings) {
             let id = PostId::from_uuid(row.id);
-            let json = match (json, stored.remove(&row.id)) {
-                (Some(json), _) => json,
-                (None, None) => continue, // deleted since the page was read
-                // Read a moment after the page: the version may be newer
-                // than the page's, and is kept as what it is.
-                (
-                    None,
+            let json = match json {
+                Some(json) => json,
+                None => match stored.remove(&row.id) {
+                    // Read a moment after the page: the version may be newer
+                    // than the page's, and is kept as what it is.
                     Some(StoredRendering {
                         rendering: Some(json),
                         version,
                         ..
-                    }),
-                ) => {
-                    self.kept_renderings.keep(row.id, version, &json);
-                    json
-                }
-                (
-                    None,
-                    Some(StoredRendering {
-                        rendering: None, ..
-                    }),
-                ) => match load_post(&mut *self.conn().await?, id).await? {
-                    Some(post) => (self.render.render)(&post),
-                    None => continue,
+                    }) => {
+                        self.kept_renderings.keep(row.id, version, &json);
+                        json
+                    }
+                    // Deleted since the page was read.
+                    None if plan == PagePlan::IndexOnly => continue,
+                    // Stored by another renderer: rendered from its row.
+                    _ => match load_post(&mut *self.conn().await?, id).await? {
+                        Some(post) => (self.render.render)(&post),
+                        None => continue,
+                    },
                 },
             };
             entries.push(FeedEntry {
@@ -255,27 +255,5 @@ impl PostStore for PgStore {
         }
         tx.commit().await?;
         Ok(Some(DeletedPost { blob_keys }))
-    }
-}
-
-impl PgStore {
-    /// Each row's rendering as kept, else as the page read it (then kept);
-    /// `None` for a post to read after. Notes how many were kept.
-    fn look_up_kept(&self, rows: &mut [FeedRow]) -> Vec<Option<String>> {
-        let mut kept = 0;
-        let renderings = rows
-            .iter_mut()
-            .map(|row| match self.kept_renderings.get(row.id, row.version) {
-                Some(json) => {
-                    kept += 1;
-                    Some(json)
-                }
-                None => row.rendering.take().inspect(|json| {
-                    self.kept_renderings.keep(row.id, row.version, json);
-                }),
-            })
-            .collect();
-        self.kept_hits.note(kept, rows.len() as u64);
-        renderings
     }
 }

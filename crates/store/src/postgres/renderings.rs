@@ -29,6 +29,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 
+use super::read_batches::FeedRow;
+
 type Key = (uuid::Uuid, i64);
 
 #[derive(Clone)]
@@ -41,31 +43,59 @@ impl Weighter<Key, Box<str>> for ByLength {
     }
 }
 
-/// `None` when the node keeps none (`--rendering-cache-mib 0`). A kept
-/// rendering is handed out as a copy, made under the shard's read lock: the
-/// page copies it into its answer anyway, and a shared `Arc` would add two
-/// atomic updates of one counter per post, which the cores reading the same
-/// popular posts contend for.
-pub struct KeptRenderings(Option<Cache<Key, Box<str>, ByLength>>);
+/// The renderings kept (`None` when the node keeps none,
+/// `--rendering-cache-mib 0`), and how many of its pages' posts were kept. A
+/// kept rendering is handed out as a copy, made under the shard's read lock:
+/// the page copies it into its answer anyway, and a shared `Arc` would add
+/// two atomic updates of one counter per post, which the cores reading the
+/// same popular posts contend for.
+pub struct KeptRenderings {
+    cache: Option<Cache<Key, Box<str>, ByLength>>,
+    hits: Hits,
+}
 
 impl KeptRenderings {
     /// Keeps up to `bytes` of renderings (none for 0).
     pub fn new(bytes: u64) -> Self {
         let estimated_items = (bytes / 1_500).max(1) as usize;
-        KeptRenderings((bytes > 0).then(|| Cache::with_weighter(estimated_items, bytes, ByLength)))
+        KeptRenderings {
+            cache: (bytes > 0).then(|| Cache::with_weighter(estimated_items, bytes, ByLength)),
+            hits: Hits::default(),
+        }
     }
 
-    /// Whether any are kept.
-    pub fn any(&self) -> bool {
-        self.0.is_some()
+    /// How the next page is best read.
+    pub fn plan(&self) -> PagePlan {
+        self.hits.plan(self.cache.is_some())
     }
 
-    pub fn get(&self, id: uuid::Uuid, version: i64) -> Option<String> {
-        self.0.as_ref()?.get(&(id, version)).map(String::from)
+    /// Each row's rendering as kept, else as the page read it (then kept);
+    /// `None` for a post whose rendering the page did not read. Notes how
+    /// many were kept.
+    pub fn look_up(&self, rows: &mut [FeedRow]) -> Vec<Option<String>> {
+        let mut kept = 0;
+        let renderings = rows
+            .iter_mut()
+            .map(|row| match self.get(row.id, row.version) {
+                Some(json) => {
+                    kept += 1;
+                    Some(json)
+                }
+                None => row.rendering.take().inspect(|json| {
+                    self.keep(row.id, row.version, json);
+                }),
+            })
+            .collect();
+        self.hits.note(kept, rows.len() as u64);
+        renderings
+    }
+
+    fn get(&self, id: uuid::Uuid, version: i64) -> Option<String> {
+        self.cache.as_ref()?.get(&(id, version)).map(String::from)
     }
 
     pub fn keep(&self, id: uuid::Uuid, version: i64, rendering: &str) {
-        if let Some(cache) = &self.0 {
+        if let Some(cache) = &self.cache {
             cache.insert((id, version), Box::from(rendering));
         }
     }
@@ -74,7 +104,7 @@ impl KeptRenderings {
 /// The share of looked-up posts that were kept, over the last few thousand
 /// lookups (both counts are halved as they pass `WINDOW`).
 #[derive(Default)]
-pub struct Hits {
+struct Hits {
     kept: AtomicU64,
     looked: AtomicU64,
     pages: AtomicU64,
@@ -105,7 +135,7 @@ const WINDOW: u64 = 8_192;
 const INDEX_ONLY_FROM: f64 = 0.8;
 
 impl Hits {
-    pub fn note(&self, kept: u64, looked: u64) {
+    fn note(&self, kept: u64, looked: u64) {
         let before = self.looked.fetch_add(looked, Relaxed);
         self.kept.fetch_add(kept, Relaxed);
         if before + looked > WINDOW {
@@ -117,7 +147,7 @@ impl Hits {
 
     /// How the next page is best read, on a node that keeps renderings
     /// (`any`) or none.
-    pub fn plan(&self, any: bool) -> PagePlan {
+    fn plan(&self, any: bool) -> PagePlan {
         if any && self.mostly_kept() {
             return PagePlan::IndexOnly;
         }
