@@ -21,7 +21,6 @@ use crate::worker::{Worker, WorkerConfig};
 pub async fn open_backend(
     database: &DatabaseUrl,
     pool: usize,
-    rendering_cache_bytes: u64,
 ) -> anyhow::Result<(Arc<dyn Store>, Arc<dyn RateLimits>)> {
     match database {
         DatabaseUrl::Sqlite(path) => {
@@ -36,7 +35,7 @@ pub async fn open_backend(
             Ok((Arc::new(store), Arc::new(MemoryRateLimits::default())))
         }
         DatabaseUrl::Postgres(url) => {
-            let store = Arc::new(PgStore::connect(url, pool, rendering_cache_bytes).await?);
+            let store = Arc::new(PgStore::connect(url, pool).await?);
             Ok((store.clone(), store))
         }
     }
@@ -53,8 +52,7 @@ fn sqlite_readers() -> u32 {
 
 pub async fn open_store(database: &DatabaseUrl) -> anyhow::Result<Arc<dyn Store>> {
     Ok(
-        // Tools (migrate, admin) serve no feed pages: they keep no renderings.
-        open_backend(database, crate::config::default_database_pool(), 0)
+        open_backend(database, crate::config::default_database_pool())
             .await?
             .0,
     )
@@ -76,12 +74,7 @@ pub async fn services(config: &Config) -> anyhow::Result<Services> {
     }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-    let (store, rate_limits) = open_backend(
-        &config.database,
-        config.database_pool,
-        config.rendering_cache_bytes,
-    )
-    .await?;
+    let (store, rate_limits) = open_backend(&config.database, config.database_pool).await?;
     if store.has_set_aside().await? {
         anyhow::bail!(
             "this database is the target of an unfinished `imagegram migrate` (its indexes are \

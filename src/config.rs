@@ -138,9 +138,6 @@ pub struct ServerArgs {
     /// Milliseconds a checked bearer token is trusted without asking the database; a logout through another process takes that long to reach this one; 0 disables
     #[arg(long, env = "IMAGEGRAM_SESSION_CACHE_MS")]
     pub session_cache_ms: Option<u64>,
-    /// PostgreSQL: MiB of post renderings each node keeps for feed pages, by post and version (never stale); 0 reads every rendering from the database
-    #[arg(long, env = "IMAGEGRAM_RENDERING_CACHE_MIB")]
-    pub rendering_cache_mib: Option<u64>,
     /// Benchmarks: serve a fixed body of this many bytes at GET /v1/_bench/ceiling.
     #[cfg(feature = "bench")]
     #[arg(long, hide = true)]
@@ -277,8 +274,6 @@ pub struct Config {
     pub image_memory_budget: u64,
     pub feed_cache_ttl: Duration,
     pub session_cache_ttl: Duration,
-    /// Bytes of renderings a PostgreSQL node keeps (`store::postgres::renderings`).
-    pub rendering_cache_bytes: u64,
     #[cfg(feature = "bench")]
     pub bench_ceiling_bytes: usize,
     pub job_lease: Duration,
@@ -368,7 +363,6 @@ pub struct Settings {
     pub image_memory_mib: u64,
     pub feed_cache_ms: u64,
     pub session_cache_ms: u64,
-    pub rendering_cache_mib: u64,
     #[cfg(feature = "bench")]
     pub bench_ceiling_bytes: usize,
     pub job_lease_secs: u64,
@@ -402,9 +396,6 @@ impl Default for Settings {
             image_memory_mib: 1024,
             feed_cache_ms: 1000,
             session_cache_ms: 1000,
-            // ~45,000 renderings of ~1.4 kB (with their two newest comments):
-            // the feed's top and every page in recent use, for bounded memory.
-            rendering_cache_mib: 64,
             #[cfg(feature = "bench")]
             bench_ceiling_bytes: 0,
             job_lease_secs: 30,
@@ -539,7 +530,6 @@ impl Settings {
             image_memory_budget: self.image_memory_mib.max(1) << 20,
             feed_cache_ttl: Duration::from_millis(self.feed_cache_ms),
             session_cache_ttl: Duration::from_millis(self.session_cache_ms),
-            rendering_cache_bytes: self.rendering_cache_mib << 20,
             #[cfg(feature = "bench")]
             bench_ceiling_bytes: self.bench_ceiling_bytes,
             job_lease: Duration::from_secs(self.job_lease_secs.max(1)),

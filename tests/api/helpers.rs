@@ -631,3 +631,11 @@ pub fn blobs_of(
         .unwrap_or_else(|| format!("file://{}/blobs", data_dir.display()));
     imagegram::app::open_blobs(&imagegram::config::parse_blob_url(&url).unwrap()).unwrap()
 }
+
+/// Text of `chars` characters, each four bytes in UTF-8: the most bytes a
+/// field of that many characters holds. A post with the longest caption or
+/// comments of it has a rendering far longer than a PostgreSQL index entry
+/// holds (migration 0019).
+pub fn widest_text(chars: usize) -> String {
+    "\u{1D11E}".repeat(chars)
+}

@@ -29,8 +29,14 @@ async fn an_embedded_instance_migrates_completely_and_resumably() {
     let bob = source.register("bob").await;
     let mut ids = Vec::new();
     for n in 0..3 {
+        // The first, at the top of the feed, with the longest caption: on
+        // PostgreSQL its rendering is too long for the feed index (0019).
+        let caption = match n {
+            0 => crate::helpers::widest_text(2_200),
+            _ => format!("post {n}"),
+        };
         ids.push(
-            source.ready_post(&alice, &format!("post {n}")).await["id"]
+            source.ready_post(&alice, &caption).await["id"]
                 .as_str()
                 .unwrap()
                 .to_owned(),
@@ -395,9 +401,12 @@ async fn the_copy_covers_every_table_and_column_of_the_postgres_schema() {
         &["--workers", "0"],
     );
     let mut conn = sqlx::PgConnection::connect(&database).await.unwrap();
+    // posts.rendered_long is where PostgreSQL keeps a `rendered` too long
+    // for the feed index (migration 0019): read and written as `rendered`.
     let rows: Vec<(String, String)> = sqlx::query_as(
         "SELECT table_name::text, column_name::text FROM information_schema.columns \
-         WHERE table_schema = 'public' AND table_name NOT IN ('_sqlx_migrations', 'rate_limits', 'migrate_set_aside')",
+         WHERE table_schema = 'public' AND table_name NOT IN ('_sqlx_migrations', 'rate_limits', 'migrate_set_aside') \
+           AND (table_name, column_name) <> ('posts', 'rendered_long')",
     )
     .fetch_all(&mut conn)
     .await

@@ -513,9 +513,9 @@ async fn ready_post_at(
 }
 
 /// A deep feed page on one API node shows every change another node made to
-/// its posts: comments added and deleted, a caption edited. (On PostgreSQL a
-/// node keeps the renderings it has read, by post and version; nothing tells
-/// it of the other node's writes but the versions the page reads.)
+/// its posts: comments added and deleted, a caption edited. No node keeps
+/// pages or renderings past the first page's bounded cache, and this test
+/// holds any that would to it.
 #[tokio::test]
 async fn deep_pages_on_one_node_show_what_another_node_wrote() {
     let dir = tempfile::tempdir().unwrap();

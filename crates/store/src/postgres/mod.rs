@@ -15,7 +15,6 @@ mod pool;
 mod posts;
 mod rate_limits;
 mod read_batches;
-mod renderings;
 mod rows;
 mod safety;
 mod transfer;
@@ -42,15 +41,9 @@ pub struct PgStore {
     comment_batches: comment_batches::CommentBatcher,
     /// Comment deletions likewise (`comment_deletions`).
     deletion_batches: comment_deletions::DeletionBatcher,
-    /// Single posts, feed pages and renderings are read through these
-    /// (`read_batches`).
+    /// Single posts and feed pages are read through these (`read_batches`).
     post_reads: read_batches::PostReader,
     page_reads: read_batches::PageReader,
-    rendered_page_reads: read_batches::PageReader,
-    rendering_reads: read_batches::RenderingReader,
-    /// Renderings of feed posts this node has read, and how many of its
-    /// pages' posts it had (`renderings`).
-    kept_renderings: renderings::KeptRenderings,
     jobs_queued: Arc<Notify>,
     event_wakers: Arc<super::wakers::EventWakers>,
     /// Writes the rendering kept beside each post.
@@ -68,13 +61,8 @@ impl From<sqlx::Error> for StoreError {
 
 impl PgStore {
     /// Connects, runs the migrations and starts listening for job
-    /// notifications. Feed pages keep up to `rendering_cache_bytes` of
-    /// renderings (`renderings`).
-    pub async fn connect(
-        url: &str,
-        max_connections: usize,
-        rendering_cache_bytes: u64,
-    ) -> anyhow::Result<Self> {
+    /// notifications.
+    pub async fn connect(url: &str, max_connections: usize) -> anyhow::Result<Self> {
         let options: PgConnectOptions = url.parse().context("the PostgreSQL URL")?;
         // Every statement here is an index lookup whose best plan does not
         // depend on its parameters, and sqlx prepares each once per
@@ -119,18 +107,7 @@ impl PgStore {
             comment_batches: comment_batches::comment_batcher(pool.clone(), POST_RENDERER),
             deletion_batches: comment_deletions::deletion_batcher(pool.clone(), POST_RENDERER),
             post_reads: read_batches::post_reader(pool.clone()),
-            page_reads: read_batches::page_reader(
-                pool.clone(),
-                read_batches::PageRead::IndexOnly,
-                POST_RENDERER.version,
-            ),
-            rendered_page_reads: read_batches::page_reader(
-                pool.clone(),
-                read_batches::PageRead::WithRenderings,
-                POST_RENDERER.version,
-            ),
-            rendering_reads: read_batches::rendering_reader(pool.clone(), POST_RENDERER.version),
-            kept_renderings: renderings::KeptRenderings::new(rendering_cache_bytes),
+            page_reads: read_batches::page_reader(pool.clone(), POST_RENDERER.version),
             pool,
             jobs_queued,
             event_wakers,

@@ -1,13 +1,10 @@
 //! Posts and the feed on PostgreSQL.
 
-use std::collections::HashMap;
-
 use async_trait::async_trait;
 use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgRow;
 
-use super::read_batches::{PageAsk, StoredRendering};
-use super::renderings::PagePlan;
+use super::read_batches::PageAsk;
 use super::rows::{
     POST_COLUMNS, load_post, lock_post, post_from_row, queue_blob_deletion, save_edit,
 };
@@ -96,59 +93,19 @@ impl PostStore for PgStore {
         limit: u32,
         now: Timestamp,
     ) -> StoreResult<Vec<FeedEntry>> {
-        // From the index alone while most posts are kept, else with their
-        // renderings (renderings.rs says why).
-        let plan = self.kept_renderings.plan();
-        let reader = match plan {
-            PagePlan::IndexOnly => &self.page_reads,
-            PagePlan::WithRenderings { .. } => &self.rendered_page_reads,
-        };
-        let mut rows = reader.submit(PageAsk { after, limit, now }).await?;
-        let renderings: Vec<Option<String>> = match plan {
-            PagePlan::WithRenderings { probe: false } => {
-                rows.iter_mut().map(|row| row.rendering.take()).collect()
-            }
-            _ => self.kept_renderings.look_up(&mut rows),
-        };
-        // Only a page read from the index alone has renderings still to read;
-        // one read with them that came back without is stored by another
-        // renderer, and reading it again would find the same.
-        let missing: Vec<uuid::Uuid> = rows
-            .iter()
-            .zip(&renderings)
-            .filter(|(_, json)| json.is_none())
-            .map(|(row, _)| row.id)
-            .collect();
-        let mut stored: HashMap<uuid::Uuid, StoredRendering> =
-            if plan != PagePlan::IndexOnly || missing.is_empty() {
-                HashMap::new()
-            } else {
-                let read = self.rendering_reads.submit(missing).await?;
-                read.into_iter().map(|r| (r.id, r)).collect()
-            };
+        let rows = self
+            .page_reads
+            .submit(PageAsk { after, limit, now })
+            .await?;
         let mut entries = Vec::with_capacity(rows.len());
-        for (row, json) in rows.into_iter().zip(renderings) {
+        for row in rows {
             let id = PostId::from_uuid(row.id);
-            let json = match json {
+            let json = match row.rendering {
                 Some(json) => json,
-                None => match stored.remove(&row.id) {
-                    // Read a moment after the page: the version may be newer
-                    // than the page's, and is kept as what it is.
-                    Some(StoredRendering {
-                        rendering: Some(json),
-                        version,
-                        ..
-                    }) => {
-                        self.kept_renderings.keep(row.id, version, &json);
-                        json
-                    }
-                    // Deleted since the page was read.
-                    None if plan == PagePlan::IndexOnly => continue,
-                    // Stored by another renderer: rendered from its row.
-                    _ => match load_post(&mut *self.conn().await?, id).await? {
-                        Some(post) => (self.render.render)(&post),
-                        None => continue,
-                    },
+                // Stored by another renderer: rendered from its row.
+                None => match load_post(&mut *self.conn().await?, id).await? {
+                    Some(post) => (self.render.render)(&post),
+                    None => continue,
                 },
             };
             entries.push(FeedEntry {

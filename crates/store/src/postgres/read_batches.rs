@@ -1,7 +1,5 @@
-//! Coalesced reads on PostgreSQL (`batches`): the single posts, the feed
-//! pages, and the renderings of feed posts a node has not kept
-//! (`renderings`), asked for while earlier ones are out, are read by one
-//! statement.
+//! Coalesced reads on PostgreSQL (`batches`): the single posts and the feed
+//! pages asked for while earlier ones are out are read by one statement.
 //! Each request gets exactly what its own statement would have returned; a
 //! request alone is the same one statement as before.
 
@@ -61,23 +59,6 @@ async fn read_posts(batch: Vec<Waiting<PostId, Option<Post>>>, pool: &Pool) {
     }
 }
 
-/// The FROM of a batch of feed pages, each a backward range on posts_feed
-/// selecting `$inner` columns; $1–$4 are the pages' places and sizes.
-macro_rules! page_ranges {
-    ($inner:literal) => {
-        concat!(
-            "FROM unnest($1::bigint[], $2::uuid[], $3::timestamptz[], $4::bigint[]) \
-               WITH ORDINALITY AS w(comment_count, id, now, page_size, ord) \
-             CROSS JOIN LATERAL (SELECT ",
-            $inner,
-            " FROM posts p WHERE p.status = 'ready' \
-               AND (p.comment_count, p.id) < (w.comment_count, w.id) \
-               AND (p.expires_at IS NULL OR p.expires_at > w.now) \
-               ORDER BY p.comment_count DESC, p.id DESC LIMIT w.page_size) p"
-        )
-    };
-}
-
 /// A feed page as asked for: posts after `after` in feed order.
 pub struct PageAsk {
     pub after: Option<FeedCursor>,
@@ -85,45 +66,30 @@ pub struct PageAsk {
     pub now: Timestamp,
 }
 
-/// A feed row: id, count, version and author, and the rendering when the
-/// page was read with them (`None` also when stored by another renderer).
+/// A feed row: id, count and author, and the rendering (`None` when stored
+/// by another renderer).
 pub struct FeedRow {
     pub id: uuid::Uuid,
     pub comment_count: i64,
-    pub version: i64,
     pub author: uuid::Uuid,
     pub rendering: Option<String>,
 }
 
 pub type PageReader = Batcher<PageAsk, Vec<FeedRow>>;
 
-/// How a page's rows are read: from the `posts_feed` index alone (every
-/// column is in it, migration 0018: an index-only scan), or with each post's
-/// rendering from the table.
-#[derive(Clone, Copy)]
-pub enum PageRead {
-    IndexOnly,
-    WithRenderings,
-}
-
-pub fn page_reader(pool: Pool, how: PageRead, rendered_version: i64) -> PageReader {
-    let kind = match how {
-        PageRead::IndexOnly => "feed_page",
-        PageRead::WithRenderings => "feed_page_rendered",
-    };
+pub fn page_reader(pool: Pool, rendered_version: i64) -> PageReader {
     Batcher::start(
-        kind,
+        "feed_page",
         READS_AT_ONCE,
         MOST_PER_READ,
         pool,
-        move |batch, pool| async move { read_pages(batch, &pool, how, rendered_version).await },
+        move |batch, pool| async move { read_pages(batch, &pool, rendered_version).await },
     )
 }
 
 async fn read_pages(
     batch: Vec<Waiting<PageAsk, Vec<FeedRow>>>,
     pool: &Pool,
-    how: PageRead,
     rendered_version: i64,
 ) {
     let from = |ask: &PageAsk| match ask.after {
@@ -131,21 +97,23 @@ async fn read_pages(
         None => (i64::MAX, uuid::Uuid::max()),
     };
     // Each page is one backward range on posts_feed (comment_count, id), as
-    // a page alone reads it, its rows tagged with the page's place. The two
-    // differ only in the rendering's column, which only the table holds.
-    let sql = match how {
-        PageRead::IndexOnly => concat!(
-            "SELECT w.ord, p.id, p.comment_count, p.version, p.author_id, NULL::text ",
-            page_ranges!("p.id, p.comment_count, p.version, p.author_id")
-        ),
-        PageRead::WithRenderings => concat!(
-            "SELECT w.ord, p.id, p.comment_count, p.version, p.author_id, \
-             CASE WHEN p.rendered_version = $5 THEN p.rendered END ",
-            page_ranges!(
-                "p.id, p.comment_count, p.version, p.author_id, p.rendered_version, p.rendered"
-            )
-        ),
-    };
+    // a page alone reads it, its rows tagged with the page's place. Every
+    // column it reads is in the index, renderings included (migration
+    // 0019): an index-only scan over a few neighbouring leaf pages. Only a
+    // rendering too long for the index is read from the table, by the
+    // subquery that runs for that row alone.
+    // $1–$4 are the pages' places and sizes.
+    let sql = "SELECT w.ord, p.id, p.comment_count, p.author_id, \
+         CASE WHEN p.rendered_version = $5 THEN COALESCE(p.rendered, \
+           (SELECT l.rendered_long FROM posts l WHERE l.id = p.id)) END \
+         FROM unnest($1::bigint[], $2::uuid[], $3::timestamptz[], $4::bigint[]) \
+           WITH ORDINALITY AS w(comment_count, id, now, page_size, ord) \
+         CROSS JOIN LATERAL (SELECT p.id, p.comment_count, p.author_id, p.rendered_version, \
+             p.rendered \
+           FROM posts p WHERE p.status = 'ready' \
+             AND (p.comment_count, p.id) < (w.comment_count, w.id) \
+             AND (p.expires_at IS NULL OR p.expires_at > w.now) \
+           ORDER BY p.comment_count DESC, p.id DESC LIMIT w.page_size) p";
     let read = async {
         sqlx::query(sql)
             .bind(batch.iter().map(|w| from(&w.input).0).collect::<Vec<_>>())
@@ -164,9 +132,8 @@ async fn read_pages(
                     FeedRow {
                         id: r.try_get(1)?,
                         comment_count: r.try_get(2)?,
-                        version: r.try_get(3)?,
-                        author: r.try_get(4)?,
-                        rendering: r.try_get(5)?,
+                        author: r.try_get(3)?,
+                        rendering: r.try_get(4)?,
                     },
                 ))
             })
@@ -183,70 +150,6 @@ async fn read_pages(
                 // In feed order whatever order the join returned them in.
                 page.sort_by_key(|row| std::cmp::Reverse((row.comment_count, row.id)));
                 waiting.answer(Ok(page));
-            }
-        }
-        Err(e) => fail_all(batch, e),
-    }
-}
-
-/// A post's rendering as stored: its id, its version, and the rendering
-/// (`None` when stored by another renderer).
-#[derive(Clone)]
-pub struct StoredRendering {
-    pub id: uuid::Uuid,
-    pub version: i64,
-    pub rendering: Option<String>,
-}
-
-/// Reads the renderings of posts a page found that the node has not kept;
-/// one request is one page's posts. Posts deleted since are left out.
-pub type RenderingReader = Batcher<Vec<uuid::Uuid>, Vec<StoredRendering>>;
-
-pub fn rendering_reader(pool: Pool, rendered_version: i64) -> RenderingReader {
-    Batcher::start(
-        "rendering",
-        READS_AT_ONCE,
-        MOST_PER_READ,
-        pool,
-        move |batch, pool| async move { read_renderings(batch, &pool, rendered_version).await },
-    )
-}
-
-async fn read_renderings(
-    batch: Vec<Waiting<Vec<uuid::Uuid>, Vec<StoredRendering>>>,
-    pool: &Pool,
-    rendered_version: i64,
-) {
-    let ids: Vec<uuid::Uuid> = batch.iter().flat_map(|w| w.input.iter().copied()).collect();
-    let read = async {
-        sqlx::query(
-            "SELECT id, version, CASE WHEN rendered_version = $2 THEN rendered END \
-             FROM posts WHERE id = ANY($1)",
-        )
-        .bind(ids)
-        .bind(rendered_version)
-        .try_map(|r: PgRow| {
-            Ok(StoredRendering {
-                id: r.try_get(0)?,
-                version: r.try_get(1)?,
-                rendering: r.try_get(2)?,
-            })
-        })
-        .fetch_all(&mut *pool::get(pool).await?)
-        .await
-    };
-    match read.await {
-        Ok(rows) => {
-            let found: HashMap<uuid::Uuid, StoredRendering> =
-                rows.into_iter().map(|r| (r.id, r)).collect();
-            for waiting in batch {
-                // Two pages of a batch may share posts: each gets its own copy.
-                let mine = waiting
-                    .input
-                    .iter()
-                    .filter_map(|id| found.get(id).cloned())
-                    .collect();
-                waiting.answer(Ok(mine));
             }
         }
         Err(e) => fail_all(batch, e),

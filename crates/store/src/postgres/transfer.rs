@@ -12,6 +12,10 @@ use domain::Timestamp;
 
 /// The expression that reads a column as the type `read_value` expects.
 fn select_expr(column: &str, kind: Kind) -> String {
+    // A long rendering is set aside in a column of its own (migration 0019).
+    if column == "rendered" {
+        return "COALESCE(rendered, rendered_long) AS rendered".to_owned();
+    }
     match kind {
         Kind::Int(_) => format!("{column}::bigint AS {column}"),
         Kind::Json => format!("{column}::text AS {column}"),
