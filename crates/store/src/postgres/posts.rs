@@ -105,7 +105,7 @@ impl PostStore for PgStore {
                 // Stored by another renderer: rendered from its row.
                 None => match load_post(&mut *self.conn().await?, id).await? {
                     Some(post) => (self.render.render)(&post),
-                    None => continue,
+                    None => continue, // deleted since the page was read
                 },
             };
             entries.push(FeedEntry {

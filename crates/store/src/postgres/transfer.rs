@@ -276,7 +276,7 @@ impl Transfer for PgStore {
         // first statements on the loaded tables blind, until autovacuum
         // gets to them; and the visibility map and hint bits set at once,
         // not by the first readers: index-only scans (the feed's, migration
-        // 0018) then read no table page, and no reader writes one.
+        // 0019) then read no table page, and no reader writes one.
         for table in tables {
             sqlx::query(AssertSqlSafe(format!("VACUUM (ANALYZE) {table}")))
                 .execute(&mut *conn)
